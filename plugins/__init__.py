@@ -1,0 +1,1 @@
+"""First-party plugins, registered through the `aitrados` entry-point group."""

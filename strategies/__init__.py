@@ -1,0 +1,1 @@
+"""First-party strategy plugins, registered through the `aitrados` entry-point group."""
