@@ -1,0 +1,1 @@
+"""Trading: strategy runtime, incremental indicators, risk engine, paper broker and reports."""
