@@ -49,9 +49,10 @@ class BusSettings(BaseModel):
     rpc_timeout: float = Field(10.0, gt=0, description="default client-side timeout of one RPC call, seconds")
     max_message_size: int = Field(16 * 1024 * 1024, description="bytes; larger messages are dropped by the routers (ZMQ_MAXMSGSIZE)")
     hwm: int = Field(100_000, description="send/receive high-water mark (messages) of the router sockets")
-    curve_secret_key_file: str | None = Field(None, description="router's CURVE secret key file (from `aitrados keygen`)")
-    curve_public_key_file: str | None = Field(None, description="router's CURVE public key file, for clients")
-    curve_authorized_dir: str | None = Field(None, description="folder of client public keys allowed to connect; unset = any client holding the server key")
+    curve_secret_key_file: str | None = Field(None, description="router's CURVE secret certificate (server.key_secret from `aitrados keygen`)")
+    curve_public_key_file: str | None = Field(None, description="router's CURVE public certificate (server.key), given to clients")
+    curve_client_secret_key_file: str | None = Field(None, description="this client's CURVE secret certificate (client.key_secret)")
+    curve_authorized_dir: str | None = Field(None, description="folder of client public certificates allowed to connect; unset = any client that knows the server key")
 
 
 class Settings(BaseSettings):

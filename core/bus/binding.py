@@ -1,0 +1,43 @@
+"""Binding router sockets with errors that say what to change."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import zmq
+
+from .addresses import PORT_SETTING, AlreadyRunningError, Role, clear_stale_ipc
+
+
+class BindError(RuntimeError):
+    """A router could not bind one of its addresses."""
+
+
+def bind_all(sock: zmq.Socket, addresses: list[str], role: Role) -> list[str]:
+    """Bind *sock* to every address; returns the bound addresses (tcp port 0 resolved).
+
+    A stale ipc file is removed first; a live peer on it raises ``AlreadyRunningError``;
+    a tcp port in use raises ``BindError`` naming the port and the setting that changes it.
+    """
+    bound: list[str] = []
+    for addr in addresses:
+        if addr.startswith("ipc://"):
+            clear_stale_ipc(Path(addr[len("ipc://"):]))
+        try:
+            sock.bind(addr)
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                if addr.startswith("tcp://"):
+                    setting = PORT_SETTING[role]
+                    raise BindError(
+                        f"tcp port {addr.rsplit(':', 1)[1]} ({role}) is already in use "
+                        f"(is a middleware already running?); choose another port with "
+                        f"AITRADOS_BUS__{setting.upper()} (setting bus.{setting}), or 0 for any free port"
+                    ) from None
+                raise AlreadyRunningError(
+                    f"a middleware is already running at {addr}; stop it or set AITRADOS_BUS__NAME"
+                ) from None
+            raise BindError(f"cannot bind {addr} ({role}): {exc}") from None
+        bound.append(sock.last_endpoint.decode() if addr.startswith("tcp://") else addr)
+    return bound

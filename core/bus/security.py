@@ -1,0 +1,105 @@
+"""CURVE security for the routers and their peers (pyzmq's ``zmq.auth``).
+
+Binding beyond loopback without keys is refused; ``aitrados keygen`` makes the keys.
+inproc peers live inside the middleware's process and are trusted (libzmq does not run a
+security handshake on inproc); ipc and tcp peers must present keys once CURVE is on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from ..settings import BusSettings
+from .addresses import is_loopback
+
+
+class SecurityError(RuntimeError):
+    """The bus configuration is unsafe or its keys are unusable."""
+
+
+def curve_enabled(bus: BusSettings) -> bool:
+    """True when the router has a CURVE secret key configured."""
+    return bool(bus.curve_secret_key_file)
+
+
+def check_bind_safety(bus: BusSettings) -> None:
+    """Refuse a tcp bind beyond loopback unless CURVE keys are configured.
+
+    Raises ``SecurityError`` with the commands that fix it.
+    """
+    if bus.enable_tcp and not is_loopback(bus.host) and not curve_enabled(bus):
+        raise SecurityError(
+            f"refusing to bind tcp on {bus.host!r} without CURVE keys: anyone on that network could "
+            "call services and read the bus. Make keys with `aitrados keygen --dir KEYS` and set "
+            "AITRADOS_BUS__CURVE_SECRET_KEY_FILE=KEYS/server.key_secret (clients: "
+            "AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE=KEYS/server.key and "
+            "AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE=KEYS/client.key_secret), "
+            "or bind to 127.0.0.1 (AITRADOS_BUS__HOST)."
+        )
+
+
+def _load(path: str, need_secret: bool) -> tuple[bytes, bytes | None]:
+    p = Path(path)
+    if not p.is_file():
+        raise SecurityError(f"CURVE key file {p} does not exist; make keys with `aitrados keygen --dir DIR`")
+    public, secret = zmq.auth.load_certificate(p)
+    if need_secret and not secret:
+        raise SecurityError(f"{p} holds no secret key; point the setting at the *.key_secret file")
+    return public, secret
+
+
+def make_keys(directory: str | Path) -> dict[str, Path]:
+    """Create a server and a client key pair in *directory*; returns the four file paths."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out: dict[str, Path] = {}
+    for name in ("server", "client"):
+        public, secret = zmq.auth.create_certificates(d, name)
+        Path(secret).chmod(0o600)
+        out[f"{name}_public"] = Path(public)
+        out[f"{name}_secret"] = Path(secret)
+    return out
+
+
+def apply_server(sock: zmq.Socket, bus: BusSettings) -> None:
+    """Make *sock* a CURVE server if keys are configured (no-op otherwise)."""
+    if not curve_enabled(bus):
+        return
+    public, secret = _load(bus.curve_secret_key_file or "", need_secret=True)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_server = True
+
+
+def apply_client(sock: zmq.Socket, bus: BusSettings, address: str) -> None:
+    """Give *sock* client keys when the router uses CURVE and *address* is not inproc."""
+    if address.startswith("inproc://") or not (bus.curve_public_key_file or curve_enabled(bus)):
+        return
+    server_file = bus.curve_public_key_file or bus.curve_secret_key_file or ""
+    server_public, _ = _load(server_file, need_secret=False)
+    if not bus.curve_client_secret_key_file:
+        raise SecurityError(
+            "the router uses CURVE: set AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE to a client "
+            "secret certificate (client.key_secret from `aitrados keygen`)"
+        )
+    public, secret = _load(bus.curve_client_secret_key_file, need_secret=True)
+    sock.curve_serverkey = server_public
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+
+
+def start_authenticator(ctx: zmq.Context, bus: BusSettings) -> ThreadAuthenticator | None:
+    """Start the ZAP authenticator for CURVE (allow-list from ``curve_authorized_dir``)."""
+    if not curve_enabled(bus):
+        return None
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    if bus.curve_authorized_dir:
+        auth.configure_curve(domain="*", location=bus.curve_authorized_dir)
+    else:
+        auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+    return auth

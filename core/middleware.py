@@ -1,0 +1,180 @@
+"""The middleware: one object that runs the RPC router and the pub/sub router.
+
+Embed it (``with Middleware(settings) as mw: ...``) or run it with ``aitrados run``.
+It binds tcp (127.0.0.1 by default), ipc and inproc, refuses unsafe binds, removes stale ipc
+files, reports a port in use by name, and watches its router threads: a thread that dies
+makes ``failure`` non-None and ``wait()`` return, so nothing fails silently.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import zmq
+from loguru import logger
+
+from .bus.addresses import ROLES, Endpoints, Role, endpoints_for, ensure_ipc_dir, inproc_address, ipc_path, tcp_address
+from .bus.client import RPCClient
+from .bus.pubsub import Publisher, PubSubRouter, Subscriber
+from .bus.rpc import RPCRouter
+from .bus.security import apply_server, check_bind_safety, start_authenticator
+from .bus.service import Service, ServiceWorker
+from .settings import Settings, load_settings
+
+
+class Middleware:
+    """The routers of one middleware instance.
+
+    :param settings: effective settings (``load_settings()`` when omitted)
+    :param context: ZeroMQ context; the process-wide one by default, so in-process clients
+        reach the routers over inproc without passing it around
+    """
+
+    def __init__(self, settings: Settings | None = None, context: zmq.Context | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.bus = self.settings.bus
+        self.context = context or zmq.Context.instance()
+        self.rpc: RPCRouter | None = None
+        self.pubsub: PubSubRouter | None = None
+        self.workers: list[ServiceWorker] = []
+        self._auth: Any = None
+        self._tcp_ports: dict[Role, int] = {}
+        self._ipc_files: list[Path] = []
+        self._stopped = threading.Event()
+        self.running = False
+
+    # ---------------------------------------------------------------- addresses
+    def _bind_addresses(self, role: Role) -> list[str]:
+        b = self.bus
+        addrs = []
+        if b.enable_tcp:
+            addrs.append(tcp_address(b, role))
+        if b.enable_ipc:
+            addrs.append(f"ipc://{ipc_path(b, role)}")
+        addrs.append(inproc_address(b, role))
+        return addrs
+
+    def endpoints(self, transport: str = "auto") -> Endpoints:
+        """Connect addresses over *transport* (``auto`` = inproc: the caller is in this process)."""
+        return endpoints_for(self.bus, transport, in_process=True, tcp_ports=self._tcp_ports)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> Middleware:
+        """Bind and start both routers. Raises with a clear message when it cannot."""
+        if self.running:
+            return self
+        check_bind_safety(self.bus)
+        if self.bus.enable_ipc:
+            ensure_ipc_dir(self.bus)
+        self._auth = start_authenticator(self.context, self.bus)
+        secure = (lambda s: apply_server(s, self.bus)) if self.bus.curve_secret_key_file else None
+        self.pubsub = PubSubRouter(self.context, self.bus, self._bind_addresses("publish"),
+                                   self._bind_addresses("subscribe"), secure=secure)
+        self.rpc = RPCRouter(self.context, self.bus, self._bind_addresses("rpc_frontend"),
+                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topic_stats, secure=secure)
+        try:
+            ps = self.pubsub.bind()
+            rp = self.rpc.bind()
+        except BaseException:
+            self.pubsub.stop()
+            self.rpc.stop()
+            self._remove_ipc_files()
+            if self._auth:
+                self._auth.stop()
+            raise
+        for role, bound in (("publish", ps["sub"]), ("subscribe", ps["pub"]),
+                            ("rpc_frontend", rp["frontend"]), ("rpc_backend", rp["backend"])):
+            for a in bound:
+                if a.startswith("tcp://"):
+                    self._tcp_ports[role] = int(a.rsplit(":", 1)[1])  # type: ignore[index]
+                elif a.startswith("ipc://"):
+                    self._ipc_files.append(Path(a[len("ipc://"):]))
+        self.pubsub.start()
+        self.rpc.start()
+        self.running = True
+        logger.info("Pubsub Router Started")
+        logger.info("Sub addr:{}", ps["sub"])
+        logger.info("Pub addr:{}", ps["pub"])
+        logger.info("RPC Router Started")
+        logger.info("Frontend addr:{}", rp["frontend"])
+        logger.info("Backend addr:{}", rp["backend"])
+        return self
+
+    def stop(self) -> None:
+        """Stop services, routers and the authenticator; close sockets and remove ipc files."""
+        if not self.running:
+            return
+        for w in self.workers:
+            w.stop()
+        self.workers.clear()
+        if self.rpc:
+            self.rpc.stop()
+        if self.pubsub:
+            self.pubsub.stop()
+        if self._auth:
+            self._auth.stop()
+        self._remove_ipc_files()
+        self.running = False
+        self._stopped.set()
+        logger.info("middleware stopped")
+
+    def _remove_ipc_files(self) -> None:
+        for f in self._ipc_files:
+            f.unlink(missing_ok=True)
+        self._ipc_files.clear()
+
+    def __enter__(self) -> Middleware:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that killed a router or in-process service thread, if any."""
+        for part in (self.rpc, self.pubsub, *self.workers):
+            if part is not None and part.failure is not None:
+                return part.failure
+        if self.running and ((self.rpc and not self.rpc.alive) or (self.pubsub and not self.pubsub.alive)):
+            return RuntimeError("a router thread stopped unexpectedly")
+        return None
+
+    def wait(self, install_signals: bool = True) -> int:
+        """Block until SIGINT/SIGTERM, ``stop()`` or a router failure; stops and returns an exit code."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._stopped.set())
+        while not self._stopped.wait(0.5):
+            if self.failure is not None:
+                logger.error("middleware failing: {}", self.failure)
+                self.stop()
+                return 1
+        self.stop()
+        return 0
+
+    # ---------------------------------------------------------------- conveniences
+    def rpc_client(self, transport: str = "auto", timeout: float | None = None) -> RPCClient:
+        """A sync RPC client connected to this middleware."""
+        return RPCClient(self.endpoints(transport).rpc_frontend, bus=self.bus, context=self.context, timeout=timeout)
+
+    def publisher(self, transport: str = "auto") -> Publisher:
+        """A publisher connected to this middleware (one per thread)."""
+        return Publisher(self.endpoints(transport).publish, bus=self.bus, context=self.context)
+
+    def subscriber(self, prefixes: list[str] | tuple[str, ...] = (), transport: str = "auto") -> Subscriber:
+        """A subscriber connected to this middleware."""
+        return Subscriber(self.endpoints(transport).subscribe, prefixes, bus=self.bus, context=self.context)
+
+    def serve(self, service: Service, transport: str = "auto") -> ServiceWorker:
+        """Serve *service* from a worker thread in this process; returns the started worker."""
+        w = ServiceWorker(service, self.endpoints(transport).rpc_backend, bus=self.bus, context=self.context)
+        w.start()
+        self.workers.append(w)
+        return w
+
+
+__all__ = ["Middleware"]
