@@ -82,6 +82,8 @@ class Middleware:
         except BaseException:
             self.pubsub.stop()
             self.rpc.stop()
+            for bound in (*self.pubsub.bound.values(), *self.rpc.bound.values()):
+                self._ipc_files += [Path(a[len("ipc://"):]) for a in bound if a.startswith("ipc://")]
             self._remove_ipc_files()
             if self._auth:
                 self._auth.stop()

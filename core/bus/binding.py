@@ -14,13 +14,15 @@ class BindError(RuntimeError):
     """A router could not bind one of its addresses."""
 
 
-def bind_all(sock: zmq.Socket, addresses: list[str], role: Role) -> list[str]:
+def bind_all(sock: zmq.Socket, addresses: list[str], role: Role, bound: list[str] | None = None) -> list[str]:
     """Bind *sock* to every address; returns the bound addresses (tcp port 0 resolved).
+
+    Each success is appended to *bound* as it happens, so a caller can undo a partial bind.
 
     A stale ipc file is removed first; a live peer on it raises ``AlreadyRunningError``;
     a tcp port in use raises ``BindError`` naming the port and the setting that changes it.
     """
-    bound: list[str] = []
+    bound = [] if bound is None else bound
     for addr in addresses:
         if addr.startswith("ipc://"):
             clear_stale_ipc(Path(addr[len("ipc://"):]))

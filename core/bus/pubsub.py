@@ -94,8 +94,8 @@ class PubSubRouter:
         """Create and bind the XSUB and XPUB sockets; returns the bound addresses."""
         self._xsub = self._socket(zmq.XSUB)
         self._xpub = self._socket(zmq.XPUB)
-        self.bound["sub"] = bind_all(self._xsub, self.sub_addrs, "publish")
-        self.bound["pub"] = bind_all(self._xpub, self.pub_addrs, "subscribe")
+        bind_all(self._xsub, self.sub_addrs, "publish", self.bound["sub"])
+        bind_all(self._xpub, self.pub_addrs, "subscribe", self.bound["pub"])
         return self.bound
 
     def start(self) -> None:

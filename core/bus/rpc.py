@@ -134,8 +134,8 @@ class RPCRouter:
 
         self._fe = self._socket()
         self._be = self._socket()
-        self.bound["frontend"] = bind_all(self._fe, self.frontend_addrs, "rpc_frontend")
-        self.bound["backend"] = bind_all(self._be, self.backend_addrs, "rpc_backend")
+        bind_all(self._fe, self.frontend_addrs, "rpc_frontend", self.bound["frontend"])
+        bind_all(self._be, self.backend_addrs, "rpc_backend", self.bound["backend"])
         return self.bound
 
     def start(self) -> None:

@@ -1,0 +1,37 @@
+"""Logging through loguru: one sink on stderr, secrets scrubbed from every record."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from loguru import logger
+
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Never let *value* reach a log line (it is replaced by ``**********``)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def _scrub(record: dict) -> bool:
+    if _secrets:
+        msg = record["message"]
+        for s in _secrets:
+            if s in msg:
+                msg = msg.replace(s, "**********")
+        record["message"] = msg
+    return True
+
+
+def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> None:
+    """Send logs to stderr at *level* (DEBUG adds addresses and registrations)."""
+    for s in secrets:
+        register_secret(s)
+    logger.remove()
+    fmt = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | {message}"
+    if level.upper() == "DEBUG":
+        fmt += " <dim>({name}:{line})</dim>"
+    logger.add(sys.stderr, level=level.upper(), format=fmt, filter=_scrub, backtrace=False, diagnose=False)

@@ -1,0 +1,112 @@
+"""CLI helpers as a person runs them: call, status, tail, config, keygen (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aitrados.bus import Service
+from aitrados.middleware import Middleware
+
+from conftest import AITRADOS
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Shop(Service):
+    name = "shop"
+
+    def price(self, item: str, qty: int = 1) -> dict:
+        return {"item": item, "total": 2.5 * qty}
+
+
+def cli_env(mw: Middleware) -> dict[str, str]:
+    b = mw.bus
+    return dict(os.environ, AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir)
+
+
+def aitrados(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AITRADOS, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_call_prints_json(mw: Middleware) -> None:
+    mw.serve(Shop())
+    time.sleep(0.2)
+    r = aitrados("call", "shop", "price", "item=apple", "qty=4", env=cli_env(mw))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"item": "apple", "total": 10.0}
+    bad = aitrados("call", "nosuch", "x", env=cli_env(mw))
+    assert bad.returncode == 1 and "no service named 'nosuch'" in bad.stderr and "shop" in bad.stderr
+
+
+def test_status_lists_services_and_topics(mw: Middleware) -> None:
+    mw.serve(Shop())
+    pub = mw.publisher()
+    sub = mw.subscriber(["ohlc."])
+    time.sleep(0.3)
+    for i in range(4):
+        pub.publish("ohlc.CRYPTO:GLOBAL:BTCUSD.1M", {"close": i})
+    assert sub.recv(2) is not None
+    time.sleep(0.5)
+    r = aitrados("status", "--json", env=cli_env(mw))
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert "shop" in st["services"] and len(st["services"]["shop"]["workers"]) == 1
+    assert st["topics"]["ohlc.CRYPTO:GLOBAL:BTCUSD.1M"]["count"] == 4
+    human = aitrados("status", env=cli_env(mw))
+    assert "shop" in human.stdout and "ohlc.CRYPTO:GLOBAL:BTCUSD.1M" in human.stdout
+
+
+def test_tail_prints_messages(mw: Middleware) -> None:
+    p = subprocess.Popen([*AITRADOS, "tail", "news.", "--count", "3", "--seconds", "20"], env=cli_env(mw),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pub = mw.publisher()
+    stop = threading.Event()
+
+    def feed() -> None:  # keep publishing until the tail has subscribed and printed
+        i = 0
+        while not stop.is_set():
+            pub.publish("news.STOCK:US:SPX", {"title": f"n{i}"})
+            pub.publish("ohlc.ignored", i)
+            i += 1
+            time.sleep(0.05)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    out, err = p.communicate(timeout=30)
+    stop.set()
+    t.join()
+    lines = out.strip().splitlines()
+    assert p.returncode == 0 and len(lines) == 3, (out, err)
+    assert all(ln.startswith("news.STOCK:US:SPX #") for ln in lines)
+    assert json.loads(lines[0].split(" ", 2)[2])["title"].startswith("n")
+
+
+def test_config_masks_secrets(tmp_path: Path) -> None:
+    env = dict(os.environ, AITRADOS_SECRET_KEY="sk-very-secret-value-123", AITRADOS_BUS__PUB_PORT="6000")
+    r = subprocess.run([*AITRADOS, "config"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert r.returncode == 0
+    assert "sk-very-secret-value-123" not in r.stdout + r.stderr
+    cfg = json.loads(r.stdout)
+    assert cfg["secret_key"] == "**********" and cfg["bus"]["pub_port"] == 6000
+
+
+def test_config_reads_toml(tmp_path: Path) -> None:
+    (tmp_path / "aitrados.toml").write_text('log_level = "DEBUG"\n[bus]\nrpc_frontend_port = 7001\n')
+    r = subprocess.run([*AITRADOS, "config"], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    cfg = json.loads(r.stdout)
+    assert cfg["log_level"] == "DEBUG" and cfg["bus"]["rpc_frontend_port"] == 7001
+
+
+def test_keygen_writes_key_pairs(tmp_path: Path) -> None:
+    r = subprocess.run([*AITRADOS, "keygen", "--dir", str(tmp_path / "k")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0
+    names = sorted(p.name for p in (tmp_path / "k").iterdir())
+    assert names == ["client.key", "client.key_secret", "server.key", "server.key_secret"]
+    assert "AITRADOS_BUS__CURVE_SECRET_KEY_FILE" in r.stdout

@@ -1,0 +1,126 @@
+"""Pub/sub router, publishers and subscribers: ordering, prefixes, gap detection, bad frames."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import textwrap
+import time
+
+import pytest
+import zmq
+
+from aitrados.bus import AsyncSubscriber, Publisher, Subscriber
+from aitrados.bus import protocol as P
+from aitrados.middleware import Middleware
+
+from conftest import PYTHON, bus_settings, child_env
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def settle() -> None:
+    """Give subscriptions time to travel subscriber -> router -> publisher (ZeroMQ's slow joiner)."""
+    time.sleep(0.3)
+
+
+def test_ordering_from_another_process(mw: Middleware, settings) -> None:
+    ep = mw.endpoints("ipc")
+    sub = Subscriber(ep.subscribe, ["ohlc."])
+    code = textwrap.dedent(f"""
+        import time
+        from aitrados.bus import Publisher
+        pub = Publisher({ep.publish!r})
+        time.sleep(0.5)
+        for i in range(3000):
+            pub.publish("ohlc.STOCK:US:SPX." + ("1M", "5M", "DAY")[i % 3], {{"i": i}})
+        pub.publish("other.topic", "not for us")
+        pub.close()
+    """)
+    proc = subprocess.Popen([PYTHON, "-c", code], env=child_env(settings))
+    got: dict[str, list[int]] = {}
+    while sum(map(len, got.values())) < 3000:
+        m = sub.recv(timeout=10)
+        assert m is not None, "publisher's messages did not arrive"
+        got.setdefault(m.topic, []).append(m.data["i"])
+        assert m.topic.startswith("ohlc.")
+    proc.wait(10)
+    assert set(got) == {"ohlc.STOCK:US:SPX.1M", "ohlc.STOCK:US:SPX.5M", "ohlc.STOCK:US:SPX.DAY"}
+    for k, (topic, values) in enumerate(sorted(got.items())):
+        assert values == sorted(values) and len(values) == 1000
+    assert sub.stats.missed == 0 and sub.stats.gaps == 0 and sub.stats.received == 3000
+    assert sub.recv(timeout=0.3) is None  # "other.topic" was filtered out
+    sub.close()
+
+
+def test_gap_detected_when_a_slow_subscriber_overflows(ipc_dir: str) -> None:
+    """High-water marks drop messages for a slow subscriber; every drop is counted, none silent."""
+    s = bus_settings(ipc_dir, hwm=50)
+    with Middleware(s) as mw:
+        sub = Subscriber(mw.endpoints("ipc").subscribe, ["bar."], hwm=50)
+        pub = Publisher(mw.endpoints("ipc").publish, hwm=50)
+        settle()
+        n = 20_000
+        for i in range(n):
+            pub.publish("bar.X", i)
+        time.sleep(0.5)
+        pub.publish("bar.X", "last")  # lets the subscriber see a gap at the tail too
+        seen = []
+        while (m := sub.recv(timeout=1.0)) is not None:
+            seen.append(m.seq)
+        st = sub.stats
+        assert seen == sorted(seen) and seen[-1] == n + 1
+        assert st.gaps > 0 and st.missed > 0
+        assert st.received + st.missed == n + 1 - (seen[0] - 1)
+        sub.close()
+        pub.close()
+
+
+def test_malformed_messages_dropped_and_counted(mw: Middleware) -> None:
+    ep = mw.endpoints("ipc")
+    sub = Subscriber(ep.subscribe, [""])
+    raw = zmq.Context.instance().socket(zmq.PUB)
+    raw.linger = 0
+    raw.connect(ep.publish)
+    pub = Publisher(ep.publish)
+    settle()
+    raw.send_multipart([b"t.bad", b"only two frames"])
+    raw.send_multipart([b"t.bad", b"\x09" + b"x" * 16, b"\x80"])   # wrong meta version
+    raw.send_multipart([b"t.bad", P.META.pack(1, b"abcdefgh", 1), b"\xc1"])  # undecodable body
+    raw.send_multipart([b"\xff\xfe", P.META.pack(1, b"abcdefgh", 1), P.encode(1)])  # topic not UTF-8
+    time.sleep(0.3)  # the two publishers' streams are fair-queued: keep the bad ones first
+    pub.publish("t.good", {"ok": True})
+    m = sub.recv(timeout=3)
+    assert m is not None and m.topic == "t.good" and m.data == {"ok": True}
+    assert sub.stats.malformed == 4
+    raw.close()
+    sub.close()
+
+
+def test_async_subscriber_and_prefixes(mw: Middleware) -> None:
+    async def run() -> list[tuple[str, object]]:
+        sub = AsyncSubscriber(mw.endpoints().subscribe, ["news.", "calendar."], context=mw.context)
+        pub = mw.publisher()
+        await asyncio.sleep(0.3)
+        pub.publish("ohlc.A.1M", 0)
+        pub.publish("news.STOCK:US:SPX", "headline")
+        pub.publish("calendar.US", {"event": "CPI"})
+        out = [(m.topic, m.data) async for m in _take(sub, 2)]
+        assert await sub.recv(timeout=0.2) is None
+        sub.close()
+        return out
+
+    assert asyncio.run(run()) == [("news.STOCK:US:SPX", "headline"), ("calendar.US", {"event": "CPI"})]
+
+
+async def _take(sub: AsyncSubscriber, n: int):
+    for _ in range(n):
+        yield await sub.recv(timeout=3)
+
+
+def test_invalid_topic_rejected(mw: Middleware) -> None:
+    pub = mw.publisher()
+    with pytest.raises(ValueError, match="invalid topic"):
+        pub.publish("has space", 1)
+    with pytest.raises(ValueError, match="invalid topic"):
+        pub.publish("", 1)

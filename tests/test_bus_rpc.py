@@ -1,0 +1,261 @@
+"""RPC router and clients: real sockets, real processes (router / service / client apart)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aitrados.bus import (
+    AsyncRPCClient,
+    MethodNotFoundError,
+    RemoteError,
+    RPCClient,
+    RPCTimeoutError,
+    Service,
+    ServiceUnavailableError,
+    ServiceWorker,
+    UnknownServiceError,
+)
+from aitrados.middleware import Middleware
+
+from conftest import PYTHON, child_env
+
+PEERS = str(Path(__file__).with_name("peers.py"))
+pytestmark = pytest.mark.timeout(60)
+
+
+class Calc(Service):
+    name = "calc"
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    async def slow(self, seconds: float, tag: str) -> str:
+        await asyncio.sleep(seconds)
+        return tag
+
+    def boom(self) -> None:
+        raise KeyError("no such thing")
+
+
+def spawn_service(name: str, backend: str, settings) -> subprocess.Popen:
+    p = subprocess.Popen([PYTHON, PEERS, "service", name, backend], stdout=subprocess.PIPE,
+                         env=child_env(settings), text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
+
+
+def wait_for_service(client: RPCClient, name: str, workers: int = 1, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.call("middleware", "services").get(name)
+        if info and len(info["workers"]) >= workers:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"service {name} never registered {workers} worker(s)")
+
+
+def test_call_inproc_and_errors(mw: Middleware) -> None:
+    mw.serve(Calc())
+    c = mw.rpc_client(timeout=5)
+    wait_for_service(c, "calc")
+    assert c.call("calc", "add", a=2, b=3) == 5
+    with pytest.raises(RemoteError) as ei:
+        c.call("calc", "boom")
+    assert ei.value.type == "KeyError" and "no such thing" in ei.value.message and "Traceback" in ei.value.remote_traceback
+    with pytest.raises(MethodNotFoundError, match="add, boom, slow"):
+        c.call("calc", "nope")
+    with pytest.raises(UnknownServiceError) as ue:
+        c.call("nosuch", "x")
+    assert "'nosuch'" in str(ue.value) and "calc" in str(ue.value)
+    with pytest.raises(RemoteError, match="TypeError"):
+        c.call("calc", "add", a=1)  # missing parameter
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_three_processes(settings, transport: str) -> None:
+    """Routers in one process, a service in a second, the client in this (third) one."""
+    bus_cfg = settings.bus.model_dump()
+    router = subprocess.Popen([PYTHON, PEERS, "router", json.dumps(bus_cfg)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=child_env(settings))
+    svc = None
+    try:
+        assert router.stdout is not None
+        eps = json.loads(router.stdout.readline())[transport]
+        svc = spawn_service("echo", eps["rpc_backend"], settings)
+        with RPCClient(eps["rpc_frontend"], timeout=5) as c:
+            wait_for_service(c, "echo")
+            assert c.call("echo", "echo", value={"a": [1, 2.5, "x"]}) == {"a": [1, 2.5, "x"]}
+            assert c.call("echo", "whoami") == svc.pid
+            with pytest.raises(RemoteError, match="ValueError: bad"):
+                c.call("echo", "fail", message="bad")
+    finally:
+        if svc:
+            svc.kill()
+            svc.wait()
+        router.stdin.close()  # type: ignore[union-attr]
+        router.wait(10)
+
+
+def test_worker_killed_mid_request_gets_error_not_hang(mw: Middleware, settings) -> None:
+    svc = spawn_service("victim", mw.endpoints("ipc").rpc_backend, settings)
+    c = mw.rpc_client(timeout=20)
+    wait_for_service(c, "victim")
+    result: dict[str, BaseException | object] = {}
+
+    def call() -> None:
+        try:
+            result["value"] = c.call("victim", "sleep", seconds=30)
+        except BaseException as exc:  # noqa: BLE001
+            result["error"] = exc
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.5)
+    svc.kill()
+    svc.wait()
+    t.join(10)
+    assert not t.is_alive(), "the client hung after its worker died"
+    assert isinstance(result.get("error"), ServiceUnavailableError)
+    assert "lost" in str(result["error"])
+
+
+def test_service_restarted_clients_recover(mw: Middleware, settings) -> None:
+    backend = mw.endpoints("ipc").rpc_backend
+    c = mw.rpc_client(timeout=5)
+    first = spawn_service("phoenix", backend, settings)
+    wait_for_service(c, "phoenix")
+    assert c.call("phoenix", "whoami") == first.pid
+    first.kill()
+    first.wait()
+    # the router notices the silence, then the name is unknown until the service is back
+    deadline = time.monotonic() + 5
+    while "phoenix" in c.call("middleware", "services") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(UnknownServiceError):
+        c.call("phoenix", "whoami")
+    second = spawn_service("phoenix", backend, settings)
+    try:
+        wait_for_service(c, "phoenix")
+        assert c.call("phoenix", "whoami") == second.pid
+    finally:
+        second.kill()
+        second.wait()
+
+
+def test_requests_spread_over_workers(mw: Middleware, settings) -> None:
+    backend = mw.endpoints("ipc").rpc_backend
+    procs = [spawn_service("pool", backend, settings) for _ in range(2)]
+    try:
+        c = mw.rpc_client(timeout=5)
+        wait_for_service(c, "pool", workers=2)
+
+        async def many() -> set[int]:
+            ac = AsyncRPCClient(mw.endpoints("ipc").rpc_frontend, timeout=5)
+            # slow calls in flight at once: the least-busy worker gets each next one
+            await asyncio.gather(*[ac.call("pool", "sleep", seconds=0.2) for _ in range(4)])
+            pids = await asyncio.gather(*[ac.call("pool", "whoami") for _ in range(20)])
+            ac.close()
+            return set(pids)
+
+        assert asyncio.run(many()) == {p.pid for p in procs}
+        served = [w["served"] for w in c.call("middleware", "services")["pool"]["workers"]]
+        assert len(served) == 2 and all(s >= 2 for s in served)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_slow_service_does_not_block_others_and_replies_out_of_order(mw: Middleware) -> None:
+    mw.serve(Calc())
+    c = mw.rpc_client()
+    wait_for_service(c, "calc")
+
+    async def run() -> tuple[list[str], float, list[str]]:
+        ac = AsyncRPCClient(mw.endpoints().rpc_frontend, context=mw.context, timeout=5)
+        order: list[str] = []
+
+        async def tagged(sec: float, tag: str) -> str:
+            r = await ac.call("calc", "slow", seconds=sec, tag=tag)
+            order.append(r)
+            return r
+
+        slow = asyncio.ensure_future(tagged(1.0, "slow"))
+        await asyncio.sleep(0.05)
+        fast_tasks = [tagged(0.05, f"fast{i}") for i in range(5)]
+        fast = await asyncio.gather(*fast_tasks)
+        ping = await ac.call("middleware", "ping")
+        assert not slow.done()  # the slow call is still running while the others finished
+        await slow
+        ac.close()
+        return fast, ping["pong"], order
+
+    fast, pong, order = asyncio.run(run())
+    assert fast == [f"fast{i}" for i in range(5)] and pong is True
+    assert order[-1] == "slow"  # replies came back out of request order
+
+
+def test_timed_out_client_stays_usable(mw: Middleware) -> None:
+    mw.serve(Calc())
+    c = mw.rpc_client()
+    wait_for_service(c, "calc")
+    with pytest.raises(RPCTimeoutError):
+        c.call("calc", "slow", seconds=0.5, tag="late", timeout=0.1)
+    # the late reply arrives while we wait for this one and is dropped
+    assert c.call("calc", "slow", seconds=0.6, tag="next", timeout=5) == "next"
+    assert c.call("calc", "add", a=1, b=1) == 2
+
+
+def test_no_router_times_out_clearly(ipc_dir: str) -> None:
+    c = RPCClient(f"ipc://{ipc_dir}/nothing-here.sock", timeout=0.3)
+    with pytest.raises(RPCTimeoutError, match="cannot reach the RPC router"):
+        c.call("middleware", "ping")
+    c.close()
+
+
+def test_worker_reregisters_after_router_restart(settings) -> None:
+    m1 = Middleware(settings).start()
+    backend = m1.endpoints("ipc").rpc_backend
+    w = ServiceWorker(Calc(), backend, bus=settings.bus).start()
+    try:
+        c = RPCClient(m1.endpoints("ipc").rpc_frontend, timeout=5)
+        wait_for_service(c, "calc")
+        m1.stop()
+        m2 = Middleware(settings).start()
+        try:
+            c2 = RPCClient(m2.endpoints("ipc").rpc_frontend, timeout=5)
+            wait_for_service(c2, "calc")
+            assert c2.call("calc", "add", a=20, b=22) == 42
+        finally:
+            m2.stop()
+    finally:
+        w.stop()
+
+
+def test_middleware_service(mw: Middleware) -> None:
+    c = mw.rpc_client()
+    ping = c.call("middleware", "ping")
+    assert ping["pong"] is True and ping["protocol"] == 1
+    stats = c.call("middleware", "stats")
+    assert stats["rpc"]["requests"] >= 1 and "malformed" in stats["rpc"]
+    pub = mw.publisher()
+    sub = mw.subscriber(["x."])
+    time.sleep(0.3)
+    for i in range(3):
+        pub.publish("x.one", i)
+    assert sub.recv(2) is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        topics = c.call("middleware", "topics")
+        if topics.get("x.one", {}).get("count") == 3:
+            break
+        time.sleep(0.1)
+    assert topics["x.one"]["count"] == 3 and topics["x.one"]["publishers"] == 1
