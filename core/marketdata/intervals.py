@@ -1,0 +1,323 @@
+"""Bar intervals, trading sessions and bar boundaries (pure, no I/O).
+
+Anchoring rules (see docs/marketdata.md):
+
+* Minute intervals (``1M`` .. ``240M``) on a session with fixed hours (e.g. US stocks 09:30-16:00
+  America/New_York) are anchored to the session open: a 60M bar opens at 09:30, 10:30, ... and a
+  240M bar at 09:30 and 13:30. The last bar of the session is cut at the session close (the 15:30
+  60M bar closes at 16:00, the 13:30 240M bar closes at 16:00). Minutes at or after the close
+  (extended hours) are anchored to the close instead. Intervals below 60M divide 09:30 evenly, so
+  they coincide with clock flooring.
+* On a 24-hour session (crypto, FX) minute bars are anchored to midnight of the session time zone
+  (UTC for the built-in ones), i.e. plain clock flooring.
+* ``DAY``, ``WEEK`` and ``MON`` go by calendar in the session time zone. A bar's ``datetime`` is
+  the session open on the first calendar day of the period (the day itself; the Monday of the week,
+  even when that Monday is a holiday; the first of the month, even when it is a weekend): this is the
+  *left label* that ``pandas.resample("W-MON", label="left", closed="left")`` and ``resample("MS")``
+  give. Its ``close_datetime`` is the session close of the last trading day of the period (weekday in
+  the session and not a listed holiday). On 24-hour sessions the open is midnight and the close is
+  midnight after the last trading day.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "INTERVALS",
+    "INTERVAL_MINUTES",
+    "Session",
+    "US_STOCK_RTH",
+    "CRYPTO_GLOBAL",
+    "FOREX_GLOBAL",
+    "normalize_interval",
+    "interval_minutes",
+    "is_intraday",
+    "interval_rank",
+    "session_for",
+    "bar_open",
+    "bar_close",
+    "bar_span",
+    "next_bar_close",
+]
+
+UTC = dt.timezone.utc
+
+#: Every interval the protocol knows, finest first.
+INTERVALS: tuple[str, ...] = ("1M", "3M", "5M", "10M", "15M", "30M", "60M", "120M", "240M", "DAY", "WEEK", "MON")
+
+#: Length in minutes of each intraday interval.
+INTERVAL_MINUTES: dict[str, int] = {
+    "1M": 1, "3M": 3, "5M": 5, "10M": 10, "15M": 15, "30M": 30, "60M": 60, "120M": 120, "240M": 240,
+}
+
+_RANK = {iv: i for i, iv in enumerate(INTERVALS)}
+
+
+def normalize_interval(s: str) -> str:
+    """Return the canonical interval name for ``s`` (case-insensitive, e.g. ``"5m"`` -> ``"5M"``).
+
+    :raises ValueError: listing the valid intervals when ``s`` is not one of them.
+    """
+    if isinstance(s, str):
+        iv = s.strip().upper()
+        if iv in _RANK:
+            return iv
+    raise ValueError(f"unknown interval {s!r}: use one of {' '.join(INTERVALS)} (M = minutes, MON = month)")
+
+
+def interval_minutes(interval: str) -> int | None:
+    """Minutes in an intraday interval, or None for DAY/WEEK/MON."""
+    return INTERVAL_MINUTES.get(normalize_interval(interval))
+
+
+def is_intraday(interval: str) -> bool:
+    """True for the minute intervals (1M .. 240M)."""
+    return normalize_interval(interval) in INTERVAL_MINUTES
+
+
+def interval_rank(interval: str) -> int:
+    """Position of the interval in :data:`INTERVALS` (0 = finest); used to order members."""
+    return _RANK[normalize_interval(interval)]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> dt.tzinfo:
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'America/New_York' or 'UTC'") from None
+
+
+def _aware(ts: dt.datetime) -> dt.datetime:
+    if not isinstance(ts, dt.datetime):
+        raise ValueError(f"expected a datetime, got {type(ts).__name__}: {ts!r}")
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+
+
+@dataclass(frozen=True)
+class Session:
+    """A trading session: a time zone, daily open/close wall times, trading weekdays and holidays.
+
+    ``open == close`` means a 24-hour session (bars anchored at midnight of ``tz``). Overnight
+    sessions (close before open) are not supported. ``weekdays`` uses Monday = 0.
+    """
+
+    name: str
+    tz: str
+    open: dt.time
+    close: dt.time
+    weekdays: frozenset[int] = frozenset(range(5))
+    holidays: frozenset[dt.date] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.open != self.close and self.close < self.open:
+            raise ValueError(f"session {self.name}: close {self.close} before open {self.open}; overnight sessions are not supported")
+        if not self.weekdays or not set(self.weekdays) <= set(range(7)):
+            raise ValueError(f"session {self.name}: weekdays must be a non-empty subset of 0..6 (Monday=0)")
+        _zone(self.tz)  # validates the zone name
+
+    @property
+    def is_24h(self) -> bool:
+        """True when the session trades around the clock on its weekdays."""
+        return self.open == self.close
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The session's tzinfo."""
+        return _zone(self.tz)
+
+    def with_holidays(self, days: "set[dt.date] | frozenset[dt.date] | list[dt.date]") -> "Session":
+        """Return a copy of this session with ``days`` added to its holidays."""
+        return Session(self.name, self.tz, self.open, self.close, self.weekdays, frozenset(self.holidays) | frozenset(days))
+
+    def is_trading_day(self, day: dt.date) -> bool:
+        """True when ``day`` (a local calendar date) is a trading weekday and not a holiday."""
+        return day.weekday() in self.weekdays and day not in self.holidays
+
+    def local(self, ts: dt.datetime) -> dt.datetime:
+        """``ts`` as a naive wall time in the session zone."""
+        return _aware(ts).astimezone(self.zone).replace(tzinfo=None)
+
+    def at(self, day: dt.date, t: dt.time) -> dt.datetime:
+        """The UTC instant of wall time ``t`` on local date ``day``."""
+        return dt.datetime.combine(day, t, self.zone).astimezone(UTC)
+
+    def is_open(self, ts: dt.datetime) -> bool:
+        """True when the market trades at instant ``ts`` (regular hours, trading day)."""
+        loc = self.local(ts)
+        if not self.is_trading_day(loc.date()):
+            return False
+        return self.is_24h or self.open <= loc.time() < self.close
+
+    def next_open(self, ts: dt.datetime) -> dt.datetime:
+        """The first instant >= ``ts`` at which the session is open (searches up to 3 years ahead)."""
+        if self.is_open(ts):
+            return _aware(ts)
+        loc = self.local(ts)
+        day = loc.date()
+        if not self.is_24h and loc.time() < self.open and self.is_trading_day(day):
+            return self.at(day, self.open)
+        for _ in range(1100):
+            day += dt.timedelta(days=1)
+            if self.is_trading_day(day):
+                return self.at(day, self.open)
+        raise ValueError(f"session {self.name}: no trading day within 3 years after {ts}")
+
+
+#: US stocks, regular trading hours.
+US_STOCK_RTH = Session("US_STOCK_RTH", "America/New_York", dt.time(9, 30), dt.time(16, 0))
+#: Crypto: 24 hours, 7 days, UTC.
+CRYPTO_GLOBAL = Session("CRYPTO_GLOBAL", "UTC", dt.time(0), dt.time(0), frozenset(range(7)))
+#: FX: simplified to 24 hours Monday-Friday UTC.
+FOREX_GLOBAL = Session("FOREX_GLOBAL", "UTC", dt.time(0), dt.time(0), frozenset(range(5)))
+
+_STOCK_SESSIONS: dict[str, Session] = {
+    "US": US_STOCK_RTH,
+    "UK": Session("UK_STOCK", "Europe/London", dt.time(8), dt.time(16, 30)),
+    "DE": Session("DE_STOCK", "Europe/Berlin", dt.time(9), dt.time(17, 30)),
+    "FR": Session("FR_STOCK", "Europe/Paris", dt.time(9), dt.time(17, 30)),
+    "JP": Session("JP_STOCK", "Asia/Tokyo", dt.time(9), dt.time(15)),
+    "HK": Session("HK_STOCK", "Asia/Hong_Kong", dt.time(9, 30), dt.time(16)),
+    "CN": Session("CN_STOCK", "Asia/Shanghai", dt.time(9, 30), dt.time(15)),
+    "AU": Session("AU_STOCK", "Australia/Sydney", dt.time(10), dt.time(16)),
+    "CA": Session("CA_STOCK", "America/Toronto", dt.time(9, 30), dt.time(16)),
+    "CH": Session("CH_STOCK", "Europe/Zurich", dt.time(9), dt.time(17, 30)),
+}
+
+
+def session_for(full_symbol: str) -> Session:
+    """The default session of a symbol: regular hours for stocks/options/futures of a known country
+    (lunch breaks are ignored), 24h/7d UTC for crypto, 24h Mon-Fri UTC otherwise (FX, GLOBAL)."""
+    from aitrados.marketdata.models import parse_full_symbol
+
+    asset, country, _ = parse_full_symbol(full_symbol)
+    if asset == "CRYPTO":
+        return CRYPTO_GLOBAL
+    if asset in ("STOCK", "OPTION") and country in _STOCK_SESSIONS:
+        return _STOCK_SESSIONS[country]
+    return FOREX_GLOBAL
+
+
+# --------------------------------------------------------------------------- boundaries
+
+_DAY = dt.timedelta(days=1)
+
+
+def bar_open(ts: dt.datetime, interval: str, session: Session | None = None) -> dt.datetime:
+    """Open time (UTC) of the ``interval`` bar that contains instant ``ts``.
+
+    ``session`` defaults to 24h/7d UTC (crypto). Naive ``ts`` is taken as UTC.
+    """
+    iv = normalize_interval(interval)
+    s = session or CRYPTO_GLOBAL
+    ts = _aware(ts)
+    n = INTERVAL_MINUTES.get(iv)
+    if n is not None:
+        if s.tz == "UTC" and s.is_24h:
+            secs = int(ts.timestamp()) // 60 * 60
+            return dt.datetime.fromtimestamp(secs - secs % (n * 60), UTC)
+        loc = s.local(ts)
+        day = loc.date()
+        if s.is_24h:
+            anchor = dt.datetime.combine(day, dt.time(0))
+        elif loc.time() >= s.close:
+            anchor = dt.datetime.combine(day, s.close)
+        else:
+            anchor = dt.datetime.combine(day, s.open)
+        mins = (loc - anchor) // dt.timedelta(minutes=1)
+        start = anchor + dt.timedelta(minutes=(mins // n) * n)
+        return start.replace(tzinfo=s.zone).astimezone(UTC)
+    day = s.local(ts).date()
+    if iv == "WEEK":
+        day -= dt.timedelta(days=day.weekday())
+    elif iv == "MON":
+        day = day.replace(day=1)
+    return s.at(day, s.open)
+
+
+def _last_trading_day(first: dt.date, last: dt.date, s: Session) -> dt.date:
+    d = last
+    while d >= first:
+        if s.is_trading_day(d):
+            return d
+        d -= _DAY
+    d = last
+    while d >= first:  # every day a holiday: fall back to the last session weekday
+        if d.weekday() in s.weekdays:
+            return d
+        d -= _DAY
+    return last
+
+
+def bar_close(opened: dt.datetime, interval: str, session: Session | None = None) -> dt.datetime:
+    """Close time (UTC) of the ``interval`` bar that opened at ``opened`` (see module doc for cuts)."""
+    iv = normalize_interval(interval)
+    s = session or CRYPTO_GLOBAL
+    opened = _aware(opened)
+    n = INTERVAL_MINUTES.get(iv)
+    if n is not None:
+        end = opened + dt.timedelta(minutes=n)
+        if s.is_24h:
+            return end.astimezone(UTC)
+        loc = s.local(opened)
+        cut = dt.datetime.combine(loc.date(), s.close)
+        if loc < cut < loc + dt.timedelta(minutes=n):
+            return cut.replace(tzinfo=s.zone).astimezone(UTC)
+        return end.astimezone(UTC)
+    first = s.local(opened).date()
+    if iv == "DAY":
+        last = first
+    elif iv == "WEEK":
+        last = first + dt.timedelta(days=6)
+    else:
+        nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        last = nxt - _DAY
+    end_day = _last_trading_day(first, last, s) if iv != "DAY" else first
+    if s.is_24h:
+        return s.at(end_day + _DAY, dt.time(0))
+    return s.at(end_day, s.close)
+
+
+def bar_span(ts: dt.datetime, interval: str, session: Session | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """``(open, close)`` of the bar containing ``ts``."""
+    o = bar_open(ts, interval, session)
+    return o, bar_close(o, interval, session)
+
+
+def next_bar_close(after: dt.datetime, interval: str, session: Session | None = None) -> dt.datetime:
+    """The first close time strictly after ``after`` of a bar that trades (its open is in session,
+    on a trading day). This is when the next bar of this interval is due."""
+    s = session or CRYPTO_GLOBAL
+    iv = normalize_interval(interval)
+    t = _aware(after)
+    for _ in range(5000):
+        o, c = bar_span(t, iv, s)
+        if c > after and _trades(o, c, iv, s):
+            return c
+        t = c if c > t else t + dt.timedelta(minutes=1)
+        if iv in INTERVAL_MINUTES and not s.is_open(t):
+            t = s.next_open(t)
+    raise ValueError(f"no {iv} bar close found after {after} for session {s.name}")
+
+
+def _trades(o: dt.datetime, c: dt.datetime, iv: str, s: Session) -> bool:
+    if iv in INTERVAL_MINUTES:
+        return s.is_open(o)
+    # calendar bars trade if any day of the period is a trading day
+    first = s.local(o).date()
+    last = s.local(c - dt.timedelta(microseconds=1)).date()
+    d = first
+    while d <= last:
+        if s.is_trading_day(d):
+            return True
+        d += _DAY
+    return False
