@@ -1,0 +1,25 @@
+"""docs/protocol.md and aitrados.bus.protocol must say the same thing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aitrados.bus import protocol as P
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+
+
+def test_documented_version_matches_code() -> None:
+    m = re.search(r"Protocol version: \*\*(\d+)\*\*", DOC)
+    assert m and int(m.group(1)) == P.PROTOCOL_VERSION
+
+
+def test_command_bytes_match() -> None:
+    table = dict(re.findall(r"\| `0x([0-9a-f]{2})` \| ([A-Z]+) \|", DOC))
+    assert {int(k, 16).to_bytes(1, "big"): v for k, v in table.items()} == P.COMMAND_NAMES
+
+
+def test_tags_and_meta_layout_match() -> None:
+    assert f"`{P.CLIENT_TAG.decode()}`" in DOC and f"`{P.WORKER_TAG.decode()}`" in DOC
+    assert f"meta: {P.META.size} bytes" in DOC and P.META.format == ">B8sQ"
