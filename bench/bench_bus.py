@@ -296,10 +296,13 @@ def main() -> None:
     cfg = {"name": "bench", "ipc_dir": tmp, "rpc_frontend_port": 0, "rpc_backend_port": 0, "sub_port": 0, "pub_port": 0}
     ours = spawn("our_router", json.dumps(cfg))
     eps = json.loads(ready(ours))
-    worker = spawn("our_worker", eps["ipc"]["rpc_backend"])
-    ready(worker)
+    worker = None
     try:
-        for transport in ("ipc", "tcp"):
+        for transport in ("ipc", "tcp"):  # every hop of both setups uses this transport
+            if worker is not None:
+                stop(worker)
+            worker = spawn("our_worker", eps[transport]["rpc_backend"])
+            ready(worker)
             rf = f"ipc://{tmp}/raw-front.sock" if transport == "ipc" else "tcp://127.0.0.1:47811"
             rb = f"ipc://{tmp}/raw-back.sock" if transport == "ipc" else "tcp://127.0.0.1:47812"
             broker = spawn("raw_broker", rf, rb)
@@ -319,7 +322,8 @@ def main() -> None:
                          f"{our_rps / raw_rps:.2f}x (goal >= 0.5x)"))
             stop(broker, rw)
     finally:
-        stop(worker)
+        if worker is not None:
+            stop(worker)
         ours.stdin.close()  # type: ignore[union-attr]
         ours.wait(10)
 
