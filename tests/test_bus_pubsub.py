@@ -63,11 +63,13 @@ def test_gap_detected_when_a_slow_subscriber_overflows(ipc_dir: str) -> None:
         n = 20_000
         for i in range(n):
             pub.publish("bar.X", i)
-        time.sleep(0.5)
-        pub.publish("bar.X", "last")  # lets the subscriber see a gap at the tail too
         seen = []
         while (m := sub.recv(timeout=1.0)) is not None:
             seen.append(m.seq)
+        pub.publish("bar.X", "last")  # once the queues have room: shows a gap at the tail too
+        m = sub.recv(timeout=5.0)
+        assert m is not None and m.data == "last"
+        seen.append(m.seq)
         st = sub.stats
         assert seen == sorted(seen) and seen[-1] == n + 1
         assert st.gaps > 0 and st.missed > 0
