@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable
 
 from loguru import logger
@@ -35,3 +36,15 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> No
     if level.upper() == "DEBUG":
         fmt += " <dim>({name}:{line})</dim>"
     logger.add(sys.stderr, level=level.upper(), format=fmt, filter=_scrub, backtrace=False, diagnose=False)
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    logger.opt(exception=(args.exc_type, args.exc_value, args.exc_traceback)).error(
+        "thread {} died: {}", name, args.exc_value)
+
+
+#: No thread dies silently: uncaught exceptions in threads go to the log with their traceback.
+threading.excepthook = _thread_excepthook

@@ -126,3 +126,48 @@ def test_invalid_topic_rejected(mw: Middleware) -> None:
         pub.publish("has space", 1)
     with pytest.raises(ValueError, match="invalid topic"):
         pub.publish("", 1)
+
+
+def test_handler_subscription_survives_a_failing_handler(mw: Middleware) -> None:
+    sub = mw.subscriber(["h."])
+    got: list[object] = []
+
+    def handler(m) -> None:
+        if m.data == "boom":
+            raise RuntimeError("handler bug")
+        got.append(m.data)
+
+    stop = sub.start(handler)
+    pub = mw.publisher()
+    time.sleep(0.3)
+    for v in (1, "boom", 2):
+        pub.publish("h.x", v)
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    assert got == [1, 2] and sub.handler_errors == 1
+
+
+def test_async_handler_subscription(mw: Middleware) -> None:
+    async def run() -> list[object]:
+        sub = AsyncSubscriber(mw.endpoints().subscribe, ["ah."], context=mw.context)
+        got: list[object] = []
+        done = asyncio.Event()
+
+        async def handler(m) -> None:
+            got.append(m.data)
+            if len(got) == 3:
+                done.set()
+
+        task = asyncio.ensure_future(sub.run(handler))
+        pub = mw.publisher()
+        await asyncio.sleep(0.3)
+        for i in range(3):
+            pub.publish("ah.t", i)
+        await asyncio.wait_for(done.wait(), 5)
+        task.cancel()
+        sub.close()
+        return got
+
+    assert asyncio.run(run()) == [0, 1, 2]

@@ -16,11 +16,12 @@ monitor and dropped by every subscriber.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -349,6 +350,15 @@ class _Tracker:
         return Message(topic, seq, pid, data)
 
 
+def _call_handler(handler: Callable[[Message], Any], m: Message, owner: Any) -> Any:
+    try:
+        return handler(m)
+    except Exception as exc:
+        owner.handler_errors += 1
+        logger.exception("subscriber handler failed on topic {}: {}", m.topic, exc)
+        return None
+
+
 class Subscriber:
     """Receives messages whose topics start with any of *prefixes* (synchronous).
 
@@ -366,6 +376,7 @@ class Subscriber:
         _connect(self._sock, address, bus)
         self._tracker = _Tracker()
         self._decode = decode
+        self.handler_errors = 0
         for p in prefixes:
             self.subscribe(p)
 
@@ -405,6 +416,27 @@ class Subscriber:
             if msg is not None:
                 return msg
 
+    def run(self, handler: Callable[[Message], Any], stop: threading.Event | None = None) -> None:
+        """Call *handler* for every message until *stop* is set (checked every 0.2 s).
+
+        A handler that raises is logged with the topic and counted in ``handler_errors``; the
+        next message is still delivered.
+        """
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            m = self.recv(timeout=0.2)
+            if m is not None:
+                _call_handler(handler, m, self)
+
+    def start(self, handler: Callable[[Message], Any]) -> threading.Event:
+        """Run *handler* on every message in a daemon thread; set the returned event to stop it.
+
+        The socket then belongs to that thread: do not call ``recv`` yourself.
+        """
+        stop = threading.Event()
+        threading.Thread(target=self.run, args=(handler, stop), name="aitrados-subscriber", daemon=True).start()
+        return stop
+
     def close(self) -> None:
         """Close the socket."""
         self._sock.close(0)
@@ -433,6 +465,7 @@ class AsyncSubscriber:
         self._tracker = _Tracker()
         self._decode = decode
         self._buf: deque[Message] = deque()
+        self.handler_errors = 0
         for p in prefixes:
             self.subscribe(p)
 
@@ -474,6 +507,20 @@ class AsyncSubscriber:
                 if m is not None:
                     buf.append(m)
         return buf.popleft()
+
+    async def run(self, handler: Callable[[Message], Any]) -> None:
+        """Call *handler* (plain or async) for every message until cancelled; errors are logged and counted."""
+        while True:
+            m = await self.recv()
+            if m is None:
+                continue
+            r = _call_handler(handler, m, self)
+            if inspect.isawaitable(r):
+                try:
+                    await r
+                except Exception as exc:
+                    self.handler_errors += 1
+                    logger.exception("subscriber handler failed on topic {}: {}", m.topic, exc)
 
     def __aiter__(self) -> AsyncSubscriber:
         return self

@@ -1,0 +1,61 @@
+"""The bus examples run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import AITRADOS, PYTHON, bus_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_bus_basics_example(ipc_dir: str) -> None:
+    s = bus_settings(ipc_dir)
+    env = dict(os.environ, AITRADOS_BUS__NAME=s.bus.name, AITRADOS_BUS__IPC_DIR=ipc_dir,
+               AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
+               AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0")
+    r = subprocess.run([PYTHON, str(ROOT / "examples" / "bus_basics.py")], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "rpc: hello world" in r.stdout
+    assert r.stdout.count("sub: ohlc.STOCK:US:SPX.DAY #") == 3
+
+
+def test_worker_process_example(ipc_dir: str) -> None:
+    s = bus_settings(ipc_dir)
+    env = dict(os.environ, AITRADOS_BUS__NAME=s.bus.name, AITRADOS_BUS__IPC_DIR=ipc_dir,
+               AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
+               AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0")
+    mw = subprocess.Popen([*AITRADOS, "run"], env=env, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 20
+        while not any(Path(ipc_dir).glob("*rpc_backend.sock")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = subprocess.Popen([PYTHON, str(ROOT / "examples" / "worker_process.py")], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert worker.stdout is not None and "serving 'stats'" in worker.stdout.readline()
+        out = ""
+        while time.monotonic() < deadline:
+            r = subprocess.run([*AITRADOS, "call", "stats", "mean", "values=[1, 2, 3.5]"], env=env,
+                               capture_output=True, text=True, timeout=20)
+            if r.returncode == 0:
+                out = r.stdout
+                break
+            time.sleep(0.2)
+        assert out.strip() == "2.1666666666666665"
+        r = subprocess.run([*AITRADOS, "call", "stats", "primes_below", "n=100"], env=env,
+                           capture_output=True, text=True, timeout=20)
+        assert r.stdout.strip() == "25"
+    finally:
+        if worker:
+            worker.terminate()
+            worker.wait(10)
+        mw.terminate()
+        assert mw.wait(10) == 0
