@@ -1,0 +1,223 @@
+"""Hook specifications of the aitrados plugin host (pluggy project ``aitrados``).
+
+A plugin implements any of these with ``from aitrados import hookimpl``. Names come from a
+fixed set of verbs:
+
+- ``register_*(register)``: contributions. The host passes a ``register`` callback; the
+  plugin calls it once per thing it contributes. The host validates, rejects duplicates
+  and names the plugin in every error.
+- ``on_*``: notifications. Every implementation gets the event; one that raises is logged
+  with its plugin's name and counted, and the others still run.
+- ``check_*``: decisions. Stops at the first non-None result; an implementation that raises
+  decides too (for orders: rejected — fail closed).
+
+Any implementation may be ``async def``: the host awaits it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+#: Marker for hook specifications (pluggy project name ``aitrados``).
+hookspec = pluggy.HookspecMarker("aitrados")
+
+# ------------------------------------------------------------------ lifecycle
+
+
+@hookspec
+def on_startup(host: Any) -> None:
+    """The host has loaded every plugin and connected to the bus; events follow.
+
+    :param host: the ``HostContext``: ``settings``, ``plugin_settings(name)``, ``rpc``
+        (an ``RPCClient``), ``publish(topic, obj)``, ``services``, ``llm_models``,
+        ``check_order(order, context)`` and ``in_worker`` (True in an isolated process).
+    :returns: nothing.
+    """
+
+
+@hookspec
+def on_shutdown(host: Any) -> None:
+    """The host is stopping: release what ``on_startup`` acquired. No events follow.
+
+    :param host: the same ``HostContext`` that ``on_startup`` got.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ settings, services, commands
+
+
+@hookspec
+def register_settings(register: Any) -> None:
+    """Declare this plugin's settings model.
+
+    Call ``register(Model)`` with a pydantic ``BaseModel`` subclass whose config has
+    ``extra="forbid"``. The host validates ``settings.plugins[<plugin name>]`` against it at
+    load time; read the result with ``host.plugin_settings(<plugin name>)``.
+
+    :param register: ``register(model: type[pydantic.BaseModel]) -> None``.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def register_services(register: Any) -> None:
+    """Contribute RPC services to the bus.
+
+    Call ``register(service)`` with an ``aitrados.bus.Service`` instance; the host serves it
+    under ``service.name`` (from the plugin's worker process when the plugin is isolated).
+
+    :param register: ``register(service: aitrados.bus.Service) -> None``.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def register_commands(register: Any) -> None:
+    """Contribute subcommands to the ``aitrados`` command line.
+
+    Call ``register(name, handler, help="", configure=None)``: ``handler(args, settings)``
+    returns the exit code; ``configure(parser)`` adds the command's arguments.
+
+    :param register: ``register(name: str, handler, help: str = "", configure=None) -> None``.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def register_providers(register: Any) -> None:
+    """Contribute market-data providers (history and live bars, news, calendar).
+
+    :param register: ``register(name: str, provider: Any) -> None``; *provider* is the
+        provider object or a factory the market-data layer knows how to use.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ OHLC
+
+
+@hookspec
+def on_bar(bar: Any) -> None:
+    """A bar of one symbol and interval was updated (topic ``ohlc.<full_symbol>.<interval>``).
+
+    :param bar: an ``aitrados.marketdata.models.Bar`` (``closed`` is False while it forms);
+        the published mapping when the message is not a bar.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def on_chart(full_symbol: str, interval: str, window: Any) -> None:
+    """A chart window changed (topic ``chart.<full_symbol>.<interval>``).
+
+    :param full_symbol: ``ASSET:COUNTRY:SYMBOL``, e.g. ``STOCK:US:SPY``.
+    :param interval: one of ``1M ... DAY WEEK MON``.
+    :param window: the published window update, as sent by the chart flow manager.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def on_mtf(group: str, snapshot: Any) -> None:
+    """An aligned multi-symbol multi-timeframe snapshot is ready (topic ``mtf.<group>``).
+
+    :param group: the alignment group's name.
+    :param snapshot: the published snapshot: the closed bars of every member at one frontier.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ news and calendar
+
+
+@hookspec
+def on_news(item: Any) -> None:
+    """A news item arrived (topic ``news.*``).
+
+    :param item: an ``aitrados.marketdata.models.NewsItem``; the published mapping when the
+        message is not a news item.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def on_calendar_event(event: Any) -> None:
+    """An economic calendar event arrived (topic ``calendar.*``).
+
+    :param event: an ``aitrados.marketdata.models.CalendarEvent``; the published mapping
+        when the message is not an event.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ risk
+
+
+@hookspec(firstresult=True)
+def check_order(order: Any, context: Any) -> Any:
+    """Decide whether an order may be sent. Stops at first non-None result.
+
+    An implementation that raises rejects the order (fail closed).
+
+    :param order: the order intent (mapping or object: symbol, side, quantity, type, price).
+    :param context: what the caller knows beside the order (positions, account, time).
+    :returns: None to leave the decision to others; True to accept; False or a reason
+        string to reject.
+    """
+
+
+@hookspec
+def register_risk_rules(register: Any) -> None:
+    """Contribute named risk rules to the risk engine.
+
+    :param register: ``register(name: str, rule: Callable[[order, context], Any]) -> None``;
+        the rule follows ``check_order``'s return convention.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ orders
+
+
+@hookspec
+def on_order(order: Any) -> None:
+    """An order changed state: accepted, rejected (with rule and reason), cancelled (topic ``order.*``).
+
+    :param order: the published order event.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def on_fill(fill: Any) -> None:
+    """An order was filled, fully or in part (topic ``fill.*``).
+
+    :param fill: the published fill: order id, symbol, side, quantity, price, commission, time.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def on_position(position: Any) -> None:
+    """A position changed (topic ``position.*``).
+
+    :param position: the published position: symbol, quantity, average price, PnL.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ LLM
+
+
+@hookspec
+def register_llm_models(register: Any) -> None:
+    """Contribute LLM models that strategies can ask without knowing which one serves.
+
+    :param register: ``register(name: str, client: Callable | Any) -> None``; *client* is a
+        callable (sync or async) taking a prompt and returning text, or an object with such
+        a ``complete`` method.
+    :returns: nothing.
+    """

@@ -1,0 +1,487 @@
+"""The plugin host: loaded plugins connected to the bus.
+
+``PluginHost`` is what ``aitrados run`` (and an isolated worker) uses::
+
+    host = PluginHost(settings, names=["sma_cross"], strict=False, isolate=["heavy"])
+    host.start(middleware)   # or an ``Endpoints`` when the middleware runs elsewhere
+    ...
+    host.stop()
+
+It loads the selected plugins, serves their services, calls ``on_startup``, subscribes to the
+event topics and calls the matching hooks on one event loop, and spawns and supervises a
+worker process for each isolated plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import zmq
+from loguru import logger
+
+from .bus.addresses import Endpoints
+from .bus.client import AsyncRPCClient, RPCClient
+from .bus.pubsub import AsyncSubscriber, Publisher
+from .bus.service import Service, ServiceWorker
+from .plugins import (
+    HookRunner,
+    LoopThread,
+    OrderCheck,
+    PluginError,
+    PluginInfo,
+    PluginLoadError,
+    PluginRegistry,
+)
+
+#: Topic prefix -> the hook its messages go to.
+EVENT_HOOKS: dict[str, str] = {
+    "ohlc.": "on_bar",
+    "chart.": "on_chart",
+    "mtf.": "on_mtf",
+    "news.": "on_news",
+    "calendar.": "on_calendar_event",
+    "order.": "on_order",
+    "fill.": "on_fill",
+    "position.": "on_position",
+}
+
+
+def _as(data: Any, kind: str) -> Any:
+    """Convert a published mapping to the market-data record it holds; the mapping otherwise."""
+    from .marketdata import models
+
+    cls = {"bar": models.Bar, "news": models.NewsItem, "event": models.CalendarEvent}[kind]
+    if isinstance(data, dict):
+        try:
+            return msgspec.convert(data, cls)
+        except (msgspec.ValidationError, TypeError):
+            return data
+    return data
+
+
+def event_call(topic: str, data: Any) -> tuple[str, dict[str, Any]] | None:
+    """The hook and keyword arguments for a message on *topic*, or None if no hook takes it."""
+    for prefix, hook in EVENT_HOOKS.items():
+        if topic.startswith(prefix):
+            rest = topic[len(prefix):]
+            if hook == "on_bar":
+                return hook, {"bar": _as(data, "bar")}
+            if hook == "on_chart":
+                sym, _, interval = rest.rpartition(".")
+                return hook, {"full_symbol": sym, "interval": interval, "window": data}
+            if hook == "on_mtf":
+                return hook, {"group": rest, "snapshot": data}
+            if hook == "on_news":
+                return hook, {"item": _as(data, "news")}
+            if hook == "on_calendar_event":
+                return hook, {"event": _as(data, "event")}
+            return hook, {hook[3:]: data}
+    return None
+
+
+class HostContext:
+    """What a plugin's ``on_startup(host)`` gets: settings, bus clients, services, models.
+
+    The same object exists in an isolated worker (``in_worker`` is True there), so a plugin
+    runs unchanged in either place.
+    """
+
+    def __init__(self, host: PluginHost, endpoints: Endpoints, context: zmq.Context) -> None:
+        self._host = host
+        self.settings = host.settings
+        self.endpoints = endpoints
+        self.in_worker = host.in_worker
+        self._context = context
+        self._bus = getattr(host.settings, "bus", None)
+        self._pub: Publisher | None = None
+        self._pub_lock = threading.Lock()
+        self._rpc: RPCClient | None = None
+        self._arpc: AsyncRPCClient | None = None
+
+    # ------------------------------------------------------------ settings and contributions
+    def plugin_settings(self, name: str) -> Any:
+        """The validated settings object of plugin *name* (None when it declares no model)."""
+        reg = self._host.registry
+        if name not in reg.plugin_settings:
+            raise PluginError(f"plugin {name!r} is not loaded here; loaded: {', '.join(reg.loaded()) or 'none'}")
+        return reg.plugin_settings[name]
+
+    @property
+    def services(self) -> dict[str, Service]:
+        """Services contributed by the loaded plugins, by service name."""
+        return {k: v for k, (_, v) in self._host.registry.services.items()}
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        """Market-data providers contributed by the loaded plugins, by name."""
+        return {k: v for k, (_, v) in self._host.registry.providers.items()}
+
+    @property
+    def risk_rules(self) -> dict[str, Any]:
+        """Risk rules contributed by the loaded plugins, by name."""
+        return {k: v for k, (_, v) in self._host.registry.risk_rules.items()}
+
+    @property
+    def llm_models(self) -> dict[str, Any]:
+        """LLM clients contributed by the loaded plugins, by name."""
+        return {k: v for k, (_, v) in self._host.registry.llm_models.items()}
+
+    def llm(self, name: str | None = None) -> Any:
+        """The LLM client called *name* (the only one when *name* is None)."""
+        models = self.llm_models
+        if name is None and len(models) == 1:
+            return next(iter(models.values()))
+        if name in models:
+            return models[name]
+        raise PluginError(f"no LLM model {name!r}; registered: {', '.join(sorted(models)) or 'none'} "
+                          "(install or select a plugin that implements register_llm_models)")
+
+    # ------------------------------------------------------------ bus
+    @property
+    def rpc(self) -> RPCClient:
+        """A sync RPC client (thread-safe; in async hooks prefer ``arpc``)."""
+        if self._rpc is None:
+            self._rpc = RPCClient(self.endpoints.rpc_frontend, bus=self._bus, context=self._context)
+        return self._rpc
+
+    @property
+    def arpc(self) -> AsyncRPCClient:
+        """An asyncio RPC client for async hooks (bound to the host's event loop)."""
+        if self._arpc is None:
+            self._arpc = AsyncRPCClient(self.endpoints.rpc_frontend, bus=self._bus, context=self._context)
+        return self._arpc
+
+    def publish(self, topic: str, obj: Any) -> int:
+        """Publish *obj* on *topic* through the bus (thread-safe); returns its sequence number."""
+        with self._pub_lock:
+            if self._pub is None:
+                self._pub = Publisher(self.endpoints.publish, bus=self._bus, context=self._context)
+            return self._pub.publish(topic, obj)
+
+    # ------------------------------------------------------------ risk
+    async def acheck_order(self, order: Any, context: Any = None) -> OrderCheck:
+        """Ask the ``check_order`` hooks (in-process, then isolated workers) about *order*.
+
+        Returns the first decision; accepted when nobody objects. Fail closed: a hook that
+        raises, a worker that is down, late or errs rejects the order.
+        """
+        d = await self._host.runner.acheck("check_order", order=order, context=context)
+        if d is not None:
+            return d
+        sup = self._host.supervisor
+        if sup is not None:
+            for w in sup.workers_with_hook("check_order"):
+                if w.status != "running":
+                    return OrderCheck(False, f"isolated plugin(s) {', '.join(w.plugins)} not running "
+                                             f"({w.status}): rejected (fail closed)", w.plugins[0])
+                try:
+                    r = await self.arpc.call(w.service, "check_order", order=order, context=context,
+                                             timeout=self._host.host_settings.check_timeout)
+                except Exception as exc:
+                    return OrderCheck(False, f"isolated plugin(s) {', '.join(w.plugins)} check_order failed: "
+                                             f"{type(exc).__name__}: {exc}", w.plugins[0])
+                if r is not None:
+                    return OrderCheck(bool(r["accepted"]), str(r.get("reason", "")), r.get("plugin"))
+        return OrderCheck(True, "", None)
+
+    def check_order(self, order: Any, context: Any = None, timeout: float | None = 30.0) -> OrderCheck:
+        """Sync twin of ``acheck_order``, callable from any thread but the host's loop."""
+        return self._host.loop_thread_run(self.acheck_order(order, context), timeout)
+
+    def close(self) -> None:
+        """Close the bus clients this context opened."""
+        for s in (self._pub, self._rpc):
+            if s is not None:
+                s.close()
+        self._pub = self._rpc = None
+
+
+class _WorkerControl(Service):
+    """RPC face of an isolated worker: ping, status, and check_order for the parent's risk checks."""
+
+    name = "worker"
+
+    def __init__(self, host: PluginHost, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+        self._host = host
+
+    def ping(self) -> dict[str, Any]:
+        """pid and plugins of this worker."""
+        return {"pong": True, "pid": os.getpid(), "plugins": self._host.registry.loaded()}
+
+    def status(self) -> dict[str, Any]:
+        """Plugins, hooks and error counts of this worker."""
+        return self._host.status()
+
+    async def check_order(self, order: Any, context: Any = None) -> dict[str, Any] | None:
+        """Run this worker's check_order hooks on the host loop; None when none decides."""
+        fut = asyncio.run_coroutine_threadsafe(
+            self._host.runner.acheck("check_order", order=order, context=context), self._host.loop.loop)
+        d = await asyncio.wrap_future(fut)
+        return d.to_dict() if d is not None else None
+
+
+class PluginHost:
+    """Loads plugins and runs them against a middleware's bus.
+
+    :param settings: the effective ``Settings``
+    :param names: plugins to load (``--plugins``); None = ``plugin_host.default`` (unset: all installed)
+    :param strict: any plugin failure raises (``--strict``); None = ``plugin_host.strict``
+    :param isolate: plugins to run in their own worker process (``--isolate``), added to
+        ``plugin_host.isolate``
+    :param in_worker: this host *is* an isolated worker (nothing is isolated further)
+    :param worker_name: the worker's name (its control service is ``worker.<name>``)
+    """
+
+    def __init__(self, settings: Any, names: Iterable[str] | None = None, strict: bool | None = None,
+                 isolate: Iterable[str] = (), *, in_worker: bool = False, worker_name: str | None = None) -> None:
+        from .plugin_settings import host_settings_of
+
+        self.settings = settings
+        self.host_settings = host_settings_of(settings)
+        self.in_worker = in_worker
+        self.worker_name = worker_name
+        self.registry = PluginRegistry(settings, strict=strict)
+        self.strict = self.registry.strict
+        if in_worker:
+            self.host_settings = self.host_settings.model_copy(update={"always": []})
+            self.registry.host_settings = self.host_settings
+        self.selected = self.registry.select(list(names) if names is not None else None)
+        self.isolated: list[str] = [] if in_worker else [
+            n for n in dict.fromkeys([*self.host_settings.isolate, *isolate]) if n in self.selected]
+        unknown_iso = [n for n in isolate if n not in self.registry.installed]
+        if unknown_iso:
+            raise PluginError(f"--isolate {', '.join(unknown_iso)}: not installed; installed: "
+                              f"{', '.join(sorted(self.registry.installed)) or 'none'}")
+        not_selected = [n for n in isolate if n not in self.selected]
+        if not_selected:
+            self.selected += not_selected
+            self.isolated += not_selected
+        self.runner = HookRunner(self.registry.pm)
+        self.loop: LoopThread | None = None
+        self.context_obj: HostContext | None = None
+        self.supervisor: Any = None
+        self._service_workers: list[ServiceWorker] = []
+        self._pump_task: asyncio.Future[Any] | None = None
+        self._pump_ready = threading.Event()
+        self._pump_error: BaseException | None = None
+        self.events: dict[str, int] = {}
+        self._loaded = False
+        self.started = False
+
+    # ---------------------------------------------------------------- load
+    def load(self) -> list[PluginInfo]:
+        """Load the in-process plugins (idempotent); isolated ones are only marked."""
+        if not self._loaded:
+            for n in self.isolated:
+                info = self.registry.infos[n]
+                info.isolated, info.status = True, "isolated"
+            self.registry.load([n for n in self.selected if n not in self.isolated])
+            self._loaded = True
+        return [self.registry.infos[n] for n in self.selected]
+
+    @property
+    def context(self) -> HostContext:
+        """The ``HostContext`` given to ``on_startup`` (after ``start``)."""
+        if self.context_obj is None:
+            raise RuntimeError("the plugin host has not started; call start(middleware) first")
+        return self.context_obj
+
+    def loop_thread_run(self, coro: Any, timeout: float | None) -> Any:
+        """Run *coro* on the host's loop and wait for its result."""
+        if self.loop is None:
+            coro.close()
+            raise RuntimeError("the plugin host has not started")
+        return self.loop.run(coro, timeout)
+
+    # ---------------------------------------------------------------- start / stop
+    def start(self, bus: Any) -> PluginHost:
+        """Connect to *bus* (a running ``Middleware``, or the ``Endpoints`` of one) and start.
+
+        Serves plugin services, calls ``on_startup``, subscribes to the event topics (returns
+        once subscribed) and starts the isolated workers (returns once they are ready).
+        Raises ``PluginLoadError`` in strict mode when any plugin failed.
+        """
+        if self.started:
+            return self
+        self.load()
+        if isinstance(bus, Endpoints):
+            endpoints, zctx, worker_address = bus, zmq.Context.instance(), bus.rpc_frontend
+        else:
+            endpoints, zctx = bus.endpoints("inproc"), bus.context
+            b = bus.settings.bus
+            worker_address = bus.endpoints("ipc" if b.enable_ipc else "tcp").rpc_frontend
+        if self.isolated:
+            from .isolation import Supervisor
+
+            self.supervisor = Supervisor(self.settings, worker_address, self.host_settings)
+            for n in self.isolated:
+                self.supervisor.add(n, [n])
+            self.supervisor.start()
+        try:
+            self._start_local(endpoints, zctx)
+            if self.supervisor is not None:
+                self.supervisor.wait_ready(self.host_settings.worker_start_timeout)
+                failed = [w for w in self.supervisor.workers.values() if w.status != "running"]
+                for w in failed:
+                    for n in w.plugins:
+                        info = self.registry.infos[n]
+                        info.reason = w.reason or f"worker {w.status}"
+                if failed and self.strict:
+                    raise PluginLoadError("isolated plugin(s) failed to start (strict mode): " + "; ".join(
+                        f"{', '.join(w.plugins)}: {w.reason or w.status}" for w in failed))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_local(self, endpoints: Endpoints, zctx: zmq.Context) -> None:
+        self.loop = LoopThread().start()
+        self.runner.loop = self.loop.loop
+        self.context_obj = HostContext(self, endpoints, zctx)
+        self.started = True
+        bus = getattr(self.settings, "bus", None)
+        services: list[Service] = [s for _, s in self.registry.services.values()]
+        if self.in_worker:
+            services.append(_WorkerControl(self, f"worker.{self.worker_name or '+'.join(self.selected)}"))
+        else:
+            services.append(_PluginsService(self))
+        for svc in services:
+            self._service_workers.append(ServiceWorker(svc, endpoints.rpc_backend, bus=bus, context=zctx).start())
+        self.loop.run(self.runner.anotify("on_startup", host=self.context_obj), None)
+        wanted = [p for p, h in EVENT_HOOKS.items() if self.runner.implemented(h)]
+        self._pump_task = asyncio.run_coroutine_threadsafe(self._pump(endpoints, zctx, wanted), self.loop.loop)
+        if not self._pump_ready.wait(15):
+            raise RuntimeError(f"the plugin host could not subscribe to the bus at {endpoints.subscribe} "
+                               f"within 15s{': ' + str(self._pump_error) if self._pump_error else ''}")
+        if self._pump_error is not None:
+            raise self._pump_error
+        logger.info("plugin host started: {} in-process ({}), {} isolated ({})", len(self.registry.loaded()),
+                    ", ".join(self.registry.loaded()) or "-", len(self.isolated), ", ".join(self.isolated) or "-")
+
+    async def _pump(self, endpoints: Endpoints, zctx: zmq.Context, prefixes: list[str]) -> None:
+        """Receive events and call their hooks; first prove the subscription works with a probe."""
+        bus = getattr(self.settings, "bus", None)
+        probe = f"plugins.probe.{os.urandom(6).hex()}"
+        sub = AsyncSubscriber(endpoints.subscribe, [*prefixes, probe], bus=bus, context=zctx)
+        ready = self._pump_ready
+        ctx = self.context_obj
+        assert ctx is not None
+
+        async def send_probes() -> None:
+            for _ in range(300):
+                if ready.is_set():
+                    return
+                ctx.publish(probe, {"probe": True})
+                await asyncio.sleep(0.05)
+            self._pump_error = RuntimeError(f"no probe came back through the pub/sub router at {endpoints.subscribe}")
+            ready.set()
+
+        prober = asyncio.get_running_loop().create_task(send_probes())
+        events = self.events
+        runner = self.runner
+        try:
+            while True:
+                msg = await sub.recv()
+                if msg is None:
+                    continue
+                if msg.topic == probe:
+                    if not ready.is_set():
+                        sub.unsubscribe(probe)
+                        ready.set()
+                    continue
+                call = event_call(msg.topic, msg.data)
+                if call is None:
+                    continue
+                hook, kwargs = call
+                events[hook] = events.get(hook, 0) + 1
+                await runner.anotify(hook, **kwargs)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:
+            self._pump_error = exc
+            ready.set()
+            logger.exception("plugin event pump stopped: {}", exc)
+        finally:
+            prober.cancel()
+            sub.close()
+
+    def stop(self) -> None:
+        """Stop workers, the event pump and services; call ``on_shutdown``; close everything."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if not self.started:
+            return
+        self.started = False
+        loop = self.loop
+        assert loop is not None
+        if self._pump_task is not None:
+            loop.loop.call_soon_threadsafe(self._pump_task.cancel)
+            try:
+                self._pump_task.result(5)
+            except Exception:
+                pass
+        if self.context_obj is not None:
+            try:
+                loop.run(self.runner.anotify("on_shutdown", host=self.context_obj), 30)
+            except Exception as exc:
+                logger.error("on_shutdown did not finish: {}", exc)
+            if self.context_obj._arpc is not None:
+                loop.loop.call_soon_threadsafe(self.context_obj._arpc.close)
+        for w in self._service_workers:
+            w.stop()
+        self._service_workers.clear()
+        loop.stop()
+        self.runner.loop = None
+        if self.context_obj is not None:
+            self.context_obj.close()
+        logger.info("plugin host stopped")
+
+    def __enter__(self) -> PluginHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- reports
+    def check_order(self, order: Any, context: Any = None) -> OrderCheck:
+        """Ask every ``check_order`` hook about *order* (see ``HostContext.acheck_order``)."""
+        return self.context.check_order(order, context)
+
+    def status(self) -> dict[str, Any]:
+        """Plugins (loaded/failed/isolated), hook error counts, events delivered, workers."""
+        errors = self.runner.error_counts()
+        plugins = []
+        for n in self.selected:
+            d = self.registry.infos[n].to_dict()
+            d["errors"] = errors.get(n, {})
+            plugins.append(d)
+        return {"plugins": plugins, "events": dict(self.events),
+                "workers": self.supervisor.status() if self.supervisor is not None else []}
+
+
+class _PluginsService(Service):
+    """The ``plugins`` RPC service of a host: its plugins, error counts and workers."""
+
+    name = "plugins"
+
+    def __init__(self, host: PluginHost) -> None:
+        self._host = host
+
+    def status(self) -> dict[str, Any]:
+        """Plugins (loaded/failed/isolated, hooks, error counts), events delivered, workers."""
+        return self._host.status()
+
+    async def check_order(self, order: Any, context: Any = None) -> dict[str, Any]:
+        """Ask the plugins' check_order hooks about *order*: {accepted, reason, plugin}."""
+        fut = asyncio.run_coroutine_threadsafe(self._host.context.acheck_order(order, context),
+                                               self._host.loop.loop)  # type: ignore[union-attr]
+        return (await asyncio.wrap_future(fut)).to_dict()
+
+
+__all__ = ["EVENT_HOOKS", "HostContext", "PluginHost", "event_call"]
