@@ -53,6 +53,14 @@ def mw(settings: Settings) -> Iterator[Middleware]:
     m.stop()
 
 
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a CLI subprocess that starts or reaches *settings*' middleware (tcp ports: any free)."""
+    b = settings.bus
+    return dict(os.environ, AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir,
+                AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
+                AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0", **extra)
+
+
 def child_env(settings: Settings | None = None) -> dict[str, str]:
     """Environment for a child process that should use *settings*' bus."""
     env = dict(os.environ)

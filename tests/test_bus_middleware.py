@@ -18,7 +18,7 @@ from aitrados.bus.security import SecurityError, make_keys
 from aitrados.middleware import Middleware
 from aitrados.settings import BusSettings
 
-from conftest import AITRADOS, bus_settings
+from conftest import AITRADOS, bus_settings, cli_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,9 +80,7 @@ def test_curve_keys_required_when_enabled(ipc_dir: str, tmp_path: Path) -> None:
 
 def test_cli_run_stops_cleanly_on_sigterm(ipc_dir: str) -> None:
     s = bus_settings(ipc_dir)
-    env = dict(os.environ, AITRADOS_BUS__NAME=s.bus.name, AITRADOS_BUS__IPC_DIR=ipc_dir,
-               AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
-               AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0")
+    env = cli_env(s)
     p = subprocess.Popen([*AITRADOS, "run"], env=env, stderr=subprocess.PIPE, text=True)
     lines = []
     assert p.stderr is not None

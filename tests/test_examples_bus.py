@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import AITRADOS, PYTHON, bus_settings
+from conftest import AITRADOS, PYTHON, bus_settings, cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(60)
@@ -17,9 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_bus_basics_example(ipc_dir: str) -> None:
     s = bus_settings(ipc_dir)
-    env = dict(os.environ, AITRADOS_BUS__NAME=s.bus.name, AITRADOS_BUS__IPC_DIR=ipc_dir,
-               AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
-               AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0")
+    env = cli_env(s)
     r = subprocess.run([PYTHON, str(ROOT / "examples" / "bus_basics.py")], env=env, capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stderr
@@ -29,9 +26,7 @@ def test_bus_basics_example(ipc_dir: str) -> None:
 
 def test_worker_process_example(ipc_dir: str) -> None:
     s = bus_settings(ipc_dir)
-    env = dict(os.environ, AITRADOS_BUS__NAME=s.bus.name, AITRADOS_BUS__IPC_DIR=ipc_dir,
-               AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
-               AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0")
+    env = cli_env(s)
     mw = subprocess.Popen([*AITRADOS, "run"], env=env, stderr=subprocess.DEVNULL)
     worker = None
     try:
