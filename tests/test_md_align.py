@@ -1,0 +1,170 @@
+"""Aligner: property-based checks (random arrival orders, delays and drops) of no look-ahead,
+exactly-once per frontier and completeness, plus the documented partial/holiday/late behaviour."""
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aitrados.marketdata.align import Aligner, expected_schedule
+from aitrados.marketdata.chart import resample_bars
+from aitrados.marketdata.generator import generate_bars
+from aitrados.marketdata.intervals import CRYPTO_GLOBAL, US_STOCK_RTH, bar_open
+from aitrados.marketdata.models import Bar
+
+UTC = dt.timezone.utc
+EPS = dt.timedelta(microseconds=1)
+START = dt.datetime(2018, 6, 4, 19, 20, tzinfo=UTC)  # US close is 20:00 UTC that day
+END = dt.datetime(2018, 6, 4, 20, 40, tzinfo=UTC)
+HOLIDAY = US_STOCK_RTH.with_holidays({dt.date(2018, 6, 4)})
+SESSIONS = {"STOCK:US:SPX": US_STOCK_RTH, "CRYPTO:GLOBAL:BTCUSD": CRYPTO_GLOBAL, "STOCK:US:IXIC": HOLIDAY}
+
+
+def schedule_bars(fs: str, iv: str) -> list[Bar]:
+    s = SESSIONS[fs]
+    return [Bar(fs, iv, bar_open(c - EPS, iv, s), c, 1.0, 2.0, 0.5, 1.5, float(k))
+            for k, c in enumerate(expected_schedule(iv, s, START, END))]
+
+
+members_st = st.dictionaries(
+    st.sampled_from(sorted(SESSIONS)),
+    st.lists(st.sampled_from(["1M", "5M", "15M", "60M"]), min_size=1, max_size=3, unique=True),
+    min_size=1, max_size=3,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(members=members_st, data=st.data())
+def test_properties_random_arrival(members: dict[str, list[str]], data: st.DataObject) -> None:
+    lateness = dt.timedelta(seconds=data.draw(st.sampled_from([0, 60, 180, 10**7]), label="lateness"))
+    bars = [b for fs, ivs in members.items() for iv in ivs for b in schedule_bars(fs, iv)]
+    n = len(bars)
+    dropped = data.draw(st.lists(st.integers(0, 9), min_size=n, max_size=n), label="drop") if n else []
+    delays = data.draw(st.lists(st.integers(0, 300), min_size=n, max_size=n), label="delay") if n else []
+    ties = data.draw(st.permutations(range(n)), label="ties") if n else []
+    arrivals = sorted(
+        ((b.close_datetime + dt.timedelta(seconds=d), t, b) for b, d, t, x in zip(bars, delays, ties, dropped) if x != 0),
+        key=lambda a: (a[0], a[1]))
+    arrived_at = {(b.full_symbol, b.interval, b.close_datetime): at for at, _, b in arrivals}
+
+    al = Aligner(lateness=lateness, sessions=SESSIONS)
+    al.add_group("g", members, start=START)
+    fed: list[Bar] = []
+    emitted = []  # (snapshot, number of bars fed when it was emitted)
+    for at, _, b in arrivals:
+        fed.append(b)
+        emitted += [(s, len(fed)) for s in al.feed(b, now=at)]
+    emitted += [(s, len(fed)) for s in al.tick(END + lateness + dt.timedelta(days=1))]
+
+    # schedules, independent of the aligner: which members are due at each frontier
+    due: dict[dt.datetime, set[tuple[str, str]]] = {}
+    for fs, ivs in members.items():
+        for iv in ivs:
+            for c in expected_schedule(iv, SESSIONS[fs], START, END):
+                due.setdefault(c, set()).add((fs, iv))
+
+    frontiers = [s.frontier for s, _ in emitted]
+    assert frontiers == sorted(set(frontiers)), "frontiers must be strictly increasing, each once"
+    assert set(frontiers) <= set(due)
+    for snap, k in emitted:
+        f = snap.frontier
+        known = fed[:k]
+        for m, bar in snap.bars.items():
+            assert bar.close_datetime <= f, "look-ahead: a bar that closes after the frontier"
+            assert bar in known, "a bar that had not arrived yet"
+            latest = max((b for b in known if (b.full_symbol, b.interval) == m and b.close_datetime <= f),
+                         key=lambda b: b.close_datetime)
+            assert bar is latest, "each member shows its latest closed bar as of the frontier"
+        arrived = {m for m in due[f] if any(b.close_datetime == f and (b.full_symbol, b.interval) == m for b in known)}
+        assert set(snap.updated) == arrived
+        assert set(snap.missing) == due[f] - arrived
+        assert snap.partial == bool(snap.missing)
+        assert arrived, "a frontier where nothing arrived is skipped, not emitted"
+    # completeness: a frontier whose due bars all arrived before the deadline is emitted complete;
+    # one where any due bar arrived before the deadline is emitted
+    by_f = {s.frontier: s for s, _ in emitted}
+    for f, ms in due.items():
+        times = [arrived_at.get((fs, iv, f)) for fs, iv in ms]
+        on_time = [t is not None and t < f + lateness for t in times]
+        if all(on_time):
+            assert f in by_f and not by_f[f].partial, f"complete frontier {f} not emitted complete"
+        if any(on_time):
+            assert f in by_f, f"frontier {f} with an on-time bar not emitted"
+        if not any(t is not None for t in times):
+            assert f not in by_f
+
+
+def test_multi_timeframe_in_order_no_waiting() -> None:
+    spx = generate_bars("STOCK:US:SPX", "2018-06-04T19:00", "2018-06-05T14:00", seed=1)
+    btc = generate_bars("CRYPTO:GLOBAL:BTCUSD", "2018-06-04T19:00", "2018-06-05T14:00", seed=1)
+    stream = spx + resample_bars(spx, "15M", include_partial=False) + resample_bars(spx, "DAY", include_partial=False) + btc
+    stream.sort(key=lambda b: (b.close_datetime, b.interval == "1M"))  # higher intervals first at a tie
+    al = Aligner(lateness=dt.timedelta(0))
+    al.add_group("g", {"STOCK:US:SPX": ["1M", "15M", "DAY"], "CRYPTO:GLOBAL:BTCUSD": "1M"}, start=spx[0].datetime)
+    snaps = [s for b in stream for s in al.feed(b)]
+    assert len(snaps) == len({b.close_datetime for b in stream}) and not any(s.partial for s in snaps)
+    close = dt.datetime(2018, 6, 4, 20, 0, tzinfo=UTC)
+    at_close = next(s for s in snaps if s.frontier == close)
+    assert set(at_close.updated) == {("STOCK:US:SPX", "1M"), ("STOCK:US:SPX", "15M"), ("STOCK:US:SPX", "DAY"),
+                                     ("CRYPTO:GLOBAL:BTCUSD", "1M")}
+    overnight = next(s for s in snaps if s.frontier == close + dt.timedelta(hours=3))
+    assert overnight.updated == (("CRYPTO:GLOBAL:BTCUSD", "1M"),)  # the stock market is closed: not waited for
+    assert overnight.get("STOCK:US:SPX", "DAY").close_datetime == close  # type: ignore[union-attr]
+    mid = next(s for s in snaps if s.frontier == dt.datetime(2018, 6, 5, 13, 52, tzinfo=UTC))
+    assert mid.get("STOCK:US:SPX", "15M").close_datetime == dt.datetime(2018, 6, 5, 13, 45, tzinfo=UTC)  # type: ignore[union-attr]
+    rec = mid.to_record()
+    assert rec["frontier"] == "2018-06-05T13:52:00+00:00" and rec["bars"]["STOCK:US:SPX"]["15M"]["interval"] == "15M"
+
+
+def test_partial_after_lateness_names_missing_and_late_bar_is_counted() -> None:
+    f1 = dt.datetime(2018, 6, 5, 14, 0, tzinfo=UTC)
+    a = Bar("STOCK:US:SPX", "1M", f1 - dt.timedelta(minutes=1), f1, 1.0, 1.0, 1.0, 1.0, 1.0)
+    b = Bar("STOCK:US:IXIC", "1M", f1 - dt.timedelta(minutes=1), f1, 2.0, 2.0, 2.0, 2.0, 2.0)
+    al = Aligner(lateness=dt.timedelta(seconds=30))
+    al.add_group("pair", {"STOCK:US:SPX": ["1M"], "STOCK:US:IXIC": ["1M"]}, start=f1 - dt.timedelta(minutes=1))
+    assert al.feed(a, now=f1) == []
+    assert al.tick(f1 + dt.timedelta(seconds=29)) == []
+    (snap,) = al.tick(f1 + dt.timedelta(seconds=30))
+    assert snap.partial and snap.missing == (("STOCK:US:IXIC", "1M"),) and snap.updated == (("STOCK:US:SPX", "1M"),)
+    assert al.tick(f1 + dt.timedelta(seconds=31)) == []  # never twice
+    assert al.feed(b, now=f1 + dt.timedelta(seconds=40)) == [] and al.stats("pair")["late"] == 1
+
+
+def test_unknown_holiday_skips_empty_frontiers_and_known_holiday_is_not_waited_for() -> None:
+    day = dt.datetime(2018, 7, 4, 13, 30, tzinfo=UTC)
+    btc = generate_bars("CRYPTO:GLOBAL:BTCUSD", day, day + dt.timedelta(minutes=10))
+    # calendar does not know July 4th: the stock member is due, never comes: partial after lateness
+    al = Aligner(lateness=dt.timedelta(seconds=5))
+    al.add_group("g", {"STOCK:US:SPX": ["1M"], "CRYPTO:GLOBAL:BTCUSD": ["1M"]}, start=day)
+    snaps = [s for b in btc for s in al.feed(b, now=b.close_datetime + dt.timedelta(seconds=10))]
+    assert len(snaps) == 10 and all(s.partial and s.missing == (("STOCK:US:SPX", "1M"),) for s in snaps)
+    # calendar knows it: complete snapshots, the stock member is simply not due
+    al2 = Aligner(lateness=dt.timedelta(seconds=5), sessions={"STOCK:US:SPX": US_STOCK_RTH.with_holidays({dt.date(2018, 7, 4)})})
+    al2.add_group("g", {"STOCK:US:SPX": ["1M"], "CRYPTO:GLOBAL:BTCUSD": ["1M"]}, start=day)
+    snaps = [s for b in btc for s in al2.feed(b)]
+    assert len(snaps) == 10 and not any(s.partial for s in snaps)
+    # stock-only group on the unknown holiday: nothing arrives, frontiers are skipped, none emitted
+    al3 = Aligner(lateness=dt.timedelta(seconds=5))
+    al3.add_group("s", {"STOCK:US:SPX": ["1M", "5M"]}, start=day)
+    assert al3.tick(day + dt.timedelta(days=1)) == [] and al3.stats("s")["skipped"] >= 1
+    nxt = generate_bars("STOCK:US:SPX", "2018-07-05T13:30", "2018-07-05T13:32")
+    assert [s.frontier for b in nxt for s in al3.feed(b)] == [b.close_datetime for b in nxt]
+
+
+def test_start_inferred_and_group_management() -> None:
+    bars = generate_bars("CRYPTO:GLOBAL:BTCUSD", "2018-01-01T00:00", "2018-01-01T00:05")
+    al = Aligner()
+    al.add_group("x", {"crypto:global:btcusd": ["1m"]})
+    assert [s.frontier for b in bars for s in al.feed(b)] == [b.close_datetime for b in bars]
+    assert al.groups() == {"x": {"CRYPTO:GLOBAL:BTCUSD": ["1M"]}}
+    with pytest.raises(ValueError, match="already exists"):
+        al.add_group("x", {"STOCK:US:SPX": ["DAY"]})
+    al.add_group("x", {"STOCK:US:SPX": ["DAY"]}, replace=True)
+    assert al.groups() == {"x": {"STOCK:US:SPX": ["DAY"]}}
+    assert al.feed(bars[0]) == []  # no group wants it any more
+    with pytest.raises(ValueError, match="no members"):
+        al.add_group("y", {})
+    with pytest.raises(ValueError, match="unknown interval"):
+        al.add_group("y", {"STOCK:US:SPX": ["2H"]})
+    assert al.remove_group("x") and not al.remove_group("x") and al.groups() == {}
