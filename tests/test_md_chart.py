@@ -187,3 +187,18 @@ def _d(b: Bar) -> dict:
     import msgspec
 
     return msgspec.structs.asdict(b)
+
+
+def test_hydrate_resets_bucket_state() -> None:
+    """After hydrating with history, aggregation restarts on the session grid (no stale fast path)."""
+    day2 = generate_bars("STOCK:US:SPX", "2018-06-05", "2018-06-06", seed=5)
+    day1 = generate_bars("STOCK:US:SPX", "2018-06-04", "2018-06-05", seed=5)
+    want = resample_bars(day1, "240M", US_STOCK_RTH)
+    w = ChartWindow("STOCK:US:SPX", "240M", size=5)
+    for b in day2:
+        w.update(b)
+    w.hydrate([want[0]])  # 09:30-13:30 of day 1
+    rest = [b for b in day1 if b.datetime >= want[0].close_datetime]
+    for b in rest:
+        w.update(b)
+    assert w.closed_bars() == want

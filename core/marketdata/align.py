@@ -41,6 +41,7 @@ from aitrados.marketdata.intervals import (
     INTERVAL_MINUTES,
     Session,
     bar_open,
+    grid_end,
     interval_rank,
     next_bar_close,
     normalize_interval,
@@ -118,13 +119,7 @@ class _Clock:
         c = next_bar_close(after, self.interval, self.session)
         self._last = c
         if step is not None:
-            s = self.session
-            o = bar_open(c - _EPS, self.interval, s)
-            if s.is_24h:
-                self._day_end = s.at(s.local(o).date() + dt.timedelta(days=1), dt.time(0))
-            else:
-                loc = s.local(o)
-                self._day_end = s.at(loc.date(), s.close) if loc.time() < s.close else None
+            self._day_end = grid_end(bar_open(c - _EPS, self.interval, self.session), self.interval, self.session)
         return c
 
 

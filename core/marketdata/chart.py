@@ -27,6 +27,7 @@ from aitrados.marketdata.intervals import (
     Session,
     bar_close,
     bar_open,
+    grid_end,
     interval_rank,
     normalize_interval,
     session_for,
@@ -88,6 +89,7 @@ class ChartWindow:
         "full_symbol", "interval", "size", "session", "seq", "just_closed", "stale",
         "_ring", "_cap", "_head", "_count", "_live", "_floor",
         "_b_open", "_b_close", "_o", "_h", "_l", "_c", "_v", "_pv", "_vw_ok", "_pend", "_src_ok",
+        "_step", "_grid_end",
     )
 
     def __init__(self, full_symbol: str, interval: str, size: int = 500, session: Session | None = None) -> None:
@@ -105,6 +107,8 @@ class ChartWindow:
         self._head = 0
         self._count = 0
         self._src_ok: set[str] = {self.interval}
+        n = INTERVAL_MINUTES.get(self.interval)
+        self._step = dt.timedelta(minutes=n) if n else None
         self._reset_live(_MIN_DT)
 
     # ------------------------------------------------------------------ state helpers
@@ -117,6 +121,7 @@ class ChartWindow:
         self._o = self._h = self._l = self._c = self._v = self._pv = 0.0
         self._vw_ok = True
         self._pend: Bar | None = None  # unclosed sub-bar not yet folded
+        self._grid_end = None
 
     def _append(self, bar: Bar) -> None:
         h = self._head
@@ -269,8 +274,16 @@ class ChartWindow:
                 self._fold(self._pend)
             if self._floor > self._b_open:  # type: ignore[operator]
                 closed = (self._finalize(),)
-        o = bar_open(t, self.interval, self.session)
-        self._b_open, self._b_close = o, bar_close(o, self.interval, self.session)
+        ge = self._grid_end
+        if ge is not None and t < ge and t == (bc if bc is not None else self._floor):
+            # contiguous with the previous bucket inside one session run: no calendar arithmetic
+            c = t + self._step  # type: ignore[operator]
+            o, self._b_close = t, (c if c <= ge else ge)
+            self._b_open = o
+        else:
+            o = bar_open(t, self.interval, self.session)
+            self._b_open, self._b_close = o, bar_close(o, self.interval, self.session)
+            self._grid_end = grid_end(o, self.interval, self.session)
         self._floor = o
         if bar.closed:
             self._fold(bar)

@@ -40,6 +40,7 @@ __all__ = [
     "bar_close",
     "bar_span",
     "next_bar_close",
+    "grid_end",
 ]
 
 UTC = dt.timezone.utc
@@ -291,6 +292,26 @@ def bar_span(ts: dt.datetime, interval: str, session: Session | None = None) -> 
     """``(open, close)`` of the bar containing ``ts``."""
     o = bar_open(ts, interval, session)
     return o, bar_close(o, interval, session)
+
+
+def grid_end(opened: dt.datetime, interval: str, session: Session | None = None) -> dt.datetime | None:
+    """End of the contiguous run of ``interval`` bars that contains the bar opening at ``opened``.
+
+    Inside that run the next bar opens where the previous one closed and lasts the interval (the last
+    one is cut at the end): callers use it as a fast path instead of :func:`bar_open`/:func:`bar_close`.
+    It is the next local midnight on 24h sessions, the session close during regular hours, and None
+    for calendar intervals or bars outside regular hours.
+    """
+    iv = normalize_interval(interval)
+    if iv not in INTERVAL_MINUTES:
+        return None
+    s = session or CRYPTO_GLOBAL
+    loc = s.local(opened)
+    if s.is_24h:
+        return s.at(loc.date() + _DAY, dt.time(0))
+    if s.open <= loc.time() < s.close:
+        return s.at(loc.date(), s.close)
+    return None
 
 
 def next_bar_close(after: dt.datetime, interval: str, session: Session | None = None) -> dt.datetime:
