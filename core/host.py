@@ -236,17 +236,22 @@ class PluginHost:
         ``plugin_host.isolate``
     :param in_worker: this host *is* an isolated worker (nothing is isolated further)
     :param worker_name: the worker's name (its control service is ``worker.<name>``)
+    :param host_settings: a ``PluginHostSettings`` overriding ``settings.plugin_host``
     """
 
     def __init__(self, settings: Any, names: Iterable[str] | None = None, strict: bool | None = None,
-                 isolate: Iterable[str] = (), *, in_worker: bool = False, worker_name: str | None = None) -> None:
+                 isolate: Iterable[str] = (), *, in_worker: bool = False, worker_name: str | None = None,
+                 host_settings: Any = None) -> None:
         from .plugin_settings import host_settings_of
 
         self.settings = settings
-        self.host_settings = host_settings_of(settings)
+        self.host_settings = host_settings or host_settings_of(settings)
         self.in_worker = in_worker
         self.worker_name = worker_name
         self.registry = PluginRegistry(settings, strict=strict)
+        self.registry.host_settings = self.host_settings
+        if strict is None:
+            self.registry.strict = self.host_settings.strict
         self.strict = self.registry.strict
         if in_worker:
             self.host_settings = self.host_settings.model_copy(update={"always": []})
