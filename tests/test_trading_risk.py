@@ -1,0 +1,129 @@
+"""Risk engine: built-in rules, kill switch, bar-clock rate limit, external checks and fail-closed behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aitrados.trading.orders import Order
+from aitrados.trading.risk import RiskContext, RiskDecision, RiskEngine, RiskLimits
+
+SYM = "STOCK:US:TEST"
+T0 = dt.datetime(2024, 1, 2, 21, 0, tzinfo=dt.timezone.utc)
+
+
+def order(side: str = "buy", qty: float = 1, limit: float | None = None, oid: int = 1) -> Order:
+    return Order(oid, SYM, side, qty, "limit" if limit else "market", T0, limit_price=limit, client_id=f"c{oid}")
+
+
+def ctx(position: float = 0, price: float = 100, equity: float = 10_000, now: dt.datetime = T0, pending: float = 0) -> RiskContext:
+    return RiskContext(now=now, position=position, price=price, equity=equity, pending=pending)
+
+
+def test_no_limits_approves_by_default() -> None:
+    d = RiskEngine().check(order(), ctx())
+    assert d == RiskDecision(True, "default", "no rule objected")
+
+
+def test_max_position_counts_position_and_working_orders_and_lets_reductions_through() -> None:
+    r = RiskEngine(RiskLimits(max_position=10, max_position_by_symbol={"STOCK:US:OTHER": 1}))
+    assert r.check(order(qty=10), ctx()).approved
+    d = r.check(order(qty=11), ctx())
+    assert not d.approved and d.rule == "max_position" and "11" in d.reason
+    assert not r.check(order(qty=4), ctx(position=4, pending=3)).approved  # 4 + 3 + 4 = 11
+    assert r.check(order("sell", 2), ctx(position=15)).approved  # over the limit but reducing
+    assert not r.check(order("sell", 11), ctx()).approved  # short side counts too
+
+
+def test_max_order_notional_uses_limit_price_when_given() -> None:
+    r = RiskEngine(RiskLimits(max_order_notional=999))
+    d = r.check(order(qty=10), ctx(price=100))  # 10 * 100 = 1000 > 999
+    assert not d.approved and d.rule == "max_order_notional"
+    assert r.check(order(qty=10, limit=99), ctx(price=100)).approved  # 10 * 99 = 990
+
+
+def test_max_orders_window_runs_on_the_bar_clock() -> None:
+    r = RiskEngine(RiskLimits(max_orders=2, orders_window_seconds=86_400, max_order_notional=1e9))
+    h = dt.timedelta(hours=1)
+    assert r.check(order(), ctx(now=T0)).approved
+    assert not r.check(order(qty=1e8), ctx(now=T0 + h)).approved  # rejected orders do not count
+    assert r.check(order(), ctx(now=T0 + h)).approved
+    d = r.check(order(), ctx(now=T0 + 2 * h))
+    assert not d.approved and d.rule == "max_orders"
+    # the window is (now - 24 h, now]: at T0 + 24 h the order at T0 has left it, the one at T0 + 1 h has not
+    assert r.check(order(), ctx(now=T0 + 24 * h)).approved
+    assert not r.check(order(), ctx(now=T0 + 24 * h + dt.timedelta(minutes=59))).approved
+    assert r.check(order(), ctx(now=T0 + 25 * h)).approved
+
+
+def test_daily_loss_limit_blocks_new_exposure_until_the_next_day() -> None:
+    r = RiskEngine(RiskLimits(daily_loss_limit=500))
+    day = dt.timedelta(days=1)
+    r.observe(T0, 10_000)
+    r.observe(T0 + day, 9_400)  # the day starts from yesterday's 10_000: loss 600 >= 500
+    assert r.day_pnl(9_400) == -600
+    d = r.check(order(qty=1), ctx(position=5, equity=9_400, now=T0 + day))
+    assert not d.approved and d.rule == "daily_loss"
+    assert r.check(order("sell", 5), ctx(position=5, equity=9_400, now=T0 + day)).approved  # closing is fine
+    assert not r.check(order("sell", 8), ctx(position=5, equity=9_400, now=T0 + day)).approved  # flip is not
+    r.observe(T0 + 2 * day, 9_400)  # a new day starts from 9_400
+    assert r.check(order(qty=1), ctx(position=0, equity=9_400, now=T0 + 2 * day)).approved
+
+
+def test_kill_switch_trip_and_reset() -> None:
+    r = RiskEngine()
+    r.trip("operator says stop")
+    assert r.tripped and r.state()["kill_switch"] is True
+    d = r.check(order("sell", 1), ctx(position=1))
+    assert not d.approved and d.rule == "kill_switch" and "operator says stop" in d.reason
+    r.reset()
+    assert not r.tripped and r.check(order(), ctx()).approved
+
+
+def test_external_checks_first_non_none_wins() -> None:
+    calls: list[str] = []
+
+    def abstain(o: Order, c: RiskContext) -> None:
+        calls.append("abstain")
+
+    def small_only(o: Order, c: RiskContext) -> str | None:
+        calls.append("small_only")
+        return "too big for this desk" if o.quantity > 5 else None
+
+    def approve_all(o: Order, c: RiskContext) -> bool:
+        calls.append("approve_all")
+        return True
+
+    def never_reached(o: Order, c: RiskContext) -> bool:
+        calls.append("never")
+        raise AssertionError("after a decision no check runs")
+
+    r = RiskEngine(checks=[abstain, small_only, approve_all, never_reached])
+    d = r.check(order(qty=6), ctx())
+    assert not d.approved and d.rule.endswith("small_only") and d.reason == "too big for this desk"
+    assert calls == ["abstain", "small_only"]
+    calls.clear()
+    d = r.check(order(qty=1), ctx())
+    assert d.approved and d.rule.endswith("approve_all")
+    assert calls == ["abstain", "small_only", "approve_all"]
+
+
+def test_checks_that_raise_or_answer_nonsense_reject() -> None:
+    def broken(o: Order, c: RiskContext) -> None:
+        raise KeyError("missing field")
+
+    r = RiskEngine()
+    r.add_check(broken, name="plugin_x.check_order")
+    d = r.check(order(), ctx())
+    assert not d.approved and d.rule == "plugin_x.check_order"
+    assert "raised KeyError" in d.reason and "fail closed" in d.reason
+
+    r2 = RiskEngine(checks=[lambda o, c: 42])
+    d2 = r2.check(order(), ctx())
+    assert not d2.approved and "returned int" in d2.reason
+
+
+def test_builtin_rule_that_raises_rejects() -> None:
+    r = RiskEngine(RiskLimits(max_position=10))
+    # a malformed context (position None) makes the rule raise: the order is rejected, not passed
+    d = r.check(order(), RiskContext(now=T0, position=None, price=100.0, equity=1.0))  # type: ignore[arg-type]
+    assert not d.approved and d.rule == "max_position" and "TypeError" in d.reason
