@@ -34,7 +34,7 @@ members_st = st.dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(members=members_st, data=st.data())
 def test_properties_random_arrival(members: dict[str, list[str]], data: st.DataObject) -> None:
     lateness = dt.timedelta(seconds=data.draw(st.sampled_from([0, 60, 180, 10**7]), label="lateness"))

@@ -74,6 +74,7 @@ def _day_bars(fs: str, key: int, day: dt.date, s: Session, p0: float) -> Iterato
     # bridge: the day ends exactly on its anchor
     path += (end_lp - start_lp - path[-1]) * (np.arange(1, n + 1) / n)
     closes = np.round(p0 * np.exp(start_lp + path), 2)
+    closes[-1] = round(p0 * np.exp(end_lp), 2)  # same formula as the next day's first open: continuous
     opens = np.empty(n)
     opens[0] = round(p0 * np.exp(start_lp), 2)
     opens[1:] = closes[:-1]
