@@ -150,14 +150,19 @@ def test_cash_and_short_checks_reject_with_rule() -> None:
 def test_cancel_and_target_resolution() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, fill_at="close"))
     b.on_bar(bar(2, 100, 101, 99, 100))
-    submit(b, "buy", 3)
+    submit(b, "buy", 3)  # strategy "t" holds 3
     # target 10 with 3 held -> buy 7; target 10 again with 7 working (limit, not filled) -> nothing
-    o = b.create_order(OrderIntent(SYM, target=10, order_type="limit", limit_price=90), b.now)
+    o = b.create_order(OrderIntent(SYM, target=10, order_type="limit", limit_price=90, strategy="t"), b.now)
     assert o is not None and o.side == "buy" and o.quantity == 7
     b.accept(o)
-    assert b.create_order(OrderIntent(SYM, target=10), b.now) is None
-    o2 = b.create_order(OrderIntent(SYM, target=-2), b.now)
+    assert b.create_order(OrderIntent(SYM, target=10, strategy="t"), b.now) is None
+    o2 = b.create_order(OrderIntent(SYM, target=-2, strategy="t"), b.now)
     assert o2.side == "sell" and o2.quantity == 12
+    # another strategy's target counts only its own position: it starts from 0
+    o3 = b.create_order(OrderIntent(SYM, target=4, strategy="u"), b.now)
+    assert o3.side == "buy" and o3.quantity == 4
+    b.accept(o3)
+    assert b.position(SYM) == 7 and b.position(SYM, "t") == 3 and b.position(SYM, "u") == 4
     ev = b.cancel(o.id)
     assert ev[0].topic == f"order.cancelled.{SYM}" and b.working_orders() == []
     assert b.cancel(o.id) == []

@@ -36,7 +36,7 @@ from aitrados.marketdata.models import Bar
 
 from .orders import Account, Event, Fill, Order, OrderIntent, Position
 
-__all__ = ["BrokerSettings", "EquityPoint", "PaperBroker"]
+__all__ = ["BrokerSettings", "EquityPoint", "PaperBroker", "deliver"]
 
 _EPS = 1e-9
 
@@ -68,6 +68,17 @@ class EquityPoint(msgspec.Struct, frozen=True):
 Listener = Callable[[Event], None]
 
 
+def deliver(events: list[Event], listeners: list[Listener], owner: str) -> list[Event]:
+    """Pass each event to each listener; a listener that raises is logged, never propagated. Returns ``events``."""
+    for ev in events:
+        for listener in listeners:
+            try:
+                listener(ev)
+            except Exception:
+                logger.exception("{} listener {!r} raised on {}", owner, listener, ev.topic)
+    return events
+
+
 class PaperBroker:
     """Simulated execution against bars; see the module docstring for the fill rules."""
 
@@ -76,6 +87,7 @@ class PaperBroker:
         self.listeners: list[Listener] = list(listeners or [])
         self.cash = float(self.settings.initial_cash)
         self._positions: dict[str, Position] = {}
+        self._strategy_pos: dict[tuple[str, str], float] = {}
         self._orders: dict[int, Order] = {}
         self._working: list[int] = []
         self._fills: list[Fill] = []
@@ -86,15 +98,19 @@ class PaperBroker:
         self.commission_paid = 0.0
 
     # ------------------------------------------------------------------ queries
-    def position(self, full_symbol: str) -> float:
-        """Signed position in ``full_symbol`` (0 when none)."""
+    def position(self, full_symbol: str, strategy: str | None = None) -> float:
+        """Signed position in ``full_symbol``: the account's, or the part ``strategy``'s fills built (0 when none)."""
+        if strategy is not None:
+            return self._strategy_pos.get((strategy, full_symbol), 0.0)
         pos = self._positions.get(full_symbol)
         return pos.quantity if pos else 0.0
 
-    def pending(self, full_symbol: str) -> float:
-        """Signed quantity of the working orders in ``full_symbol``."""
+    def pending(self, full_symbol: str, strategy: str | None = None) -> float:
+        """Signed quantity of the working orders in ``full_symbol`` (only ``strategy``'s when given)."""
         return sum(
-            self._orders[i].signed_quantity for i in self._working if self._orders[i].full_symbol == full_symbol
+            o.signed_quantity
+            for o in (self._orders[i] for i in self._working)
+            if o.full_symbol == full_symbol and (strategy is None or o.strategy == strategy)
         )
 
     def last_price(self, full_symbol: str) -> float | None:
@@ -139,12 +155,15 @@ class PaperBroker:
     def create_order(self, intent: OrderIntent, now: dt.datetime) -> Order | None:
         """Resolve ``intent`` into an order (a target becomes the quantity still missing).
 
-        Returns None when a target position is already reached (counting working orders).
+        A target refers to the intent's strategy's own position (what its fills built, plus its
+        working orders), so strategies sharing a symbol do not trade against each other; the
+        account position is their sum. Returns None when the target is already reached.
         :raises ValueError: when the intent is inconsistent (see :meth:`OrderIntent.validate`).
         """
         intent.validate()
         if intent.target is not None:
-            delta = intent.target - self.position(intent.full_symbol) - self.pending(intent.full_symbol)
+            delta = (intent.target - self.position(intent.full_symbol, intent.strategy)
+                     - self.pending(intent.full_symbol, intent.strategy))
             if abs(delta) <= _EPS:
                 return None
             side: Literal["buy", "sell"] = "buy" if delta > 0 else "sell"
@@ -275,6 +294,8 @@ class PaperBroker:
         if pos is None:
             pos = self._positions[o.full_symbol] = Position(full_symbol=o.full_symbol)
         self._apply(pos, signed, price)
+        key = (o.strategy, o.full_symbol)
+        self._strategy_pos[key] = self._strategy_pos.get(key, 0.0) + signed
         pos.commission += commission
         last = self._last_price.get(o.full_symbol, price)
         pos.last_price = last
@@ -332,10 +353,4 @@ class PaperBroker:
         return Event(f"order.{o.status}.{o.full_symbol}", msgspec.structs.replace(o))
 
     def _emit(self, events: list[Event]) -> list[Event]:
-        for ev in events:
-            for listener in self.listeners:
-                try:
-                    listener(ev)
-                except Exception:
-                    logger.exception("broker listener {!r} raised on {}", listener, ev.topic)
-        return events
+        return deliver(events, self.listeners, "broker")

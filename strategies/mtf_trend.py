@@ -1,0 +1,85 @@
+"""Multi-timeframe trend: trade a lower interval only in the direction of a higher one.
+
+Works on aligned snapshots (``on_mtf``) of one group ``{full_symbol: [lower, higher]}``,
+so the higher bar it sees has always closed (no look-ahead). Each time the higher bar in
+a snapshot is new, the trend is updated: up while the higher close is above its
+``trend_period`` SMA, down when below. Each time the lower bar is new, its fast/slow EMAs
+are updated and the wanted position is ``+quantity`` when the trend is up and EMA(fast) >
+EMA(slow); ``-quantity`` when the trend is down, EMA(fast) < EMA(slow) and ``allow_short``;
+flat otherwise. Orders go out only when the wanted position changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aitrados.trading.indicators import EMA, SMA
+from aitrados.trading.strategy import Strategy
+
+__all__ = ["MtfTrend"]
+
+
+class MtfTrend(Strategy):
+    """Lower-interval EMA cross filtered by the higher-interval trend; see the module docstring."""
+
+    name = "mtf_trend"
+
+    def __init__(
+        self,
+        full_symbol: str = "STOCK:US:SPX",
+        lower: str = "DAY",
+        higher: str = "WEEK",
+        group: str = "mtf_trend",
+        trend_period: int = 10,
+        fast: int = 5,
+        slow: int = 20,
+        quantity: float = 10.0,
+        allow_short: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0 < fast < slow:
+            raise ValueError(f"mtf_trend: need 0 < fast < slow, got fast={fast} slow={slow}")
+        if lower == higher:
+            raise ValueError("mtf_trend: lower and higher intervals must differ")
+        self.full_symbol, self.lower, self.higher, self.group = full_symbol, lower, higher, group
+        self.symbols = (full_symbol,)
+        self.intervals = (lower, higher)
+        self.groups = {group: {full_symbol: [lower, higher]}}
+        self.window = slow
+        self.trend_sma = SMA(trend_period)
+        self.fast, self.slow = EMA(fast), EMA(slow)
+        self.quantity = float(quantity)
+        self.allow_short = allow_short
+        self.trend = 0  # +1 up, -1 down, 0 unknown
+        self.wanted = 0.0
+        self._last_higher: Any = None
+
+    def on_bar(self, bar: Any) -> None:
+        """Bars come through the aligned snapshots; nothing to do per raw bar."""
+
+    def on_mtf(self, snapshot: Any) -> None:
+        """Update the trend and the signal from an aligned snapshot of the group."""
+        if getattr(snapshot, "group", self.group) != self.group:
+            return
+        hb = snapshot.get(self.full_symbol, self.higher)
+        if hb is not None and hb.datetime != getattr(self._last_higher, "datetime", None):
+            self._last_higher = hb
+            sma = self.trend_sma.update(hb.close)
+            if sma is not None:
+                self.trend = 1 if hb.close > sma else (-1 if hb.close < sma else 0)
+        if (self.full_symbol, self.lower) not in snapshot.updated:
+            return
+        lb = snapshot.get(self.full_symbol, self.lower)
+        self.fast.update(lb.close)
+        self.slow.update(lb.close)
+        if not self.slow.ready:
+            return
+        assert self.fast.value is not None and self.slow.value is not None
+        target = 0.0
+        if self.trend > 0 and self.fast.value > self.slow.value:
+            target = self.quantity
+        elif self.allow_short and self.trend < 0 and self.fast.value < self.slow.value:
+            target = -self.quantity
+        if target != self.wanted:
+            self.ctx.target_position(self.full_symbol, target, tag="entry" if target else "exit")
+            self.wanted = target

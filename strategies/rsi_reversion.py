@@ -1,0 +1,68 @@
+"""RSI mean reversion on one symbol.
+
+Rule on closed bars of ``interval``, with the incremental Wilder RSI (same values as
+``ta.momentum.RSIIndicator``): when flat, buy ``quantity`` when RSI < ``oversold``; when
+long, exit when RSI > ``exit_long``. With ``allow_short``: when flat, sell short when
+RSI > ``overbought``; when short, cover when RSI < ``exit_short``.
+"""
+
+from __future__ import annotations
+
+from aitrados.marketdata.models import Bar
+from aitrados.trading.indicators import RSI
+from aitrados.trading.strategy import Strategy
+
+__all__ = ["RsiReversion"]
+
+
+class RsiReversion(Strategy):
+    """Buy oversold, sell when the RSI recovers; see the module docstring."""
+
+    name = "rsi_reversion"
+
+    def __init__(
+        self,
+        full_symbol: str = "STOCK:US:SPX",
+        interval: str = "DAY",
+        period: int = 14,
+        oversold: float = 30.0,
+        exit_long: float = 55.0,
+        overbought: float = 70.0,
+        exit_short: float = 45.0,
+        quantity: float = 10.0,
+        allow_short: bool = False,
+    ) -> None:
+        super().__init__()
+        if not (0 < oversold < exit_long < 100 and 0 < exit_short < overbought < 100):
+            raise ValueError(
+                "rsi_reversion: need 0 < oversold < exit_long < 100 and 0 < exit_short < overbought < 100"
+            )
+        self.full_symbol = full_symbol
+        self.symbols = (full_symbol,)
+        self.intervals = (interval,)
+        self.window = period + 1
+        self.rsi = RSI(period)
+        self.oversold, self.exit_long = oversold, exit_long
+        self.overbought, self.exit_short = overbought, exit_short
+        self.quantity = float(quantity)
+        self.allow_short = allow_short
+        self.wanted = 0.0
+
+    def on_bar(self, bar: Bar) -> None:
+        """Update the RSI and act on the thresholds."""
+        value = self.rsi.update(bar.close)
+        if value is None:
+            return
+        target = self.wanted
+        if self.wanted == 0:
+            if value < self.oversold:
+                target = self.quantity
+            elif self.allow_short and value > self.overbought:
+                target = -self.quantity
+        elif self.wanted > 0 and value > self.exit_long:
+            target = 0.0
+        elif self.wanted < 0 and value < self.exit_short:
+            target = 0.0
+        if target != self.wanted:
+            self.ctx.target_position(self.full_symbol, target, tag="entry" if target else "exit")
+            self.wanted = target

@@ -1,0 +1,168 @@
+"""Whole runs: strategies + risk + paper broker over the bundled S&P 500 bars, against independent pandas/ta computations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+import ta
+
+from aitrados.marketdata.loader import bundled_bar_files, load_bars
+from aitrados.marketdata.models import Bar, CalendarEvent
+from aitrados.trading.broker import BrokerSettings, PaperBroker
+from aitrados.trading.engine import TradingEngine
+from aitrados.trading.report import build_report
+from aitrados.trading.risk import RiskEngine, RiskLimits
+from aitrados.trading.strategy import Strategy
+from aitrados_strategies.rsi_reversion import RsiReversion
+from aitrados_strategies.sma_cross import SmaCross
+
+SPX = "STOCK:US:SPX"
+
+
+@pytest.fixture(scope="module")
+def bars() -> list[Bar]:
+    return load_bars(bundled_bar_files()[(SPX, "DAY")]).bars
+
+
+def frame(bars: list[Bar]) -> pd.DataFrame:
+    return pd.DataFrame({"datetime": [b.datetime for b in bars], "open": [b.open for b in bars],
+                         "close": [b.close for b in bars]})
+
+
+SETTINGS = dict(initial_cash=100_000, commission_per_share=0.005, commission_bps=1.0, slippage_bps=2.0)
+
+
+def oracle_run(df: pd.DataFrame, target: pd.Series, s: dict) -> tuple[list, list, float, np.ndarray]:
+    """Independent backtest: target decided at close i trades at open i+1 with the same costs."""
+    cash, pos, fills, equity = s["initial_cash"], 0.0, [], []
+    want = target.to_numpy()
+    pending = 0.0
+    for i in range(len(df)):
+        if pending:
+            px = df.open.iat[i] * (1 + s["slippage_bps"] / 1e4 * np.sign(pending))
+            cash -= pending * px + abs(pending) * s["commission_per_share"] + s["commission_bps"] / 1e4 * abs(pending) * px
+            pos += pending
+            fills.append((df.datetime.iat[i], pending, px))
+            pending = 0.0
+        if want[i] != pos:
+            pending = want[i] - pos
+        equity.append(cash + pos * df.close.iat[i])
+    return fills, [f[0] for f in fills], equity[-1], np.array(equity)
+
+
+def test_sma_cross_whole_run_matches_pandas(bars: list[Bar]) -> None:
+    engine = TradingEngine([SmaCross(SPX, fast=10, slow=30, quantity=10)], PaperBroker(BrokerSettings(**SETTINGS)))
+    engine.run(bars)
+    assert engine.errors == []
+
+    df = frame(bars)
+    fast = df.close.rolling(10).mean()
+    slow = df.close.rolling(30).mean()
+    target = pd.Series(np.where(fast > slow, 10.0, 0.0))  # NaN compares False: flat while warming up
+    want_fills, want_dates, want_final, want_curve = oracle_run(df, target, SETTINGS)
+
+    fills = engine.broker.fills()
+    assert len(fills) == len(want_fills) > 100
+    assert [f.datetime for f in fills] == want_dates  # same entry and exit bars
+    assert [f.signed_quantity for f in fills] == [w[1] for w in want_fills]
+    np.testing.assert_allclose([f.price for f in fills], [w[2] for w in want_fills], rtol=1e-12)
+    assert engine.broker.equity() == pytest.approx(want_final, rel=1e-10)
+    np.testing.assert_allclose([p.equity for p in engine.broker.equity_curve], want_curve, rtol=1e-10)
+
+
+def test_rsi_reversion_trades_on_ta_rsi_thresholds(bars: list[Bar]) -> None:
+    engine = TradingEngine([RsiReversion(SPX, period=14, oversold=30, exit_long=55, quantity=5)],
+                           PaperBroker(BrokerSettings(initial_cash=100_000)))
+    engine.run(bars)
+    df = frame(bars)
+    rsi = ta.momentum.RSIIndicator(df.close, window=14).rsi().to_numpy()
+    want, state = [], 0.0
+    for r in rsi:
+        if not np.isnan(r):
+            if state == 0 and r < 30:
+                state = 5.0
+            elif state > 0 and r > 55:
+                state = 0.0
+        want.append(state)
+    _, want_dates, want_final, _ = oracle_run(df, pd.Series(want), dict(initial_cash=100_000, commission_per_share=0,
+                                                                         commission_bps=0, slippage_bps=0))
+    assert [f.datetime for f in engine.broker.fills()] == want_dates and len(want_dates) > 20
+    assert engine.broker.equity() == pytest.approx(want_final, rel=1e-10)
+
+
+def _run_once(bars: list[Bar]) -> tuple[bytes, bytes]:
+    risk = RiskEngine(RiskLimits(max_position=12, max_orders=3, orders_window_seconds=10 * 86_400))
+    engine = TradingEngine(
+        [SmaCross(SPX, fast=5, slow=20, quantity=10), RsiReversion(SPX, quantity=5)],
+        PaperBroker(BrokerSettings(**SETTINGS)), risk,
+    )
+    events = engine.run(bars[:1500])
+    report = build_report(engine.broker)
+    return msgspec.json.encode(events), msgspec.json.encode(report)
+
+
+def test_replay_is_deterministic(bars: list[Bar]) -> None:
+    a = _run_once(bars)
+    b = _run_once(bars)
+    assert a == b
+    assert b"order.rejected" in a[0] and b"fill." in a[0]  # the run exercised rejections and fills
+
+
+def test_kill_switch_pauses_orders_without_stopping_the_run(bars: list[Bar]) -> None:
+    engine = TradingEngine([SmaCross(SPX, fast=5, slow=20, quantity=10)], PaperBroker(BrokerSettings(**SETTINGS)))
+    part = bars[:600]
+    for b in part[:200]:
+        engine.on_bar(b)
+    engine.trip("test")
+    for b in part[200:400]:
+        engine.on_bar(b)
+    engine.reset()
+    for b in part[400:]:
+        engine.on_bar(b)
+    orders = engine.broker.orders()
+    paused = [o for o in orders if part[200].close_datetime <= o.created_at < part[400].close_datetime]
+    after = [o for o in orders if o.created_at >= part[400].close_datetime]
+    assert paused and all(o.status == "rejected" and o.rule == "kill_switch" for o in paused)
+    assert after and all(o.status != "rejected" for o in after)
+    assert engine.bars_seen == 600
+
+
+class Exploding(Strategy):
+    name = "exploding"
+
+    def on_bar(self, bar: Bar) -> None:
+        raise RuntimeError("strategy bug")
+
+
+def test_a_raising_strategy_is_logged_and_the_others_run(bars: list[Bar]) -> None:
+    engine = TradingEngine([Exploding(), SmaCross(SPX, fast=5, slow=20)], PaperBroker())
+    engine.run(bars[:100])
+    assert len(engine.errors) == 100 and "exploding.on_bar raised RuntimeError" in engine.errors[0]
+    assert engine.broker.fills()
+
+
+def test_sma_cross_stands_aside_around_high_impact_events(bars: list[Bar]) -> None:
+    plain = TradingEngine([SmaCross(SPX, fast=5, slow=20)], PaperBroker())
+    plain.run(bars[:400])
+    entries = [o for o in plain.broker.orders() if o.tag == "entry"]
+    first = entries[0].created_at  # the close at which the first entry signal fired
+    events = [
+        CalendarEvent("US", "NFP", "payrolls", first - dt.timedelta(hours=7), impact="high"),
+        CalendarEvent("US", "MINOR", "minor", entries[1].created_at, impact="low"),
+    ]
+    aside = SmaCross(SPX, fast=5, slow=20, stand_aside_impact="high")
+    engine = TradingEngine([aside], PaperBroker())
+    for ev in events:
+        engine.on_calendar_event(ev)
+    engine.run(bars[:400])
+    got = [o for o in engine.broker.orders() if o.tag == "entry"]
+    assert aside.skipped_entries >= 1
+    assert all(o.created_at != first for o in got)  # no entry at the event's bar
+    assert got[0].created_at > first
+    assert entries[1].created_at in [o.created_at for o in got]  # a low-impact event is ignored
+    # the stand-aside window: the event lies within [close - 12 h, close + 24 h] of the skipped bar
+    assert aside.standing_aside(first) and not aside.standing_aside(first + dt.timedelta(days=2))
