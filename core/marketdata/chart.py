@@ -244,25 +244,8 @@ class ChartWindow:
             if not bar.closed:
                 self._pend = bar
                 return _UPDATED
-            self._pend = None
-            # fast path of _fold for a closed sub-bar
-            if self._floor <= self._b_open:  # type: ignore[operator]
-                self._o, self._h, self._l, self._v, self._pv, self._vw_ok = bar.open, bar.high, bar.low, 0.0, 0.0, True
-            else:
-                if bar.high > self._h:
-                    self._h = bar.high
-                if bar.low < self._l:
-                    self._l = bar.low
-            self._c = bar.close
-            v = bar.volume
-            self._v += v
-            if bar.vwap is None:
-                self._vw_ok = False
-            else:
-                self._pv += bar.vwap * v
-            cd = bar.close_datetime
-            self._floor = cd
-            if cd >= bc:
+            self._fold(bar)
+            if bar.close_datetime >= bc:
                 self.just_closed = (self._finalize(),)
                 return _CLOSED
             return _UPDATED
