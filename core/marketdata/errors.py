@@ -19,12 +19,13 @@ def scrub_secret(text: str, secret: str | None = None) -> str:
     """Return ``text`` with every ``secret_key=...`` value and every literal ``secret`` masked.
 
     :param text: a URL, log line or error message
-    :param secret: the key itself, masked wherever it appears (even outside a query string)
+    :param secret: the key itself, masked wherever it appears (even outside a query string) when it
+        has at least 6 characters
     :returns: the text with the key replaced by ``***``
     """
     out = _SECRET_QUERY.sub(r"\1" + MASK, text)
     out = _SECRET_JSON.sub(r"\1" + MASK + r"\2", out)
-    if secret:
+    if secret and len(secret) >= 6:  # shorter "keys" would mask ordinary words; the query form is masked anyway
         out = out.replace(secret, MASK)
     return out
 

@@ -236,6 +236,16 @@ class ReplayServer:
         with HTTP ``status`` instead of data: for testing client retries and 429 handling."""
         self._failures.append(_Failure(count, status, endpoint))
 
+    def drop_connections(self) -> int:
+        """Abort every WebSocket connection at the TCP level (no close handshake), as a network
+        failure would: for testing client reconnects. :returns: how many were dropped."""
+        n = 0
+        for sess in list(self._sessions):
+            sess.conn.transport.abort()
+            self._sessions.discard(sess)
+            n += 1
+        return n
+
     def state(self) -> dict[str, Any]:
         """The replay state: clock, speed, progress, end-of-data flag, request counters."""
         return {
@@ -587,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0, help="0 = pick a free port (printed)")
     p.add_argument("--speed", type=float, default=None, help="1 = real time, N = N times, 0 = as fast as possible")
     p.add_argument("--start", default=None, help="replay clock start, ISO 8601 (naive = UTC)")
-    p.add_argument("--days", type=int, default=None, help="days of replay after the start")
+    p.add_argument("--days", type=float, default=None, help="days of replay after the start")
     p.add_argument("--autostart", choices=["immediately", "first_subscribe", "manual"], default=None)
     p.add_argument("--bars", nargs="*", default=[], help="CSV/Parquet bar files")
     p.add_argument("--news", nargs="*", default=[], help="news JSON/CSV files")

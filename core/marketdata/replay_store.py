@@ -250,7 +250,7 @@ class ReplayStore:
     :param bundled: include the bundled daily bars, sample news and sample calendar
     """
 
-    def __init__(self, *, start: dt.datetime | None = None, days: int = 3, history_days: int = 5,
+    def __init__(self, *, start: dt.datetime | None = None, days: float = 3, history_days: float = 5,
                  seed: int = 7, generated_symbols: Iterable[str] = (), generate_any: bool = False,
                  bar_files: Iterable[str | Path] = (), news_files: Iterable[str | Path] = (),
                  calendar_files: Iterable[str | Path] = (), holiday_files: Iterable[str | Path] = (),

@@ -60,8 +60,8 @@ class MarketDataSettings(BaseModel):
     replay_seed: int = Field(7, description="seed of the 1-minute bar generator (same seed, same bars)")
     replay_start: datetime | None = Field(
         None, description="replay clock start (UTC when naive); default 2018-12-24T14:30Z, inside the bundled samples")
-    replay_history_days: int = Field(5, ge=0, le=3650, description="days of generated bars before the clock start")
-    replay_days: int = Field(3, ge=1, le=3650, description="days of generated bars after the clock start")
+    replay_history_days: float = Field(5.0, ge=0, le=3650, description="days of generated bars before the clock start")
+    replay_days: float = Field(3.0, gt=0, le=3650, description="days of replay after the clock start (fractions allowed)")
     replay_speed: float = Field(
         0.0, ge=0, description="1 = real time, N = N times faster, 0 = as fast as possible (order kept)")
     replay_autostart: Literal["immediately", "first_subscribe", "manual"] = Field(
