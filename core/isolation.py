@@ -199,22 +199,22 @@ class Supervisor:
             w.proc = None
             tail = " | ".join(list(w.stderr_tail)[-3:])
             if code == EXIT_LOAD_FAILED:
-                w.status = "failed"
                 w.reason = w.reason or f"could not load its plugins: {tail}"
-                w.ready.set()
                 logger.error("worker {!r} could not load plugin(s) {}: {}; not restarting (fix the plugin or "
                              "its settings, then restart)", w.name, ", ".join(w.plugins), w.reason)
+                w.status = "failed"
+                w.ready.set()
                 return
             if now - w.started_at >= self.hs.stable_after:
                 w.restarts = 0
             w.restarts += 1
             if w.restarts > self.hs.restart_limit:
-                w.status = "gave up"
-                w.reason = f"died {w.restarts} times in a row (last exit code {code})"
-                w.ready.set()
                 logger.critical("GIVING UP on worker {!r} (plugin(s) {}): it died {} times in a row, last exit "
                                 "code {}; its plugins no longer receive events. Last output: {}", w.name,
                                 ", ".join(w.plugins), w.restarts, code, tail or "-")
+                w.reason = f"died {w.restarts} times in a row (last exit code {code})"
+                w.status = "gave up"
+                w.ready.set()
                 return
             delay = backoff_delay(w.restarts, self.hs.restart_backoff, self.hs.restart_backoff_max)
             w.status, w.reason = "restarting", f"exit code {code}"
