@@ -62,6 +62,7 @@ class WorkerState:
     hooks: list[str] = field(default_factory=list)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     ready: threading.Event = field(default_factory=threading.Event)
+    readers: list[threading.Thread] = field(default_factory=list)
 
     @property
     def service(self) -> str:
@@ -127,10 +128,12 @@ class Supervisor:
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(self._config(w)) + "\n")
         proc.stdin.flush()  # the pipe stays open: its EOF tells the worker to stop
-        threading.Thread(target=self._read_stdout, args=(w, proc), daemon=True,
-                         name=f"aitrados-worker-{w.name}-out").start()
-        threading.Thread(target=self._read_stderr, args=(w, proc), daemon=True,
-                         name=f"aitrados-worker-{w.name}-err").start()
+        w.readers = [threading.Thread(target=self._read_stdout, args=(w, proc), daemon=True,
+                                      name=f"aitrados-worker-{w.name}-out"),
+                     threading.Thread(target=self._read_stderr, args=(w, proc), daemon=True,
+                                      name=f"aitrados-worker-{w.name}-err")]
+        for t in w.readers:
+            t.start()
         logger.info("worker {!r} started for plugin(s) {} (pid {}, start #{})", w.name, ", ".join(w.plugins),
                     proc.pid, w.starts)
 
@@ -140,17 +143,14 @@ class Supervisor:
             line = line.rstrip("\n")
             if line.startswith(READY_LINE):
                 info = json.loads(line[len(READY_LINE):])
-                with self._lock:
-                    if w.proc is proc:
-                        w.hooks = info.get("hooks", [])
-                        w.status = "running"
-                        w.ready.set()
+                if w.proc is proc:  # no lock: the watcher may hold it while it joins this thread
+                    w.hooks = info.get("hooks", [])
+                    w.status = "running"
+                    w.ready.set()
                 logger.info("worker {!r} ready (pid {}), hooks: {}", w.name, proc.pid, ", ".join(w.hooks) or "none")
             elif line.startswith(FAILED_LINE):
                 info = json.loads(line[len(FAILED_LINE):])
-                with self._lock:
-                    if w.proc is proc:
-                        w.reason = info.get("reason")
+                w.reason = info.get("reason")
             elif line:
                 logger.info("[worker {}] {}", w.name, line)
 
@@ -195,6 +195,8 @@ class Supervisor:
         now = time.monotonic()
         if w.proc is not None and w.proc.poll() is not None and not self._stopping.is_set():
             code = w.proc.returncode
+            for t in w.readers:  # the last lines (FAILED reason, traceback) are read before deciding
+                t.join(1.0)
             w.proc.stdin.close() if w.proc.stdin else None  # type: ignore[func-returns-value]
             w.proc = None
             tail = " | ".join(list(w.stderr_tail)[-3:])
