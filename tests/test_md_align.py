@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aitrados.marketdata.align import Aligner, expected_schedule
+from aitrados.marketdata.align import Aligner, Snapshot, expected_schedule
 from aitrados.marketdata.chart import resample_bars
 from aitrados.marketdata.generator import generate_bars
-from aitrados.marketdata.intervals import CRYPTO_GLOBAL, US_STOCK_RTH, bar_open
+from aitrados.marketdata.intervals import CRYPTO_GLOBAL, US_STOCK_RTH, Session, bar_open
 from aitrados.marketdata.models import Bar
 
 UTC = dt.timezone.utc
@@ -168,3 +168,45 @@ def test_start_inferred_and_group_management() -> None:
     with pytest.raises(ValueError, match="unknown interval"):
         al.add_group("y", {"STOCK:US:SPX": ["2H"]})
     assert al.remove_group("x") and not al.remove_group("x") and al.groups() == {}
+
+
+def test_bundled_daily_data_two_symbols_day_week_month() -> None:
+    """The real multi-symbol case: S&P 500 and NASDAQ 2018, DAY + WEEK + MON, replayed in close order
+    on a simulated clock. Without a holiday calendar Good Friday (a Friday that closes the week and
+    the month) comes out partial, naming the DAY members, and the other holidays are skipped; with
+    the holidays (shared by the resampling and the aligner) every snapshot is complete."""
+    from aitrados.marketdata.loader import bundled_bar_files, load_bars
+
+    t0, t1 = dt.datetime(2018, 1, 1, tzinfo=UTC), dt.datetime(2019, 1, 1, tzinfo=UTC)
+    days = {fs: [b for b in load_bars(p).bars if t0 <= b.datetime < t1] for (fs, _), p in bundled_bar_files().items()}
+    trading = {b.datetime.astimezone(US_STOCK_RTH.zone).date() for b in days["STOCK:US:SPX"]}
+    weekdays = {t0.date() + dt.timedelta(days=k) for k in range(365)}
+    holidays = {d for d in weekdays if d.weekday() < 5 and d not in trading}
+    assert dt.date(2018, 3, 30) in holidays and dt.date(2018, 7, 4) in holidays and len(holidays) == 10
+    members = {fs: ["DAY", "WEEK", "MON"] for fs in days}
+    good_friday = dt.datetime(2018, 3, 30, 20, 0, tzinfo=UTC)
+
+    def run(session: Session) -> tuple[list[Bar], list[Snapshot], Aligner]:
+        stream = [b for d in days.values() for b in d + resample_bars(d, "WEEK", session, include_partial=False)
+                  + resample_bars(d, "MON", session, include_partial=False)]
+        stream.sort(key=lambda b: (b.close_datetime, b.full_symbol, b.interval))
+        al = Aligner(lateness=dt.timedelta(hours=1), sessions={fs: session for fs in days})
+        al.add_group("idx", members, start=t0)
+        snaps = [s for b in stream for s in al.feed(b, now=b.close_datetime)]
+        return stream, snaps + al.tick(t1), al
+
+    stream, snaps, al = run(US_STOCK_RTH)
+    assert [s.frontier for s in snaps] == sorted({b.close_datetime for b in stream})
+    assert [s.frontier for s in snaps if s.partial] == [good_friday]
+    gf = next(s for s in snaps if s.frontier == good_friday)
+    assert set(gf.missing) == {(fs, "DAY") for fs in days}
+    assert set(gf.updated) == {(fs, iv) for fs in days for iv in ("WEEK", "MON")}
+    assert al.stats("idx")["skipped"] == len(holidays) - 1  # the other holidays: nothing arrived
+    for s in snaps:  # both symbols move together: same calendar
+        assert {iv for fs, iv in s.updated if fs == "STOCK:US:IXIC"} == {iv for fs, iv in s.updated if fs == "STOCK:US:SPX"}
+
+    stream, snaps, al = run(US_STOCK_RTH.with_holidays(holidays))
+    assert [s.frontier for s in snaps] == sorted({b.close_datetime for b in stream})
+    assert len(snaps) == len(trading) and not any(s.partial for s in snaps) and al.stats("idx")["skipped"] == 0
+    thursday = next(s for s in snaps if s.frontier == good_friday - dt.timedelta(days=1))
+    assert len(thursday.updated) == 6  # DAY, WEEK and MON of both close on the Thursday

@@ -324,9 +324,19 @@ def next_bar_close(after: dt.datetime, interval: str, session: Session | None = 
         o, c = bar_span(t, iv, s)
         if c > after and _trades(o, c, iv, s):
             return c
-        t = c if c > t else t + dt.timedelta(minutes=1)
-        if iv in INTERVAL_MINUTES and not s.is_open(t):
-            t = s.next_open(t)
+        if iv in INTERVAL_MINUTES:
+            t = c if c > t else t + dt.timedelta(minutes=1)
+            if not s.is_open(t):
+                t = s.next_open(t)
+        else:  # jump to the start of the next calendar period
+            d = s.local(o).date()
+            if iv == "DAY":
+                d += _DAY
+            elif iv == "WEEK":
+                d += dt.timedelta(days=7)
+            else:
+                d = (d.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+            t = s.at(d, dt.time(0) if s.is_24h else s.open)
     raise ValueError(f"no {iv} bar close found after {after} for session {s.name}")
 
 
