@@ -9,6 +9,7 @@ separated, date-only) and the ``*_to_record`` helpers produce the protocol's JSO
 import datetime as dt
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -104,6 +105,7 @@ class CalendarEvent(msgspec.Struct, frozen=True, gc=False):
 # --------------------------------------------------------------------------- symbols
 
 
+@lru_cache(maxsize=4096)
 def parse_full_symbol(s: str) -> tuple[str, str, str]:
     """Split ``ASSET:COUNTRY:SYMBOL`` (any case) into upper-case ``(asset, country, symbol)``.
 
@@ -122,6 +124,7 @@ def parse_full_symbol(s: str) -> tuple[str, str, str]:
     return asset, country, symbol
 
 
+@lru_cache(maxsize=4096)
 def normalize_full_symbol(s: str) -> str:
     """Return the canonical upper-case ``ASSET:COUNTRY:SYMBOL`` form (raises ValueError if malformed)."""
     return ":".join(parse_full_symbol(s))
@@ -174,6 +177,8 @@ def parse_timestamp(value: Any) -> dt.datetime:
 
 def format_timestamp(d: dt.datetime) -> str:
     """Format as ``%Y-%m-%dT%H:%M:%S+00:00`` (UTC, no fraction), the form OHLC and news records use."""
+    if type(d) is dt.datetime and d.tzinfo is UTC:  # the common case, 5x faster than strftime
+        return (d.replace(microsecond=0) if d.microsecond else d).isoformat()
     return parse_timestamp(d).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
