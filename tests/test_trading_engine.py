@@ -166,3 +166,39 @@ def test_sma_cross_stands_aside_around_high_impact_events(bars: list[Bar]) -> No
     assert entries[1].created_at in [o.created_at for o in got]  # a low-impact event is ignored
     # the stand-aside window: the event lies within [close - 12 h, close + 24 h] of the skipped bar
     assert aside.standing_aside(first) and not aside.standing_aside(first + dt.timedelta(days=2))
+
+
+def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar]) -> None:
+    from aitrados.marketdata.align import Aligner
+    from aitrados.marketdata.chart import resample_bars
+    from aitrados_strategies.mtf_trend import MtfTrend
+
+    weeks = resample_bars(bars, "WEEK", include_partial=False)
+    strat = MtfTrend(SPX, lower="DAY", higher="WEEK", trend_period=10, fast=5, slow=20, quantity=10)
+    engine = TradingEngine([strat], PaperBroker(BrokerSettings(initial_cash=100_000)))
+    aligner = Aligner()
+    for name, members in strat.groups.items():
+        aligner.add_group(name, members)
+    stream = sorted([(b.close_datetime, 0, b) for b in bars] + [(w.close_datetime, 1, w) for w in weeks],
+                    key=lambda t: (t[0], t[1]))
+    for when, _, b in stream:
+        engine.on_bar(b)
+        for snap in aligner.feed(b, now=when):
+            engine.on_mtf(snap)
+    assert engine.errors == []
+
+    # oracle: a week (W-FRI) is visible from its Friday on; trend = weekly close > SMA10 of weekly closes
+    df = frame(bars)
+    df["date"] = pd.to_datetime([b.datetime.date() for b in bars])
+    weekly = df.set_index("date").close.resample("W-FRI").last().dropna()
+    trend_up = (weekly > weekly.rolling(10).mean()).rename("up").reset_index()
+    merged = pd.merge_asof(df[["date"]], trend_up, on="date", direction="backward")
+    up = merged["up"].fillna(False).astype(bool).to_numpy()
+    fast = df.close.ewm(span=5, adjust=False, min_periods=5).mean()
+    slow = df.close.ewm(span=20, adjust=False, min_periods=20).mean()
+    target = pd.Series(np.where(up & (fast > slow).to_numpy(), 10.0, 0.0))
+    _, want_dates, want_final, _ = oracle_run(df, target, dict(initial_cash=100_000, commission_per_share=0,
+                                                               commission_bps=0, slippage_bps=0))
+    got = [f.datetime for f in engine.broker.fills()]
+    assert len(got) > 50 and got == want_dates
+    assert engine.broker.equity() == pytest.approx(want_final, rel=1e-10)

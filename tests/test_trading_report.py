@@ -1,0 +1,130 @@
+"""Report metrics against hand computation and pandas; trade list CSV, equity PNG and summary table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aitrados.marketdata.loader import bundled_bar_files, load_bars
+from aitrados.trading.broker import BrokerSettings, EquityPoint, PaperBroker
+from aitrados.trading.engine import TradingEngine
+from aitrados.trading.orders import Fill
+from aitrados.trading.report import (
+    build_report,
+    compute_metrics,
+    periods_per_year,
+    summary_table,
+    trades_from_fills,
+)
+from aitrados_strategies.sma_cross import SmaCross
+
+UTC = dt.timezone.utc
+SYM = "STOCK:US:TEST"
+
+
+def t(day: int) -> dt.datetime:
+    return dt.datetime(2024, 1, day, 21, tzinfo=UTC)
+
+
+def test_metrics_by_hand() -> None:
+    curve = [EquityPoint(t(2), 110, 0, 0), EquityPoint(t(3), 99, 0, 5), EquityPoint(t(4), 121, 0, 5),
+             EquityPoint(t(5), 108.9, 0, 0)]
+    m = compute_metrics(curve, 100.0, [], periods=252)
+    # total return = 108.9 / 100 - 1
+    assert m.total_return == pytest.approx(0.089)
+    # drawdowns: 110 -> 99 is 10 %, 121 -> 108.9 is 10 %
+    assert m.max_drawdown == pytest.approx(0.10)
+    # returns from the initial cash: +10 %, -10 %, +22.22 %, -10 %
+    r = pd.Series([0.1, -0.1, 121 / 99 - 1, -0.1])
+    assert m.sharpe == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(252))
+    assert m.exposure == 0.5 and m.points == 4
+    assert m.trades == 0 and m.win_rate is None
+
+
+def test_flat_curve_has_no_sharpe() -> None:
+    m = compute_metrics([EquityPoint(t(2), 100, 100, 0), EquityPoint(t(3), 100, 100, 0)], 100.0, [])
+    assert m.sharpe is None and m.max_drawdown == 0 and m.total_return == 0
+
+
+def fill(day: int, side: str, qty: float, px: float, comm: float) -> Fill:
+    return Fill(day, SYM, side, qty, px, comm, t(day), "s")
+
+
+def test_round_trips_by_hand() -> None:
+    fills = [
+        fill(2, "buy", 10, 100, 1.0), fill(3, "sell", 10, 110, 1.0),  # long: 10 * 10 - 2 = 98
+        fill(4, "sell", 5, 100, 0.5), fill(5, "buy", 10, 90, 1.0),  # short 5 covered at 90: 50 - 0.5 - 0.5 = 49
+        # ... and the same buy opens long 5 @ 90 (half its commission, 0.5), open, marked at 95: 25 - 0.5
+    ]
+    trades = trades_from_fills(fills, {SYM: 95.0})
+    assert [(tr.direction, tr.closed) for tr in trades] == [("long", True), ("short", True), ("long", False)]
+    assert [tr.pnl for tr in trades] == pytest.approx([98.0, 49.0, 24.5])
+    assert trades[0].entry_price == 100 and trades[0].exit_price == 110 and trades[0].exit_time == t(3)
+    assert trades[1].quantity == 5 and trades[2].entry_price == 90 and trades[2].exit_time is None
+    m = compute_metrics([EquityPoint(t(5), 100, 100, 0)], 100.0, trades)
+    assert m.trades == 2 and m.win_rate == 1.0
+
+
+def test_scaling_in_and_out_averages_prices() -> None:
+    fills = [fill(2, "buy", 10, 100, 0), fill(3, "buy", 10, 110, 0), fill(4, "sell", 5, 120, 0), fill(5, "sell", 15, 90, 0)]
+    (tr,) = trades_from_fills(fills)
+    # entry avg 105; exit avg (5*120 + 15*90) / 20 = 97.5; pnl 5*15 + 15*(-15) = -150
+    assert tr.entry_price == 105 and tr.exit_price == 97.5 and tr.quantity == 20
+    assert tr.pnl == pytest.approx(-150.0) and tr.closed
+
+
+@pytest.fixture(scope="module")
+def run() -> PaperBroker:
+    bars = load_bars(bundled_bar_files()[("STOCK:US:SPX", "DAY")]).bars
+    engine = TradingEngine([SmaCross("STOCK:US:SPX", fast=10, slow=30, quantity=20)],
+                           PaperBroker(BrokerSettings(initial_cash=100_000, commission_bps=2, slippage_bps=1)))
+    engine.run(bars)
+    return engine.broker
+
+
+def test_whole_run_report_against_pandas(run: PaperBroker) -> None:
+    rep = build_report(run, "DAY")
+    m = rep.metrics
+    eq = pd.Series([p.equity for p in rep.equity_curve])
+    assert m.final_equity == pytest.approx(run.equity())
+    assert m.total_return == pytest.approx(eq.iloc[-1] / 100_000 - 1)
+    peak = np.maximum.accumulate(np.concatenate([[100_000.0], eq.to_numpy()]))[1:]
+    assert m.max_drawdown == pytest.approx((1 - eq / peak).max())
+    r = pd.concat([pd.Series([100_000.0]), eq], ignore_index=True).pct_change().dropna()
+    assert m.sharpe == pytest.approx(r.mean() / r.std() * math.sqrt(252))
+    invested = pd.Series([p.gross_exposure > 0 for p in rep.equity_curve])
+    assert m.exposure == pytest.approx(invested.mean()) and 0 < m.exposure < 1
+    # the trades' PnL (net of commission, open trade marked) adds up to the equity change
+    assert sum(tr.pnl for tr in rep.trades) == pytest.approx(run.equity() - 100_000, abs=1e-6)
+    closed = [tr for tr in rep.trades if tr.closed]
+    assert m.trades == len(closed) > 50
+    assert m.win_rate == pytest.approx(sum(tr.pnl > 0 for tr in closed) / len(closed))
+    assert m.commission == pytest.approx(sum(f.commission for f in run.fills()))
+
+
+def test_report_files_and_summary(run: PaperBroker, tmp_path: Path) -> None:
+    rep = build_report(run, "DAY")
+    paths = rep.write(tmp_path / "out", title="SMA cross on SPX")
+    trades = pd.read_csv(paths["trades"])
+    assert len(trades) == len(rep.trades)
+    assert list(trades.columns[:4]) == ["full_symbol", "strategy", "direction", "quantity"]
+    assert trades.pnl.sum() == pytest.approx(sum(tr.pnl for tr in rep.trades), rel=1e-9)
+    png = paths["equity_png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    eq = pd.read_csv(paths["equity_csv"])
+    assert len(eq) == len(rep.equity_curve) and eq.equity.iloc[-1] == pytest.approx(run.equity())
+    text = summary_table(rep.metrics)
+    assert "total return" in text and f"{rep.metrics.trades}" in text and "sqrt(252)" in text
+    assert paths["summary"].read_text().strip() == rep.summary().strip()
+
+
+def test_periods_per_year() -> None:
+    assert periods_per_year("DAY") == 252 and periods_per_year("week") == 52 and periods_per_year("MON") == 12
+    assert periods_per_year("15M") == 252 * 26 and periods_per_year("60M") == 252 * 6.5
+    with pytest.raises(ValueError, match="unknown interval"):
+        periods_per_year("2D")
