@@ -109,17 +109,26 @@ def error_from_reply(code: int, message: str, detail: Any = None, *, where: str 
     kind = detail.get("error") if isinstance(detail, dict) else None
     text = f"{where}: {message}" if where else message
     low = message.lower()
-    if code == 429 or kind == "rate_limited":
+    if kind is None:  # no explicit kind (the cloud): guess from the code and the words
+        if code == 429:
+            kind = "rate_limited"
+        elif code in (401, 403) or ("secret" in low and "key" in low):
+            kind = "bad_secret_key"
+        elif code == 404 and "symbol" in low:
+            kind = "unknown_symbol"
+        elif "interval" in low:
+            kind = "bad_interval"
+    if kind == "rate_limited":
         return RateLimitError(f"{text} (rate limited; wait and retry, or lower the request rate)",
                               code=code, detail=detail)
-    if code in (401, 403) or kind == "bad_secret_key" or ("secret" in low and "key" in low):
+    if kind == "bad_secret_key":
         return AuthenticationError(
             f"{text} (set AITRADOS_SECRET_KEY to a valid AiTrados key, or run on the local replay "
             "provider with AITRADOS_MARKETDATA__PROVIDER=replay)", code=code, detail=detail)
-    if kind == "unknown_symbol" or (code == 404 and "symbol" in low):
+    if kind == "unknown_symbol":
         available = detail.get("available") if isinstance(detail, dict) else None
         return UnknownSymbolError(text, code=code, detail=detail, available=available)
-    if kind == "bad_interval" or "interval" in low:
+    if kind == "bad_interval":
         return BadIntervalError(text, code=code, detail=detail)
     if code >= 500:
         return ServerUnavailableError(text, code=code, detail=detail)

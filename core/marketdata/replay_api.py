@@ -219,8 +219,8 @@ class ReplayAPI:
         if s0 == "server" and n == 2 and seg[1].lower() == "address_info":
             return "address_info", seg, q
         if s0 == "option" or (s0 == "stock" and n > 1 and seg[1].lower() == "stock_corporate_action"):
-            raise ApiError(404, f"{path}: options and corporate actions are not available in the local "
-                                "replay server; use the AiTrados cloud (set AITRADOS_SECRET_KEY)", "not_available")
+            raise ApiError(404, "options and corporate actions are not available in the local replay "
+                                "server; use the AiTrados cloud for them", "not_available")
         raise ApiError(404, f"no such endpoint {path!r}", "not_found")
 
     def _route(self, target: str) -> tuple[int, dict[str, Any]]:
