@@ -24,7 +24,6 @@ Fill rules (documented in docs/trading.md):
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable
 from typing import Literal
 
