@@ -23,7 +23,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,6 +333,31 @@ class _ClientCore:
         raise error_from_reply(code, self.scrub(str(body.get("message") or "error")),
                                body.get("detail"), where=where)
 
+    def plan(self, call: Call, page_key: str | None = None) -> Generator[tuple[str, Any], Any, Any]:
+        """The attempts of one request as steps, without I/O (sans-IO): yields ``("get", (url,
+        params, timeout))`` and expects the ``httpx.Response`` or the transport exception back, or
+        ``("sleep", seconds)``; returns the envelope's result or raises the typed error."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests_sent += 1
+            timeout = max(0.05, min(self.timeout, self.retry.remaining(started)))
+            outcome = yield "get", (self.url(call), self.params(call, page_key), timeout)
+            try:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return self.result(outcome, call)
+            except _Retryable as e:
+                last = str(e)
+            except httpx.TransportError as e:  # timeouts, refused connections, protocol errors
+                last = _describe(e)
+            delay = self.retry.delay(attempt, started)
+            if delay is None:
+                raise self.give_up(call, attempt, started, last)
+            self.log_retry(call, last, attempt, delay)
+            yield "sleep", delay
+
     def give_up(self, call: Call, attempts: int, started: float, last: str) -> ServerUnavailableError:
         return ServerUnavailableError(self.scrub(
             f"{self.where(call)} on {self.base_url}: gave up after {attempts} attempt(s) in "
@@ -400,25 +425,22 @@ class AitradosHTTPClient:
     # ------------------------------------------------------------------ transport
 
     def _get(self, call: Call, page_key: str | None = None) -> Any:
-        core = self._core
-        started = time.monotonic()
-        attempt = 0
+        plan = self._core.plan(call, page_key)
+        step = next(plan)
         while True:
-            attempt += 1
+            kind, arg = step
+            out: Any = None
+            if kind == "get":
+                try:
+                    out = self._http.get(arg[0], params=arg[1], timeout=arg[2])
+                except httpx.TransportError as e:
+                    out = e
+            else:
+                time.sleep(arg)
             try:
-                core.requests_sent += 1
-                resp = self._http.get(core.url(call), params=core.params(call, page_key),
-                                      timeout=max(0.05, min(core.timeout, core.retry.remaining(started))))
-                return core.result(resp, call)
-            except _Retryable as e:
-                last = str(e)
-            except httpx.TransportError as e:  # timeouts, refused connections, protocol errors
-                last = _describe(e)
-            delay = core.retry.delay(attempt, started)
-            if delay is None:
-                raise core.give_up(call, attempt, started, last)
-            core.log_retry(call, last, attempt, delay)
-            time.sleep(delay)
+                step = plan.send(out)
+            except StopIteration as done:
+                return done.value
 
     def call(self, call: Call) -> Any:
         """Send a :class:`Call`; paged calls return every page's records concatenated."""
@@ -525,25 +547,22 @@ class AsyncAitradosHTTPClient:
         await self.aclose()
 
     async def _get(self, call: Call, page_key: str | None = None) -> Any:
-        core = self._core
-        started = time.monotonic()
-        attempt = 0
+        plan = self._core.plan(call, page_key)
+        step = next(plan)
         while True:
-            attempt += 1
+            kind, arg = step
+            out: Any = None
+            if kind == "get":
+                try:
+                    out = await self._http.get(arg[0], params=arg[1], timeout=arg[2])
+                except httpx.TransportError as e:
+                    out = e
+            else:
+                await asyncio.sleep(arg)
             try:
-                core.requests_sent += 1
-                resp = await self._http.get(core.url(call), params=core.params(call, page_key),
-                                            timeout=max(0.05, min(core.timeout, core.retry.remaining(started))))
-                return core.result(resp, call)
-            except _Retryable as e:
-                last = str(e)
-            except httpx.TransportError as e:
-                last = _describe(e)
-            delay = core.retry.delay(attempt, started)
-            if delay is None:
-                raise core.give_up(call, attempt, started, last)
-            core.log_retry(call, last, attempt, delay)
-            await asyncio.sleep(delay)
+                step = plan.send(out)
+            except StopIteration as done:
+                return done.value
 
     async def call(self, call: Call) -> Any:
         """Send a :class:`Call`; paged calls return every page's records concatenated."""
