@@ -266,3 +266,14 @@ def test_user_csv_with_bad_rows_is_served_and_reported(tmp_path) -> None:
         state = httpx.get(f"{s.http_url}/replay/state").json()["result"]
         assert state["data_issues"] == len(s.server.store.issues)
         assert state["requests"] == {"ohlc_history": 1}
+
+
+def test_server_rate_limit_answers_429() -> None:
+    st = MarketDataSettings(replay_symbols=[], replay_rate_limit_per_second=1.0)
+    with ReplayServerThread(st, autostart="manual") as s, \
+            AitradosHTTPClient(s.http_url, "any", retry=RetryPolicy(5, 10, 0.01, 0.02)) as c:
+        c.holiday_codes("US")  # uses the one token
+        with pytest.raises(RateLimitError, match="rate limit"):
+            c.holiday_codes("US")
+        assert c.requests_sent == 2  # the 429 was not retried
+        assert s.server.api.counts["holiday_codes"] == 1
