@@ -168,7 +168,8 @@ def test_sma_cross_stands_aside_around_high_impact_events(bars: list[Bar]) -> No
     assert aside.standing_aside(first) and not aside.standing_aside(first + dt.timedelta(days=2))
 
 
-def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar]) -> None:
+@pytest.mark.parametrize("as_record", [False, True], ids=["snapshot", "published-record"])
+def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar], as_record: bool) -> None:
     from aitrados.marketdata.align import Aligner
     from aitrados.marketdata.chart import resample_bars
     from aitrados_strategies.mtf_trend import MtfTrend
@@ -184,7 +185,8 @@ def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar]) ->
     for when, _, b in stream:
         engine.on_bar(b)
         for snap in aligner.feed(b, now=when):
-            engine.on_mtf(snap)
+            # over the bus a snapshot arrives as its record; the engine rebuilds it
+            engine.on_mtf(msgspec.json.decode(msgspec.json.encode(snap.to_record())) if as_record else snap)
     assert engine.errors == []
 
     # oracle: a week (W-FRI) is visible from its Friday on; trend = weekly close > SMA10 of weekly closes
@@ -202,3 +204,38 @@ def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar]) ->
     got = [f.datetime for f in engine.broker.fills()]
     assert len(got) > 50 and got == want_dates
     assert engine.broker.equity() == pytest.approx(want_final, rel=1e-10)
+
+
+class ChartWatcher(Strategy):
+    name = "chart_watcher"
+    symbols = (SPX,)
+    intervals = ("DAY",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str, int]] = []
+
+    def on_chart(self, full_symbol: str, interval: str, window: list) -> None:
+        self.seen.append((full_symbol, interval, len(window)))
+        if len(window) == 3:
+            self.ctx.buy(full_symbol, 1)
+
+
+def test_chart_news_and_calendar_delivery(bars: list[Bar]) -> None:
+    w = ChartWatcher()
+    engine = TradingEngine([w], PaperBroker())
+    engine.on_bar(bars[0])
+    engine.on_chart(SPX, "WEEK", bars[:2])  # not an interval it wants
+    events = engine.on_chart(SPX, "DAY", bars[:3])
+    assert w.seen == [(SPX, "DAY", 3)]
+    assert [e.topic for e in events] == [f"order.accepted.{SPX}"] and events[0].payload.interval == "DAY"
+    # records as published on the bus are turned back into typed items
+    from aitrados.marketdata.models import event_to_record, news_to_record, NewsItem
+
+    got: list = []
+    w.on_news = got.append  # type: ignore[method-assign]
+    w.on_calendar_event = got.append  # type: ignore[method-assign]
+    engine.on_news(news_to_record(NewsItem(bars[0].close_datetime, "headline", full_symbol=SPX)))
+    engine.on_calendar_event(event_to_record(CalendarEvent("US", "CPI", "cpi", bars[0].close_datetime, impact="high")))
+    assert type(got[0]).__name__ == "NewsItem" and got[0].title == "headline"
+    assert type(got[1]).__name__ == "CalendarEvent" and got[1].impact == "high"

@@ -234,3 +234,25 @@ def test_llm_gated_strategy(server: FakeOpenAI) -> None:
     e3.run(bars)
     assert e3.broker.fills() == [] and slow.decisions and all(d.source == "fallback" for _, _, d in slow.decisions)
     server.release.set()
+
+
+@pytest.mark.timeout(30)
+def test_gate_accepts_registered_model_shapes(server: FakeOpenAI) -> None:
+    prompts: list[str] = []
+
+    def plain(prompt: str) -> str:
+        prompts.append(prompt)
+        return "VETO - the news is bad"
+
+    async def coro(prompt: str) -> str:
+        return '{"decision": "approve", "reason": "async ok"}'
+
+    assert Gate(plain).decide("BUY 1 X").approved is False and "BUY 1 X" in prompts[0]
+    assert Gate(coro).decide("BUY").reason == "async ok"
+    assert asyncio.run(Gate(coro).adecide("BUY")).approved is True
+    # a ChatClient fits the register_llm_models shape too: complete(prompt) -> text
+    c = client(server)
+    assert c.complete("hi") == server.content
+    assert Gate(c).decide("BUY").source == "model"
+    d = Gate(object()).decide("BUY")  # not a model at all: fallback, with the reason
+    assert d.source == "fallback" and "neither callable" in d.reason

@@ -16,19 +16,27 @@ events.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from loguru import logger
 
-from aitrados.marketdata.models import Bar
+from aitrados.marketdata.models import (
+    Bar,
+    CalendarEvent,
+    NewsItem,
+    bar_from_record,
+    event_from_record,
+    news_from_record,
+    parse_timestamp,
+)
 
 from .broker import PaperBroker, deliver
 from .orders import Event, Fill, Order, OrderIntent
 from .risk import RiskContext, RiskEngine
 from .strategy import Cancel, Strategy, StrategyContext
 
-__all__ = ["TradingEngine"]
+__all__ = ["TradingEngine", "snapshot_from_record"]
 
 _MAX_ROUNDS = 8  # bounded re-entry: on_fill/on_order may place orders that fill at once
 
@@ -86,8 +94,10 @@ class TradingEngine:
         return out
 
     # ------------------------------------------------------------------ inputs
-    def on_bar(self, bar: Bar) -> list[Event]:
-        """Process one closed bar; returns the events it caused."""
+    def on_bar(self, bar: Bar | Mapping[str, Any]) -> list[Event]:
+        """Process one closed bar (a Bar or its protocol record); returns the events it caused."""
+        if isinstance(bar, Mapping):
+            bar = bar_from_record(bar)
         if not bar.closed:
             return []  # live, still-forming bars do not drive orders or fills
         self.start()
@@ -100,25 +110,39 @@ class TradingEngine:
                 out += self._call(s, "on_bar", bar, interval=bar.interval)
         return out
 
-    def on_chart(self, chart: Any) -> list[Event]:
-        """Deliver a chart-window change to every strategy; returns the events."""
-        return self._broadcast("on_chart", chart)
+    def on_chart(self, full_symbol: str, interval: str, window: Any) -> list[Event]:
+        """Deliver a chart-window change to the strategies that want that symbol and interval; returns the events."""
+        out: list[Event] = []
+        for s in self.strategies:
+            if s.wants_bar(full_symbol, interval):
+                out += self._call(s, "on_chart", full_symbol, interval, window, interval=interval)
+        return out
 
-    def on_mtf(self, snapshot: Any) -> list[Event]:
-        """Deliver an aligned snapshot to the strategies whose ``groups`` name its group (all if it has none)."""
-        group = getattr(snapshot, "group", None)
+    def on_mtf(self, snapshot: Any, group: str | None = None) -> list[Event]:
+        """Deliver an aligned snapshot to the strategies whose ``groups`` name its group (all if it has none).
+
+        ``snapshot`` is an ``aitrados.marketdata.align.Snapshot`` or its published record
+        (``Snapshot.to_record()``), which is turned back into a Snapshot first.
+        """
+        if isinstance(snapshot, Mapping):
+            snapshot = snapshot_from_record(snapshot)
+        group = group or getattr(snapshot, "group", None)
         out: list[Event] = []
         for s in self.strategies:
             if group is None or not s.groups or group in s.groups:
                 out += self._call(s, "on_mtf", snapshot)
         return out
 
-    def on_news(self, item: Any) -> list[Event]:
-        """Deliver a news item to every strategy; returns the events."""
+    def on_news(self, item: NewsItem | Mapping[str, Any]) -> list[Event]:
+        """Deliver a news item (or its protocol record) to every strategy; returns the events."""
+        if isinstance(item, Mapping):
+            item = news_from_record(item)
         return self._broadcast("on_news", item)
 
-    def on_calendar_event(self, event: Any) -> list[Event]:
-        """Deliver a calendar event to every strategy; returns the events."""
+    def on_calendar_event(self, event: CalendarEvent | Mapping[str, Any]) -> list[Event]:
+        """Deliver a calendar event (or its protocol record) to every strategy; returns the events."""
+        if isinstance(event, Mapping):
+            event = event_from_record(event)
         return self._broadcast("on_calendar_event", event)
 
     # ------------------------------------------------------------------ kill switch
@@ -224,3 +248,28 @@ class TradingEngine:
     def _publish(self, events: list[Event]) -> list[Event]:
         self.events.extend(events)
         return deliver(events, self.listeners, "engine")
+
+
+def snapshot_from_record(rec: Mapping[str, Any]) -> Any:
+    """Rebuild an aligned ``Snapshot`` from its published record (``Snapshot.to_record()``).
+
+    :raises ValueError: when the record lacks ``group``, ``frontier`` or ``bars``.
+    """
+    from aitrados.marketdata.align import Snapshot
+
+    missing = [k for k in ("group", "frontier", "bars") if k not in rec]
+    if missing:
+        raise ValueError(f"snapshot record lacks {', '.join(missing)}; expected Snapshot.to_record() output")
+    bars = {
+        (fs, iv): bar_from_record(b, fs, iv)
+        for fs, by_iv in rec["bars"].items()
+        for iv, b in by_iv.items()
+    }
+    return Snapshot(
+        group=str(rec["group"]),
+        frontier=parse_timestamp(rec["frontier"]),
+        bars=bars,
+        updated=tuple((m[0], m[1]) for m in rec.get("updated", ())),
+        partial=bool(rec.get("partial", False)),
+        missing=tuple((m[0], m[1]) for m in rec.get("missing", ())),
+    )

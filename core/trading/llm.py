@@ -204,6 +204,10 @@ class ChatClient:
             raise self._wrap(exc) from None
         return self._parse(response)
 
+    def complete(self, prompt: str) -> str:
+        """One user message in, the reply text out (the ``register_llm_models`` client shape)."""
+        return self.chat([{"role": "user", "content": prompt}]).content
+
     def close(self) -> None:
         """Close the pooled sync connection."""
         if self._sync is not None:
@@ -276,14 +280,19 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
     return _EXECUTOR
 
 
-Chat = Callable[[list[Message]], Any]
+Chat = Callable[[str], Any]
+
+
+def _prompt_text(messages: list[Message]) -> str:
+    return "\n\n".join(m["content"] for m in messages)
 
 
 class Gate:
     """Approve/veto helper: asks ``model`` with a deadline, falls back to ``fallback`` on any failure.
 
-    ``model`` is a :class:`ChatClient` or any callable ``messages -> str | ChatReply`` (an LLM
-    registered by a plugin). ``timeout`` is the most the caller waits (default: the client's
+    ``model`` is a :class:`ChatClient` (sent system + user messages), or what a plugin registers
+    through ``register_llm_models``: an object with a ``complete(prompt)`` method or a callable
+    ``prompt -> text`` (sync or async), sent the same text as one prompt. ``timeout`` is the most the caller waits (default: the client's
     timeout, else 10 s); the HTTP call itself also has the client's own timeout.
     """
 
@@ -304,7 +313,12 @@ class Gate:
     def _ask(self, messages: list[Message]) -> str:
         if isinstance(self.model, ChatClient):
             return self.model.chat(messages).content
-        out = self.model(messages)
+        fn = getattr(self.model, "complete", None) or self.model
+        if not callable(fn):
+            raise TypeError(f"LLM model {self.model!r} is neither callable nor has a complete() method")
+        out = fn(_prompt_text(messages))
+        if asyncio.iscoroutine(out):
+            out = asyncio.run(out)  # we are in a worker thread: no running loop here
         return out.content if isinstance(out, ChatReply) else str(out)
 
     def _verdict(self, text: str) -> GateDecision:

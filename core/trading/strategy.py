@@ -5,7 +5,7 @@ subscribes and hydrates for it), receives callbacks, and emits order intents thr
 ``self.ctx``. It must be deterministic: the same callbacks in the same order give the same
 intents (no wall clock, no unseeded randomness).
 
-Callbacks (all optional): ``on_start()``, ``on_bar(bar)``, ``on_chart(chart)``,
+Callbacks (all optional): ``on_start()``, ``on_bar(bar)``, ``on_chart(full_symbol, interval, window)``,
 ``on_mtf(snapshot)``, ``on_news(item)``, ``on_calendar_event(event)``,
 ``on_order(order)``, ``on_fill(fill)``, ``on_stop()``.
 """
@@ -181,8 +181,8 @@ class Strategy:
     def on_bar(self, bar: Any) -> None:
         """Called with each closed bar of a wanted symbol and interval."""
 
-    def on_chart(self, chart: Any) -> None:
-        """Called when a wanted chart window changed."""
+    def on_chart(self, full_symbol: str, interval: str, window: Any) -> None:
+        """Called when a wanted chart window changed (``window`` as the chart flow publishes it)."""
 
     def on_mtf(self, snapshot: Any) -> None:
         """Called with each aligned snapshot of one of the strategy's groups."""
