@@ -179,7 +179,8 @@ class ReplayServer:
         self._ended_event = asyncio.Event()
         self._server = await serve(self._ws_handler, self.host, self._want_port,
                                    process_request=self._process_request, logger=_WS_LOG,
-                                   max_size=2**20, ping_interval=20, ping_timeout=20)
+                                   max_size=2**20, ping_interval=20, ping_timeout=20,
+                                   compression=None)  # loopback: deflate would only cost CPU on both ends
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         logger.info("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} speed {}, {} symbols, {} ticks)",
