@@ -202,3 +202,34 @@ def test_hydrate_resets_bucket_state() -> None:
     for b in rest:
         w.update(b)
     assert w.closed_bars() == want
+
+
+_DAY_BARS = generate_bars("STOCK:US:QQQ", "2018-11-01", "2018-11-03", seed=8)  # two sessions, one DST-free span
+
+
+@pytest.mark.parametrize("interval,minutes", [("5M", 5), ("60M", 60)])
+def test_random_gaps_and_live_updates_equal_pandas(interval: str, minutes: int) -> None:
+    """Hypothesis: any subset of minutes, each optionally preceded by live (unclosed) versions of
+    itself, aggregates to exactly pandas' resampling of the closed minutes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(keep=st.lists(st.booleans(), min_size=len(_DAY_BARS), max_size=len(_DAY_BARS)),
+           lives=st.lists(st.integers(0, 2), min_size=len(_DAY_BARS), max_size=len(_DAY_BARS)))
+    def check(keep: list[bool], lives: list[int]) -> None:
+        kept = [b for b, k in zip(_DAY_BARS, keep) if k]
+        if not kept:
+            return
+        feed: list[Bar] = []
+        for b, k, n in zip(_DAY_BARS, keep, lives):
+            if not k:
+                continue
+            for j in range(n):  # earlier, partial states of the same minute
+                feed.append(Bar(b.full_symbol, b.interval, b.datetime, b.close_datetime, b.open,
+                                max(b.open, b.low + (b.high - b.low) * 0.3 * j), b.low, b.low, b.volume / (2 + j), None, False))
+            feed.append(b)
+        got = frame(resample_bars(feed, interval, US_STOCK_RTH))
+        pd.testing.assert_frame_equal(got, pandas_minutes(kept, minutes, US_STOCK_RTH), check_freq=False, check_names=False)
+
+    check()
