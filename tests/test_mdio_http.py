@@ -277,3 +277,49 @@ def test_server_rate_limit_answers_429() -> None:
             c.holiday_codes("US")
         assert c.requests_sent == 2  # the 429 was not retried
         assert s.server.api.counts["holiday_codes"] == 1
+
+
+# Request targets exactly as the official aitrados-api client sends them (protocol sheet §5),
+# with the key replaced and symbols the replay data has.
+OFFICIAL_TARGETS = [
+    "/api/v2/crypto/bars/GLOBAL:BTCUSD/1M/latest?format=csv&limit=150&is_eth=0",
+    "/api/v2/crypto/bars/GLOBAL:BTCUSD/1m/latest?format=json&limit=2&is_eth=1",
+    "/api/v2/crypto/bars/GLOBAL:BTCUSD/60M/from/2018-12-20T00:00:00+00:00/to/2018-12-23T23:59:59+00:00?format=json&limit=30&is_eth=0",
+    "/api/v2/stock/bars/US:SPX/DAY/from/2018-07-18T00:00:00/to/2018-09-05T00:00:00?format=csv&sort=desc&limit=5&is_eth=0",
+    "/api/v2/stock/reference/US:AAPL",
+    "/api/v2/economic_calendar/event_list?country_iso_code=US&limit=5&format=json",
+    "/api/v2/economic_calendar/event_list?country_iso_code=US&event_code=X&impact=high&source_id=s&from_date=2024-01-01+00%3A00%3A00&to_date=2024-02-01+10%3A00%3A00%2B00%3A00&sort=desc&limit=5&format=csv",
+    "/api/v2/economic_calendar/event?country_iso_code=US&event_code=CPI_YOY&from_date=2018-01-01+00%3A00%3A00",
+    "/api/v2/economic_calendar/event",
+    "/api/v2/economic_calendar/event_codes/US",
+    "/api/v2/economic_calendar/latest_event_list?country_iso_code=us&date_type=upcoming&limit=5&format=json",
+    "/api/v2/holiday/list?full_symbol=stock%3AUS%3A%2A&from_date=2017-01-01+00%3A00%3A00&to_date=2018-12-31+00%3A00%3A00&sort=asc&limit=100&format=json",
+    "/api/v2/holiday/holiday_codes/US",
+    "/api/v2/news/list?from_date=2018-07-01+00%3A00%3A00&to_date=2018-12-31+00%3A00%3A00&full_symbol=stock%3AUS%3ASPX&sort=asc&limit=100",
+    "/api/v2/news/latest?full_symbol=stock%3AUS%3ASPX&limit=5",
+    "/api/v2/news/latest?limit=5",
+    "/api/v2/server/address_info",
+    "/api/v2/forex/bars/GLOBAL:EURUSD/5M/latest?format=json&limit=3&is_eth=0",
+    "/api/v2/CRYPTO/bars/GLOBAL:BTCUSD/1M/latest?format=csv&limit=150&is_eth=0",
+]
+
+
+def test_official_client_requests_are_answered(tmp_path) -> None:
+    st = MarketDataSettings(replay_symbols=["CRYPTO:GLOBAL:BTCUSD", "FOREX:GLOBAL:EURUSD", "STOCK:US:AAPL"],
+                            replay_days=1)
+    with ReplayServerThread(st, secret_key=KEY, autostart="manual") as s, httpx.Client() as h:
+        for target in OFFICIAL_TARGETS:
+            r = h.get(f"{s.http_url}{target}&secret_key={KEY}" if "?" in target else f"{s.http_url}{target}?secret_key={KEY}")
+            body = r.json()
+            assert r.status_code == 200 and body["status"] == "ok" and body["code"] == 200, (target, body)
+            assert set(body) == {"status", "code", "message", "reference", "result"}
+            if "/bars/" in target:
+                data = body["result"]["data"]
+                n = data.count("\n") - 1 if isinstance(data, str) else len(data)
+                assert n == body["result"]["count"] > 0, target
+        r = h.get(f"{s.http_url}/api/v2/option/expiration_date_list/stock/US:SPY?secret_key={KEY}").json()
+        assert r["code"] == 404 and r["detail"]["error"] == "not_available"
+        paged = h.get(f"{s.http_url}{OFFICIAL_TARGETS[2]}&secret_key={KEY}").json()["result"]
+        assert paged["next_page_key"] and KEY not in paged["next_page_url"]
+        nxt = h.get(f"{s.http_url}{OFFICIAL_TARGETS[2]}&next_page_key={paged['next_page_key']}&secret_key={KEY}").json()
+        assert nxt["result"]["data"][0]["datetime"] > paged["data"][-1]["datetime"]

@@ -207,3 +207,11 @@ def test_give_up_after_bounded_reconnects(tmp_path: Path) -> None:
         assert errors and c.error is errors[0]
 
     asyncio.run(run())
+
+
+def test_start_against_no_server_says_so() -> None:
+    async def run() -> None:
+        with pytest.raises(MarketDataError, match="cannot connect to ws://127.0.0.1:9/ws"):
+            await AitradosWSClient("ws://127.0.0.1:9", KEY).start()
+
+    asyncio.run(run())

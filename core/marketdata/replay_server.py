@@ -309,7 +309,13 @@ class ReplayServer:
         if not self._rate_ok():
             return self._response(429, _enc.encode(error_body(429, "rate limit exceeded: slow down", {"error": "rate_limited"})),
                                   extra={"Retry-After": "1"})
-        status, body, ctype = self.api.handle(target)
+        try:
+            status, body, ctype = self.api.handle(target)
+        except Exception as e:  # a bug, not bad input: log it with the endpoint (never the key)
+            logger.exception("replay server: {} request failed", endpoint or "unknown")
+            body = _enc.encode(error_body(500, f"internal error in the replay server: {type(e).__name__}: {e}",
+                                          {"error": "internal"}))
+            return self._response(500, body)
         return self._response(status, body, ctype)
 
     def _replay_control(self, action: str, target: str) -> Response:
@@ -363,6 +369,9 @@ class ReplayServer:
                 await self._on_message(sess, raw)
         except ConnectionClosed:
             pass
+        except Exception:
+            logger.exception("replay server: WebSocket session failed; closing it")
+            await conn.close(1011, "internal error")
         finally:
             self._sessions.discard(sess)
 
@@ -499,6 +508,12 @@ class ReplayServer:
             self.pump_error = f"{type(e).__name__}: {e}"
             logger.exception("replay push loop failed; the replay is stopped")
             self.ended = True
+            for sess in list(self._sessions):
+                try:
+                    await self._send(sess.conn, _ws_error(f"replay stopped by a server error: {self.pump_error}",
+                                                          {"error": "internal"}, 500))
+                except ConnectionClosed:
+                    pass
         finally:
             if self._ended_event is not None and self.ended:
                 self._ended_event.set()

@@ -126,7 +126,11 @@ class AitradosWSClient:
     async def start(self) -> None:
         """Connect and authenticate (raises :class:`AuthenticationError` for a bad key), then run
         the receive loop in the background (reconnecting as needed)."""
-        ws = await self._connect()
+        try:
+            ws = await self._connect()
+        except (OSError, InvalidHandshake, TimeoutError) as e:
+            raise MarketDataError(f"cannot connect to {self.url} ({type(e).__name__}: {e}); is the server "
+                                  "running and the url right (marketdata.ws_url)?") from e
         self._task = asyncio.get_running_loop().create_task(self._run(ws), name="aitrados-ws")
 
     async def close(self) -> None:
