@@ -203,3 +203,25 @@ def test_bad_intents_say_what_is_wrong() -> None:
         b.create_order(OrderIntent(SYM, side="buy", quantity=1, order_type="limit"), now)
     with pytest.raises(ValueError, match="side"):
         b.create_order(OrderIntent(SYM, quantity=1), now)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 30), st.floats(50, 150)), min_size=1, max_size=25))
+def test_accounting_identity_holds_for_any_order_sequence(steps: list[tuple[str, int, float]]) -> None:
+    # equity = initial cash + realised + unrealised - commission, and cash matches the fills, whatever the sequence
+    b = PaperBroker(BrokerSettings(initial_cash=1e6, fill_at="close", commission_per_share=0.01, commission_bps=3,
+                                   slippage_bps=5))
+    for day, (side, qty, px) in enumerate(steps, start=1):
+        when = dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(days=day)
+        b.on_bar(Bar(SYM, "DAY", when, when + dt.timedelta(hours=6), px, px, px, px, 1.0))
+        o = b.create_order(OrderIntent(SYM, side=side, quantity=qty), b.now)
+        b.accept(o)
+    acct = b.account()
+    assert acct.equity == pytest.approx(1e6 + acct.realised_pnl + acct.unrealised_pnl - acct.commission, abs=1e-6)
+    fills = b.fills()
+    assert b.cash == pytest.approx(1e6 - sum(f.signed_quantity * f.price + f.commission for f in fills), abs=1e-6)
+    assert b.position(SYM) == sum(f.signed_quantity for f in fills)

@@ -239,3 +239,26 @@ def test_chart_news_and_calendar_delivery(bars: list[Bar]) -> None:
     engine.on_calendar_event(event_to_record(CalendarEvent("US", "CPI", "cpi", bars[0].close_datetime, impact="high")))
     assert type(got[0]).__name__ == "NewsItem" and got[0].title == "headline"
     assert type(got[1]).__name__ == "CalendarEvent" and got[1].impact == "high"
+
+
+def test_two_symbols_share_one_account_and_add_up(bars: list[Bar]) -> None:
+    ixic = load_bars(bundled_bar_files()[("STOCK:US:IXIC", "DAY")]).bars[:800]
+    spx = bars[:800]
+
+    def run(strats: list[Strategy], feed: list[Bar]) -> PaperBroker:
+        e = TradingEngine(strats, PaperBroker(BrokerSettings(**SETTINGS)))
+        e.run(feed)
+        return e.broker
+
+    a = run([SmaCross(SPX, fast=10, slow=30)], spx)
+    b = run([SmaCross("STOCK:US:IXIC", fast=10, slow=30)], ixic)
+
+    class IxicCross(SmaCross):
+        name = "sma_cross_ixic"
+
+    merged = sorted(spx + ixic, key=lambda x: (x.close_datetime, x.full_symbol))
+    both = run([SmaCross(SPX, fast=10, slow=30), IxicCross("STOCK:US:IXIC", fast=10, slow=30)], merged)
+    # independent books: the combined PnL is the sum, one equity point per close time
+    assert both.equity() - 100_000 == pytest.approx((a.equity() - 100_000) + (b.equity() - 100_000), rel=1e-10)
+    assert len(both.equity_curve) == len({x.close_datetime for x in merged})
+    assert len(both.fills()) == len(a.fills()) + len(b.fills())
