@@ -124,34 +124,49 @@ def test_check_order_over_rpc_through_the_plugins_service(host_factory, mw) -> N
     assert r == {"accepted": False, "reason": "quantity 500 above the limit", "plugin": "risk"}
 
 
-def test_register_risk_rules_llm_models_and_providers(host_factory) -> None:
-    import asyncio
-
+def test_register_risk_rules(host_factory) -> None:
     h = host_factory(["risk"])
     rule = h.context.risk_rules["max_notional"]
     assert rule({"quantity": 10, "price": 50}, None) is None
     assert rule({"quantity": 10, "price": 500}, None) == "notional above 1000"
+
+
+def test_register_llm_models(host_factory) -> None:
+    import asyncio
+
+    h = host_factory(["risk"])
     assert asyncio.run(h.context.llm("echo")("hi")) == "echo: hi"
     assert asyncio.run(h.context.llm()("only one")) == "echo: only one"
     with pytest.raises(PluginError, match="no LLM model 'gpt'; registered: echo"):
         h.context.llm("gpt")
+
+
+def test_register_providers(host_factory) -> None:
+    h = host_factory(["risk"])
     assert h.context.providers == {"static": {"bars": [1, 2, 3]}}
+    assert h.registry.providers["static"][0] == "risk"  # who registered it
 
 
-def test_register_services_settings_and_commands(host_factory, mw) -> None:
-    from aitrados.plugin_cli import add_commands
-
+def test_register_services_with_register_settings(host_factory, mw) -> None:
     mw.settings.plugins["configured"] = {"threshold": 9}
     h = host_factory(["configured"])
     assert h.context.plugin_settings("configured").threshold == 9
     with mw.rpc_client(timeout=5) as c:  # the plugin's service is on the bus; on_startup saw the settings
         assert c.call("greeter", "greet", who="bob") == "hello[9] bob"
+    assert "greeter" in h.context.services
+
+
+def test_register_commands(host_factory, mw) -> None:
+    from aitrados.plugin_cli import add_commands
+
+    h = host_factory(["configured"])
     assert list(h.registry.commands) == ["double"]
     parser = argparse.ArgumentParser()
     handlers: dict[str, Any] = {}
     add_commands(parser.add_subparsers(dest="command"), handlers, plugin_commands=h.registry.commands)
     args = parser.parse_args(["double", "21"])
     assert handlers["double"](args, mw.settings) == 0
+    assert handlers["double"].__doc__ == "command 'double' of plugin 'configured'"
 
 
 def test_the_plugins_service_reports_status(host_factory, mw) -> None:
