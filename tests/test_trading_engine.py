@@ -262,3 +262,27 @@ def test_two_symbols_share_one_account_and_add_up(bars: list[Bar]) -> None:
     assert both.equity() - 100_000 == pytest.approx((a.equity() - 100_000) + (b.equity() - 100_000), rel=1e-10)
     assert len(both.equity_curve) == len({x.close_datetime for x in merged})
     assert len(both.fills()) == len(a.fills()) + len(b.fills())
+
+
+def test_needs_context_and_client_ids() -> None:
+    from aitrados.trading.strategy import StrategyContext
+    from aitrados_strategies.mtf_trend import MtfTrend
+
+    needs = MtfTrend(SPX, lower="DAY", higher="WEEK", group="g1").needs()
+    assert needs.symbols == (SPX,) and needs.intervals == ("DAY", "WEEK")
+    assert needs.groups == {"g1": {SPX: ["DAY", "WEEK"]}} and needs.window == 20
+    s = SmaCross()
+    with pytest.raises(RuntimeError, match="has no context: add it to a TradingEngine"):
+        s.ctx.buy(SPX, 1)
+    ctx = StrategyContext("sma_cross")
+    s.bind(ctx)
+    assert [s.ctx.buy(SPX, 1), s.ctx.sell(SPX, 2, limit=10.0), s.ctx.target_position(SPX, 0)] == [
+        "sma_cross-1", "sma_cross-2", "sma_cross-3"]
+    with pytest.raises(ValueError, match="positive finite"):
+        s.ctx.buy(SPX, 0)
+    queued = ctx.drain()
+    assert [q.order_type for q in queued] == ["market", "limit", "market"] and ctx.drain() == []
+    with pytest.raises(ValueError, match="unique"):
+        TradingEngine([SmaCross(), SmaCross()])
+    with pytest.raises(ValueError, match="fast < slow"):
+        SmaCross(fast=30, slow=10)
