@@ -127,3 +127,18 @@ def test_builtin_rule_that_raises_rejects() -> None:
     # a malformed context (position None) makes the rule raise: the order is rejected, not passed
     d = r.check(order(), RiskContext(now=T0, position=None, price=100.0, equity=1.0))  # type: ignore[arg-type]
     assert not d.approved and d.rule == "max_position" and "TypeError" in d.reason
+
+
+def test_trading_settings_build_an_engine() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from aitrados.trading.settings import TradingSettings, engine_from_settings
+
+    s = TradingSettings.model_validate({"broker": {"fill_at": "close", "initial_cash": 5_000},
+                                        "risk": {"max_position": 3}})
+    engine = engine_from_settings([], s, checks=[lambda o, c: None])
+    assert engine.broker.settings.fill_at == "close" and engine.broker.cash == 5_000
+    assert engine.risk.limits.max_position == 3
+    with pytest.raises(ValidationError, match="max_positon"):
+        TradingSettings.model_validate({"risk": {"max_positon": 3}})  # typo: extra fields are refused
