@@ -371,10 +371,15 @@ def run_worker(args: argparse.Namespace, settings: Any = None) -> int:
     bad = [i for i in infos if i.status != "loaded"]
     if bad:
         return failed("; ".join(f"plugin {i.name!r}: {i.reason}" for i in bad))
+    from .bus.security import SecurityError
+
     timeout = getattr(getattr(settings, "plugin_host", None), "worker_start_timeout", 30.0)
-    endpoints = (discover_endpoints(args.connect, settings.bus, timeout) if args.connect
-                 else endpoints_for(settings.bus, args.transport))
-    host.start(endpoints)
+    try:
+        endpoints = (discover_endpoints(args.connect, settings.bus, timeout) if args.connect
+                     else endpoints_for(settings.bus, args.transport))
+        host.start(endpoints)
+    except (SecurityError, ValueError) as exc:  # configuration: restarting would not help
+        return failed(f"cannot connect: {exc}")
     try:
         _wait_control(host, name)
         hooks = sorted({h for i in infos for h in i.hooks})

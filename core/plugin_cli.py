@@ -142,6 +142,32 @@ def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
     return run_worker(args, settings)
 
 
+# ---------------------------------------------------------------- aitrados run (flags for the lead's command)
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--plugins``, ``--strict`` and ``--isolate`` to the ``run`` command's parser."""
+    parser.add_argument("--plugins", help="comma-separated plugins to load (default: setting plugin_host.default, "
+                                          "else every installed plugin; `aitrados plugins` lists them)")
+    parser.add_argument("--strict", action="store_true",
+                        help="any plugin failure stops the start (setting plugin_host.strict)")
+    parser.add_argument("--isolate", action="append", default=[], metavar="NAME",
+                        help="run plugin NAME in its own supervised process (repeat or comma-separate; "
+                             "setting plugin_host.isolate)")
+
+
+def host_from_args(args: argparse.Namespace, settings: Any) -> Any:
+    """The ``PluginHost`` the ``run`` flags ask for (call ``.start(middleware)`` and ``.stop()``)."""
+    from .host import PluginHost
+
+    names = _names(getattr(args, "plugins", None)) or None
+    isolate = [n for a in getattr(args, "isolate", None) or [] for n in _names(a)]
+    return PluginHost(settings, names=names, strict=True if getattr(args, "strict", False) else None,
+                      isolate=isolate)
+
+
 # ---------------------------------------------------------------- registration
 def _plugin_commands() -> dict[str, tuple[str, dict[str, Any]]]:
     """Commands contributed by installed plugins (plugins that fail are skipped: see `aitrados plugins`)."""

@@ -557,6 +557,10 @@ class LoopThread:
 
     def run(self, coro: Any, timeout: float | None = None) -> Any:
         """Run *coro* on the loop from another thread and return its result."""
+        if _in_loop(self.loop):
+            coro.close()
+            raise RuntimeError("a blocking call from inside a hook would wait for itself: make the hook "
+                               "`async def` and await the async variant (e.g. `await host.acheck_order(...)`)")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:

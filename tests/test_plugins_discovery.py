@@ -132,3 +132,19 @@ def test_plugin_commands_appear_on_the_command_line(installed) -> None:
     out = subprocess.run([sys.executable, "-m", "aitrados.plugin_cli", "double", "21"],
                          capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout.strip()) == (0, "42"), out.stderr
+
+
+def test_run_flags_build_the_host(installed) -> None:
+    import argparse
+
+    from aitrados.plugin_cli import add_run_arguments, host_from_args
+
+    p = argparse.ArgumentParser()
+    add_run_arguments(p)
+    args = p.parse_args(["--plugins", "recorder, risk", "--isolate", "crasher", "--isolate", "risk", "--strict"])
+    h = host_from_args(args, load_settings())
+    assert h.selected == ["recorder", "risk", "crasher"] and sorted(h.isolated) == ["crasher", "risk"] and h.strict
+    with pytest.raises(UnknownPluginError, match="unknown plugin\\(s\\): nope"):
+        host_from_args(p.parse_args(["--plugins", "nope"]), load_settings())
+    with pytest.raises(Exception, match="--isolate nope: not installed"):
+        host_from_args(p.parse_args(["--plugins", "recorder", "--isolate", "nope"]), load_settings())
