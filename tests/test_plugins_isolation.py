@@ -227,3 +227,30 @@ def test_a_worker_started_by_hand_over_tcp(env, settings) -> None:
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def test_a_worker_by_hand_reaches_a_curve_secured_middleware(tmp_path, monkeypatch, ipc_dir) -> None:
+    from conftest import bus_settings
+
+    from aitrados.bus.security import make_keys
+
+    install(tmp_path, monkeypatch)
+    keys = make_keys(tmp_path / "keys")
+    s = bus_settings(ipc_dir, curve_secret_key_file=str(keys["server_secret"]))
+    with Middleware(s) as mw:
+        bus = Bus(mw, ["test."])
+        env = {**os.environ, "AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE": str(keys["server_public"]),
+               "AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE": str(keys["client_secret"])}
+        proc = subprocess.Popen([*worker_cmd(), "--plugins", "recorder", "--connect", mw.endpoints("tcp").rpc_frontend],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line.startswith("AITRADOS-WORKER-READY "), proc.stderr.read() if proc.poll() is not None else line
+            seen = bus.until("test.seen.on_fill", resend=("fill.STOCK:US:SPY", {"order_id": 7}))
+            assert seen[0].data == {"pid": proc.pid, "value": {"order_id": 7}}
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            proc.kill()
+            proc.wait(5)
+            bus.close()
