@@ -286,3 +286,27 @@ def test_needs_context_and_client_ids() -> None:
         TradingEngine([SmaCross(), SmaCross()])
     with pytest.raises(ValueError, match="fast < slow"):
         SmaCross(fast=30, slow=10)
+
+
+def test_stand_aside_with_the_bundled_calendar(bars: list[Bar]) -> None:
+    from aitrados.marketdata.loader import bundled_data_dir, load_calendar
+
+    calendar = load_calendar(bundled_data_dir() / "calendar" / "US_2018_sample.json").records
+    high = [e.event_timestamp for e in calendar if e.impact == "high"]
+    recent = [b for b in bars if b.datetime.year >= 2017]
+
+    def near_event(t: dt.datetime) -> bool:
+        return any(t - dt.timedelta(hours=12) <= e <= t + dt.timedelta(hours=24) for e in high)
+
+    plain = TradingEngine([SmaCross(SPX, fast=5, slow=20)], PaperBroker())
+    plain.run(recent)
+    aside = SmaCross(SPX, fast=5, slow=20, stand_aside_impact="high")
+    engine = TradingEngine([aside], PaperBroker())
+    for ev in calendar:  # the schedule is known ahead, as a calendar provider publishes it
+        engine.on_calendar_event(ev)
+    engine.run(recent)
+    plain_entries = [o.created_at for o in plain.broker.orders() if o.tag == "entry"]
+    aside_entries = [o.created_at for o in engine.broker.orders() if o.tag == "entry"]
+    assert any(near_event(t) for t in plain_entries)  # the data has entries next to events...
+    assert aside_entries and not any(near_event(t) for t in aside_entries)  # ...which the option avoids
+    assert aside.skipped_entries > 0

@@ -256,3 +256,40 @@ def test_gate_accepts_registered_model_shapes(server: FakeOpenAI) -> None:
     assert Gate(c).decide("BUY").source == "model"
     d = Gate(object()).decide("BUY")  # not a model at all: fallback, with the reason
     assert d.source == "fallback" and "neither callable" in d.reason
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_model_does_not_stall_the_event_loop(server: FakeOpenAI) -> None:
+    # the host runs strategy callbacks off its loop (asyncio.to_thread); the loop keeps serving
+    # other work while the gated strategy waits for the model, and the strategy falls back
+    server.mode, server.delay = "slow", 10.0
+    bars = load_bars(bundled_bar_files()[("STOCK:US:SPX", "DAY")]).bars[:60]
+    strat = LlmGated(fast=10, slow=30, model=client(server), timeout=0.5)
+    engine = TradingEngine([strat], PaperBroker())
+
+    async def main() -> tuple[int, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        hb = asyncio.create_task(heartbeat())
+        during_model_call = 0
+        for b in bars:
+            before = len(strat.decisions)
+            start_ticks = ticks
+            await asyncio.to_thread(engine.on_bar, b)
+            if len(strat.decisions) > before:
+                during_model_call = max(during_model_call, ticks - start_ticks)
+        done.set()
+        await hb
+        return ticks, during_model_call
+
+    ticks, during = asyncio.run(main())
+    assert strat.decisions and all(d.source == "fallback" for _, _, d in strat.decisions)
+    assert during >= 2  # the heartbeat ran while a model call was pending
+    server.release.set()
