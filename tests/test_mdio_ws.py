@@ -62,6 +62,9 @@ async def recv_json(ws: Any) -> dict[str, Any]:
 
 
 def test_authenticate_and_show_subscribe(tmp_path: Path) -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG")
+
     async def run() -> None:
         async with ReplayServer(settings(tmp_path), secret_key=KEY, autostart="manual") as srv:
             with pytest.raises(AuthenticationError, match="authentication refused"):
@@ -96,7 +99,11 @@ def test_authenticate_and_show_subscribe(tmp_path: Path) -> None:
                 await ws.send("not json")
                 assert (await recv_json(ws))["message_type"] == "error"
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        logger.remove(sink)
+    assert lines and not any(KEY in m or "not-the-key" in m for m in lines)  # keys never logged
 
 
 def test_pushes_in_time_order_per_connection_and_end_of_data(tmp_path: Path) -> None:
