@@ -222,3 +222,34 @@ def test_start_against_no_server_says_so() -> None:
             await AitradosWSClient("ws://127.0.0.1:9", KEY).start()
 
     asyncio.run(run())
+
+
+def test_failed_backfill_is_surfaced_and_the_stream_goes_on(tmp_path: Path) -> None:
+    from aitrados.marketdata.errors import ServerUnavailableError
+    from aitrados.marketdata.http_client import RetryPolicy
+
+    async def run() -> None:
+        st = settings(tmp_path)
+        errors: list[BaseException] = []
+        async with ReplayServer(st, speed=20000, autostart="manual") as srv:
+            http = AsyncAitradosHTTPClient(srv.http_url, KEY, retry=RetryPolicy(2, 5, 0.01, 0.01))
+            c = AitradosWSClient(srv.ws_url, KEY, http=http, settings=st, on_error=errors.append, queue_records=True)
+            await c.subscribe_ohlc("CRYPTO:GLOBAL:BTCUSD")
+            await c.start()
+            await c.wait_subscribed("ohlc")
+            srv.inject_failures(1000, 503, "ohlc_history")  # HTTP backfill will fail
+            srv.start_clock()
+            n, end = 0, None
+            async for rec in c:
+                if isinstance(rec, ReplayEnd):
+                    end = rec
+                    break
+                n += 1
+                if n == 30:
+                    srv.drop_connections()
+            await c.close()
+            await http.aclose()
+            assert end is not None and c.reconnects == 1 and c.backfilled == 0
+            assert any(isinstance(e, ServerUnavailableError) for e in errors)
+
+    asyncio.run(run())
