@@ -383,24 +383,20 @@ def _describe(e: Exception) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-class AitradosHTTPClient:
-    """Synchronous AiTrados HTTP client (cloud or replay server).
+class _ClientBase:
+    """Construction and properties shared by the sync and async clients."""
 
-    :param base_url: ``scheme://host[:port]`` (``/api/v2`` is appended); default the settings' cloud URL
-    :param secret_key: the AiTrados key (any non-empty value for a keyless replay server)
-    :param settings: market-data settings (timeouts, retry budget)
-    :param timeout: seconds per request (default ``settings.http_timeout``)
-    :param retry: a :class:`RetryPolicy` (default from the settings)
-    :param max_pages: bound of the paging loops
-    """
+    _transport: Any = httpx.Client
 
     def __init__(self, base_url: str | None = None, secret_key: str | None = None, *,
                  settings: MarketDataSettings | None = None, timeout: float | None = None,
                  retry: RetryPolicy | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> None:
         self._core = _ClientCore(base_url, secret_key, settings, timeout, retry)
         self.max_pages = max_pages
-        self._http = httpx.Client(headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                                  follow_redirects=True, trust_env=False)
+        host = httpx.URL(self._core.base_url).host
+        self._http = self._transport(headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                                     follow_redirects=True,
+                                     trust_env=host not in ("127.0.0.1", "localhost", "::1"))  # no proxy for loopback
 
     @property
     def base_url(self) -> str:
@@ -411,6 +407,18 @@ class AitradosHTTPClient:
     def requests_sent(self) -> int:
         """HTTP requests sent so far (attempts included)."""
         return self._core.requests_sent
+
+
+class AitradosHTTPClient(_ClientBase):
+    """Synchronous AiTrados HTTP client (cloud or replay server).
+
+    :param base_url: ``scheme://host[:port]`` (``/api/v2`` is appended); default the settings' cloud URL
+    :param secret_key: the AiTrados key (any non-empty value for a keyless replay server)
+    :param settings: market-data settings (timeouts, retry budget)
+    :param timeout: seconds per request (default ``settings.http_timeout``)
+    :param retry: a :class:`RetryPolicy` (default from the settings)
+    :param max_pages: bound of the paging loops
+    """
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -514,27 +522,11 @@ class AitradosHTTPClient:
         return self.call(RequestBuilder.address_info())
 
 
-class AsyncAitradosHTTPClient:
+class AsyncAitradosHTTPClient(_ClientBase):
     """Asynchronous twin of :class:`AitradosHTTPClient`: same parameters, same requests,
     same methods as coroutines (``iter_pages`` is an async iterator)."""
 
-    def __init__(self, base_url: str | None = None, secret_key: str | None = None, *,
-                 settings: MarketDataSettings | None = None, timeout: float | None = None,
-                 retry: RetryPolicy | None = None, max_pages: int = DEFAULT_MAX_PAGES) -> None:
-        self._core = _ClientCore(base_url, secret_key, settings, timeout, retry)
-        self.max_pages = max_pages
-        self._http = httpx.AsyncClient(headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                                       follow_redirects=True, trust_env=False)
-
-    @property
-    def base_url(self) -> str:
-        """The server root in use."""
-        return self._core.base_url
-
-    @property
-    def requests_sent(self) -> int:
-        """HTTP requests sent so far (attempts included)."""
-        return self._core.requests_sent
+    _transport = httpx.AsyncClient
 
     async def aclose(self) -> None:
         """Close the connection pool."""
