@@ -113,3 +113,66 @@ def test_installed_plugin_runs_in_the_host_and_receives_events(venv) -> None:
                          capture_output=True, text=True, timeout=200, env=clean_env())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "3 passed" in out.stdout
+
+
+def _run_supports_plugins(py: Path) -> bool:
+    out = subprocess.run([str(py), "-m", "aitrados", "run", "--help"], capture_output=True, text=True, timeout=60,
+                         env=clean_env(), cwd="/")
+    return "--plugins" in out.stdout
+
+
+@pytest.mark.timeout(120)
+def test_aitrados_run_plugins_loads_the_installed_plugin(venv, ipc_dir) -> None:
+    """`aitrados run --plugins demo_cross` in the fresh venv: the plugin loads and trades on published bars."""
+    import datetime as dt
+    import signal
+    import time
+
+    from aitrados.bus import RPCClient, Publisher, Subscriber
+    from aitrados.bus.addresses import endpoints_for
+    from aitrados.marketdata.models import Bar
+    from aitrados.settings import load_settings
+
+    py, _ = venv
+    if not _run_supports_plugins(py):
+        pytest.skip("`aitrados run` has no --plugins flag yet (wired by the lead with plugin_cli.add_run_arguments)")
+    name = f"tplrun{os.getpid()}"
+    env = {**clean_env(), "AITRADOS_BUS__NAME": name, "AITRADOS_BUS__IPC_DIR": ipc_dir,
+           "AITRADOS_BUS__RPC_FRONTEND_PORT": "0", "AITRADOS_BUS__RPC_BACKEND_PORT": "0",
+           "AITRADOS_BUS__SUB_PORT": "0", "AITRADOS_BUS__PUB_PORT": "0",
+           "AITRADOS_PLUGINS__DEMO_CROSS__FAST": "2", "AITRADOS_PLUGINS__DEMO_CROSS__SLOW": "3",
+           "AITRADOS_PLUGINS__DEMO_CROSS__FULL_SYMBOL": "CRYPTO:GLOBAL:TPLCOIN",
+           "AITRADOS_PLUGINS__DEMO_CROSS__INTERVAL": "1M"}
+    proc = subprocess.Popen([str(py), "-m", "aitrados", "run", "--plugins", "demo_cross"], env=env, cwd="/",
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ep = endpoints_for(load_settings(bus={"name": name, "ipc_dir": ipc_dir}).bus, "ipc")
+    try:
+        with RPCClient(ep.rpc_frontend, timeout=2) as c:
+            deadline = time.monotonic() + 60
+            while True:  # ready once the plugin host serves its status and has subscribed to bars
+                try:
+                    st = c.call("plugins", "status")
+                    subs = c.call("middleware", "stats")["pubsub"].get("subscriptions", {})
+                    if any(k.startswith("ohlc.") for k in subs):
+                        break
+                except Exception:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, "aitrados run did not start"
+                time.sleep(0.2)
+        assert {p["name"]: p["status"] for p in st["plugins"]}["demo_cross"] == "loaded"
+        t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+        m = dt.timedelta(minutes=1)
+        with Subscriber(ep.subscribe, ["intent.demo_cross"]) as sub, Publisher(ep.publish) as pub:
+            time.sleep(0.5)  # let the new publisher learn the subscriptions
+            for i, c_ in enumerate([10, 9, 8, 9, 11, 12, 9, 7]):
+                pub.publish("ohlc.CRYPTO:GLOBAL:TPLCOIN.1M",
+                            Bar("CRYPTO:GLOBAL:TPLCOIN", "1M", t0 + i * m, t0 + (i + 1) * m, c_, c_, c_, c_, 1.0))
+            got = [sub.recv(timeout=10), sub.recv(timeout=10)]
+        assert [(g.data["side"], g.data["price"]) for g in got if g] == [("buy", 11.0), ("sell", 9.0)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
