@@ -109,3 +109,34 @@ def test_routers_survive_random_and_hostile_frames(ipc_dir: str) -> None:
             c.call("echo", "nope")
         for sock in attackers + [big]:
             sock.close()
+
+
+def test_pubsub_router_survives_upstream_flood_with_small_queues(ipc_dir: str) -> None:
+    """Junk pushed upstream by a subscriber fills tiny queues; libzmq's proxy gives up, ours forwards again."""
+    rng = random.Random(7)
+    with Middleware(bus_settings(ipc_dir, hwm=10)) as mw:
+        ep = mw.endpoints("tcp")
+        ctx = zmq.Context.instance()
+        pub = ctx.socket(zmq.PUB)
+        flood = ctx.socket(zmq.XSUB)
+        for s, a in ((pub, ep.publish), (flood, ep.subscribe)):
+            s.linger = 0
+            s.connect(a)
+        time.sleep(0.3)
+        for i in range(6000):
+            try:
+                (pub if i % 2 else flood).send_multipart(random_message(rng), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+        time.sleep(0.5)
+        assert mw.failure is None and mw.pubsub.alive
+        sub = mw.subscriber(["ok."])
+        good = mw.publisher()
+        deadline = time.monotonic() + 10
+        m = None
+        while m is None and time.monotonic() < deadline:  # the junk may still be draining
+            good.publish("ok.after", "delivered")
+            m = sub.recv(timeout=0.3)
+        assert m is not None and m.data == "delivered"
+        pub.close()
+        flood.close()

@@ -75,7 +75,7 @@ class PubSubRouter:
         self.bound: dict[str, list[str]] = {"sub": [], "pub": []}
         self.topics: dict[bytes, _TopicStat] = {}
         self.subscriptions: dict[bytes, int] = {}
-        self.counters = {"sampled": 0, "malformed": 0, "subscribe_events": 0}
+        self.counters = {"sampled": 0, "malformed": 0, "subscribe_events": 0, "proxy_restarts": 0}
         self.failure: BaseException | None = None
         self._uid = f"{id(self)}"
         self._threads: list[threading.Thread] = []
@@ -143,7 +143,18 @@ class PubSubRouter:
 
     def _proxy(self) -> None:
         try:
-            zmq.proxy_steerable(self._xsub, self._xpub, self._capture, self._ctrl)
+            while not self._stop.is_set():
+                try:
+                    zmq.proxy_steerable(self._xsub, self._xpub, self._capture, self._ctrl)
+                    return  # TERMINATE from stop()
+                except zmq.Again:
+                    # libzmq's proxy gives up when a send would block, e.g. when a subscriber
+                    # pushes non-subscription junk upstream until a high-water mark is reached.
+                    # The sockets are intact: count it and forward again.
+                    self.counters["proxy_restarts"] += 1
+                    if self.counters["proxy_restarts"] in (1, 10, 100, 1000):
+                        logger.warning("pub/sub proxy hit a full queue and was restarted ({} time(s)); "
+                                       "a peer is flooding it or not reading", self.counters["proxy_restarts"])
         except zmq.ContextTerminated:
             pass
         except BaseException as exc:
