@@ -57,8 +57,9 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     from .middleware import Middleware
 
     mw = Middleware(s)
+    mw.install_signal_handlers()
     mw.start()
-    return mw.wait()
+    return mw.wait(install_signals=False)
 
 
 def cmd_config(args: argparse.Namespace, s: Settings) -> int:

@@ -145,11 +145,16 @@ class Middleware:
             return RuntimeError("a router thread stopped unexpectedly")
         return None
 
-    def wait(self, install_signals: bool = True) -> int:
-        """Block until SIGINT/SIGTERM, ``stop()`` or a router failure; stops and returns an exit code."""
-        if install_signals and threading.current_thread() is threading.main_thread():
+    def install_signal_handlers(self) -> None:
+        """Make SIGINT and SIGTERM end ``wait()`` (call before ``start()`` so no signal is missed)."""
+        if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self._stopped.set())
+
+    def wait(self, install_signals: bool = True) -> int:
+        """Block until SIGINT/SIGTERM, ``stop()`` or a router failure; stops and returns an exit code."""
+        if install_signals:
+            self.install_signal_handlers()
         while not self._stopped.wait(0.5):
             if self.failure is not None:
                 logger.error("middleware failing: {}", self.failure)
