@@ -437,11 +437,20 @@ class HookRunner:
         self.loop = loop
         self.errors: Counter[tuple[str, str]] = Counter()
         self.calls: Counter[str] = Counter()
+        self._cache: dict[str, tuple[int, list[Any]]] = {}
 
     def impls(self, hook: str) -> list[Any]:
         """Implementations of *hook* in pluggy's call order (last registered first, tryfirst honoured)."""
         caller = getattr(self.pm.hook, hook, None)
-        return list(reversed(caller.get_hookimpls())) if caller is not None else []
+        if caller is None:
+            return []
+        raw = caller.get_hookimpls()
+        hit = self._cache.get(hook)
+        if hit is not None and hit[0] == len(raw):  # registrations only happen at load time
+            return hit[1]
+        out = list(reversed(raw))
+        self._cache[hook] = (len(raw), out)
+        return out
 
     def implemented(self, hook: str) -> bool:
         """True if any loaded plugin implements *hook*."""
