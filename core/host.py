@@ -28,6 +28,7 @@ from .bus.addresses import Endpoints
 from .bus.client import AsyncRPCClient, RPCClient
 from .bus.pubsub import AsyncSubscriber, Publisher
 from .bus.service import Service, ServiceWorker
+from .marketdata.models import Bar, CalendarEvent, NewsItem
 from .plugins import (
     HookRunner,
     LoopThread,
@@ -51,11 +52,12 @@ EVENT_HOOKS: dict[str, str] = {
 }
 
 
+_RECORDS: dict[str, type] = {"bar": Bar, "news": NewsItem, "event": CalendarEvent}
+
+
 def _as(data: Any, kind: str) -> Any:
     """Convert a published mapping to the market-data record it holds; the mapping otherwise."""
-    from .marketdata import models
-
-    cls = {"bar": models.Bar, "news": models.NewsItem, "event": models.CalendarEvent}[kind]
+    cls = _RECORDS[kind]
     if isinstance(data, dict):
         try:
             return msgspec.convert(data, cls)

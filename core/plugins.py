@@ -425,6 +425,9 @@ def decision_of(plugin: str, result: Any) -> OrderCheck | None:
                              "expected None, True, False or a reason string", plugin)
 
 
+_LOG_AT = frozenset((2, 3, 10, 100, 1000))
+
+
 class HookRunner:
     """Calls hook implementations one by one: sync or async, errors logged and counted per plugin.
 
@@ -461,9 +464,13 @@ class HookRunner:
         return {a: kwargs[a] for a in impl.argnames if a in kwargs}
 
     def _failed(self, plugin: str, hook: str, exc: BaseException) -> None:
-        self.errors[(plugin, hook)] += 1
-        logger.opt(exception=exc).error("plugin {!r} hook {} raised {}: {} (error #{} of this hook)",
-                                        plugin, hook, type(exc).__name__, exc, self.errors[(plugin, hook)])
+        """Count the error; log the first with its traceback, then the 10th, 100th, ... (no log floods)."""
+        n = self.errors[(plugin, hook)] = self.errors[(plugin, hook)] + 1
+        if n == 1:
+            logger.opt(exception=exc).error("plugin {!r} hook {} raised {}: {}", plugin, hook, type(exc).__name__, exc)
+        elif n in _LOG_AT or n % 10_000 == 0:
+            logger.error("plugin {!r} hook {} raised {}: {} (error #{} of this hook; counted, logged at "
+                         "10, 100, 1000... )", plugin, hook, type(exc).__name__, exc, n)
 
     async def anotify(self, hook: str, **kwargs: Any) -> int:
         """Call every implementation of notification *hook*, awaiting async ones; returns the number that raised."""

@@ -92,14 +92,22 @@ def test_event_topics_reach_their_hook(host_factory, recorder, mw, hook, topic, 
 
 
 def test_a_raising_notification_hook_is_counted_and_others_still_get_the_event(host_factory, recorder, mw) -> None:
+    from loguru import logger
+
+    logged: list[str] = []
+    sink = logger.add(lambda m: logged.append(str(m)), level="ERROR", format="{message}")
     h = host_factory(["recorder", "raiser"])
-    for _ in range(3):
+    for _ in range(12):
         h.context.publish("ohlc.STOCK:US:SPY.5M", BAR)
-    assert wait_for(lambda: sum(k == "on_bar" for k, _ in recorder) == 3)
-    # raiser runs first (tryfirst) and raises each time; recorder still got all three
-    assert h.runner.error_counts() == {"raiser": {"on_bar": 3}}
+    assert wait_for(lambda: sum(k == "on_bar" for k, _ in recorder) == 12)
+    logger.remove(sink)
+    # logged with the plugin's name: the first with its traceback, then #2, #3, #10 (no flood)
+    assert len(logged) == 4 and all("plugin 'raiser' hook on_bar raised RuntimeError" in m for m in logged)
+    assert "Traceback" in logged[0] and "error #10 of this hook" in logged[3]
+    # raiser runs first (tryfirst) and raises each time; recorder still got every bar
+    assert h.runner.error_counts() == {"raiser": {"on_bar": 12}}
     st = {p["name"]: p for p in h.status()["plugins"]}
-    assert st["raiser"]["errors"] == {"on_bar": 3} and st["recorder"]["errors"] == {}
+    assert st["raiser"]["errors"] == {"on_bar": 12} and st["recorder"]["errors"] == {}
 
 
 def test_check_order_first_decision_wins_and_a_raising_check_rejects(host_factory) -> None:
