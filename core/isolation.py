@@ -121,7 +121,7 @@ class Supervisor:
         w.status, w.reason = "starting", None
         w.stderr_tail.clear()
         proc = subprocess.Popen(self.command(w), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1)
+                                stderr=subprocess.PIPE, encoding="utf-8", errors="replace", bufsize=1)
         w.proc, w.pid = proc, proc.pid
         w.starts += 1
         w.started_at = time.monotonic()
@@ -138,6 +138,12 @@ class Supervisor:
                     proc.pid, w.starts)
 
     def _read_stdout(self, w: WorkerState, proc: subprocess.Popen[str]) -> None:
+        try:
+            self._stdout_lines(w, proc)
+        except Exception as exc:  # never die silently: the watcher still sees the process exit
+            logger.exception("reading worker {!r} output failed: {}", w.name, exc)
+
+    def _stdout_lines(self, w: WorkerState, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
@@ -156,9 +162,12 @@ class Supervisor:
 
     def _read_stderr(self, w: WorkerState, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            w.stderr_tail.append(line.rstrip("\n"))
-            sys.stderr.write(f"[worker {w.name}] {line}")
+        try:
+            for line in proc.stderr:
+                w.stderr_tail.append(line.rstrip("\n"))
+                sys.stderr.write(f"[worker {w.name}] {line}")
+        except Exception as exc:
+            logger.exception("reading worker {!r} errors failed: {}", w.name, exc)
 
     # ---------------------------------------------------------------- supervision
     def start(self) -> None:
