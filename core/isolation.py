@@ -126,8 +126,11 @@ class Supervisor:
         w.starts += 1
         w.started_at = time.monotonic()
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps(self._config(w)) + "\n")
-        proc.stdin.flush()  # the pipe stays open: its EOF tells the worker to stop
+        try:
+            proc.stdin.write(json.dumps(self._config(w)) + "\n")
+            proc.stdin.flush()  # the pipe stays open: its EOF tells the worker to stop
+        except OSError as exc:  # it died at once; the watcher sees the exit and decides
+            logger.warning("worker {!r} (pid {}) did not take its settings: {}", w.name, proc.pid, exc)
         w.readers = [threading.Thread(target=self._read_stdout, args=(w, proc), daemon=True,
                                       name=f"aitrados-worker-{w.name}-out"),
                      threading.Thread(target=self._read_stderr, args=(w, proc), daemon=True,
@@ -233,7 +236,12 @@ class Supervisor:
             logger.warning("worker {!r} (plugin(s) {}) died with exit code {}; restart {}/{} in {:.2f}s",
                            w.name, ", ".join(w.plugins), code, w.restarts, self.hs.restart_limit, delay)
         elif w.status == "restarting" and w.proc is None and now >= w.next_start:
-            self._spawn(w)
+            try:
+                self._spawn(w)
+            except OSError as exc:
+                logger.critical("GIVING UP on worker {!r}: cannot start {}: {}", w.name, self.python, exc)
+                w.reason, w.status = f"cannot start: {exc}", "gave up"
+                w.ready.set()
 
     def stop(self) -> None:
         """Stop every worker: close its stdin, then SIGTERM, then SIGKILL; no orphans."""
