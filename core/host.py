@@ -66,6 +66,32 @@ def _as(data: Any, kind: str) -> Any:
     return data
 
 
+def struct_name(value: Any) -> str | None:
+    """``module:QualName`` of an aitrados msgspec record (None for anything else)."""
+    cls = type(value)
+    if isinstance(value, msgspec.Struct) and cls.__module__.startswith("aitrados."):
+        return f"{cls.__module__}:{cls.__qualname__}"
+    return None
+
+
+def revive(value: Any, type_name: str | None) -> Any:
+    """Turn a map back into the aitrados record *type_name* names; the map when that fails."""
+    if not type_name or not isinstance(value, dict):
+        return value
+    module, _, qual = type_name.partition(":")
+    if not module.startswith("aitrados.") or not qual.isidentifier():
+        return value
+    try:
+        import importlib
+
+        cls = getattr(importlib.import_module(module), qual)
+        if isinstance(cls, type) and issubclass(cls, msgspec.Struct):
+            return msgspec.convert(value, cls)
+    except (ImportError, AttributeError, msgspec.ValidationError, TypeError) as exc:
+        logger.debug("cannot rebuild {} from the bus: {}", type_name, exc)
+    return value
+
+
 def event_call(topic: str, data: Any) -> tuple[str, dict[str, Any]] | None:
     """The hook and keyword arguments for a message on *topic*, or None if no hook takes it."""
     for prefix, hook in EVENT_HOOKS.items():
@@ -183,6 +209,7 @@ class HostContext:
                                              f"({w.status}): rejected (fail closed)", w.plugins[0])
                 try:
                     r = await self.arpc.call(w.service, "check_order", order=order, context=context,
+                                             order_type=struct_name(order), context_type=struct_name(context),
                                              timeout=self._host.host_settings.check_timeout)
                 except Exception as exc:
                     return OrderCheck(False, f"isolated plugin(s) {', '.join(w.plugins)} check_order failed: "
@@ -220,8 +247,14 @@ class _WorkerControl(Service):
         """Plugins, hooks and error counts of this worker."""
         return self._host.status()
 
-    async def check_order(self, order: Any, context: Any = None) -> dict[str, Any] | None:
-        """Run this worker's check_order hooks on the host loop; None when none decides."""
+    async def check_order(self, order: Any, context: Any = None, order_type: str | None = None,
+                          context_type: str | None = None) -> dict[str, Any] | None:
+        """Run this worker's check_order hooks on the host loop; None when none decides.
+
+        *order_type* / *context_type* name the aitrados record types the caller passed, so the
+        hooks get the same types as in-process ones (the bus carries them as maps).
+        """
+        order, context = revive(order, order_type), revive(context, context_type)
         fut = asyncio.run_coroutine_threadsafe(
             self._host.runner.acheck("check_order", order=order, context=context), self._host.loop.loop)
         d = await asyncio.wrap_future(fut)

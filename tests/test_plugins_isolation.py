@@ -121,6 +121,16 @@ def test_isolated_check_order_is_asked_over_rpc_and_fails_closed(env) -> None:
     assert not late.accepted and "RPCTimeoutError" in late.reason  # too slow: rejected
     # in-process plugins decide first
     assert h.check_order({"symbol": "OK", "quantity": 20}, {}).accepted
+    # aitrados records reach the isolated hook as the same types an in-process hook gets
+    from aitrados.trading.orders import Order
+    from aitrados.trading.risk import RiskContext
+
+    t = __import__("datetime").datetime(2024, 3, 1, tzinfo=__import__("datetime").timezone.utc)
+    order = Order(1, "STOCK:US:SPY", "buy", 50.0, "market", t)
+    typed = h.check_order(order, RiskContext(now=t, position=0.0, price=10.0, equity=1e4))
+    assert typed.reason == "isolated says no to Order with RiskContext at 2024-03-01"
+    assert h.check_order(Order(2, "STOCK:US:SPY", "buy", 5.0, "market", t),
+                         RiskContext(now=t, position=0.0, price=10.0, equity=1e4)).accepted
 
 
 def test_a_worker_that_crashes_is_restarted(env) -> None:
