@@ -117,8 +117,6 @@ def test_isolated_check_order_is_asked_over_rpc_and_fails_closed(env) -> None:
     assert h.check_order({"symbol": "A", "quantity": 5}, {}).accepted
     no = h.check_order({"symbol": "A", "quantity": 20}, {"max_quantity": 1000})
     assert (no.accepted, no.reason, no.plugin) == (False, "isolated says no", "crasher")
-    late = h.check_order({"symbol": "SLOW", "quantity": 1}, {})
-    assert not late.accepted and "RPCTimeoutError" in late.reason  # too slow: rejected
     # in-process plugins decide first
     assert h.check_order({"symbol": "OK", "quantity": 20}, {}).accepted
     # aitrados records reach the isolated hook as the same types an in-process hook gets
@@ -131,6 +129,9 @@ def test_isolated_check_order_is_asked_over_rpc_and_fails_closed(env) -> None:
     assert typed.reason == "isolated says no to Order with RiskContext at 2024-03-01"
     assert h.check_order(Order(2, "STOCK:US:SPY", "buy", 5.0, "market", t),
                          RiskContext(now=t, position=0.0, price=10.0, equity=1e4)).accepted
+    # too slow (the hook sleeps 5 s, check_timeout is 1 s): rejected
+    late = h.check_order({"symbol": "SLOW", "quantity": 1}, {})
+    assert not late.accepted and "RPCTimeoutError" in late.reason
 
 
 def test_a_worker_that_crashes_is_restarted(env) -> None:
