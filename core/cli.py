@@ -53,13 +53,23 @@ def _client_endpoints(args: argparse.Namespace, s: Settings):
 
 # ---------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace, s: Settings) -> int:
-    """Start the middleware and block until SIGINT/SIGTERM."""
-    from .middleware import Middleware
+    """Start the middleware with its plugins and market data; a replay ends with a report."""
+    from .plugin_cli import _names
+    from .runtime import Runtime
 
-    mw = Middleware(s)
-    mw.install_signal_handlers()
-    mw.start()
-    return mw.wait(install_signals=False)
+    if args.provider:
+        s.marketdata.provider = args.provider
+    if args.report_dir:
+        s.trading.report_dir = args.report_dir
+    if args.speed is not None:
+        s.marketdata.replay_speed = args.speed
+    names = _names(args.plugins) or None
+    isolate = [n for a in args.isolate or [] for n in _names(a)]
+    rt = Runtime(s, plugins=names, strict=True if args.strict else None, isolate=isolate,
+                 exit_at_end=not args.serve)
+    rt.mw.install_signal_handlers()
+    rt.start()
+    return rt.wait()
 
 
 def cmd_config(args: argparse.Namespace, s: Settings) -> int:
@@ -168,8 +178,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         handlers[name] = fn
         return sp
 
-    run = add("run", cmd_run, "start the middleware (blocks until Ctrl-C)")
-    run.set_defaults(run_parser=run)
+    run = add("run", cmd_run, "run the middleware, plugins and market data (a replay ends with a report)")
+    from .plugin_cli import add_run_arguments
+
+    add_run_arguments(run)
+    run.add_argument("--provider", choices=["auto", "replay", "cloud"],
+                     help="market data: local replay server or AiTrados cloud (default auto: cloud with a key)")
+    run.add_argument("--speed", type=float, help="replay speed: 0 = as fast as possible, 1 = real time, N = N times")
+    run.add_argument("--report-dir", help="folder for the end-of-replay report (setting trading.report_dir)")
+    run.add_argument("--serve", action="store_true", help="keep serving after the replay ends (until Ctrl-C)")
     add("config", cmd_config, "print the effective settings (secrets masked)")
     for name, fn, help_ in (("call", cmd_call, "call a service method"), ("status", cmd_status, "show services, topics, rates"),
                             ("tail", cmd_tail, "print messages on a topic prefix")):
@@ -197,7 +214,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 #: Modules that contribute subcommands through ``add_commands(subparsers, handlers)``.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["aitrados.plugin_cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

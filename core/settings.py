@@ -20,6 +20,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .marketdata.settings import MarketDataSettings
+from .plugin_settings import PluginHostSettings
+from .trading.settings import TradingSettings
+
 Transport = Literal["auto", "inproc", "ipc", "tcp"]
 
 
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="loguru level: DEBUG shows addresses and registrations")
     secret_key: SecretStr | None = Field(None, description="AiTrados cloud API key; never logged")
     bus: BusSettings = Field(default_factory=BusSettings)
+    marketdata: MarketDataSettings = Field(default_factory=MarketDataSettings)
+    trading: TradingSettings = Field(default_factory=TradingSettings)
+    plugin_host: PluginHostSettings = Field(default_factory=PluginHostSettings)
     plugins: dict[str, Any] = Field(default_factory=dict, description="per-plugin settings, by plugin name")
 
     @classmethod

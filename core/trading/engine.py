@@ -145,6 +145,11 @@ class TradingEngine:
             event = event_from_record(event)
         return self._broadcast("on_calendar_event", event)
 
+    def submit(self, item: OrderIntent | Cancel) -> list[Event]:
+        """Submit an order intent (or a cancel) from outside the engine's strategies, e.g. a
+        strategy in another process; it goes through the same risk checks. Returns the events."""
+        return self._submit(item)
+
     # ------------------------------------------------------------------ kill switch
     def trip(self, reason: str = "tripped by operator") -> None:
         """Trip the risk kill switch (new orders rejected until :meth:`reset`)."""

@@ -1,0 +1,299 @@
+"""The market-data hub: one shared chart flow inside the middleware, fed by the AiTrados clients.
+
+The hub lives on the runtime's event loop. It hydrates each chart window over HTTP
+(N-1 closed bars), subscribes the symbol on the WebSocket stream, routes every pushed bar
+through :class:`~aitrados.marketdata.flow.ChartFlow` and publishes what changed:
+
+* ``ohlc.<full_symbol>.<interval>``: every bar update of every window (``closed`` tells whether final)
+* ``chart.<full_symbol>.<interval>``: every window change, with its sequence number
+* ``mtf.<group>``: one aligned snapshot per time frontier (``Snapshot.to_record()``)
+* ``news.<full_symbol>`` / ``calendar.<COUNTRY>.<EVENT_CODE>``: news items and calendar events
+* ``replay.step`` ``{step, time}``: after all events of one data time step; ``replay.end`` at the end
+
+In-process consumers (the trading runtime) get the same events, in the same order, through
+``consumers`` — awaited one after the other, so a replay is deterministic. The hub is
+reachable over RPC as the ``chart`` and ``mtf`` services: every module, process and language
+shares this one instance, and the data is fetched once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from loguru import logger
+
+from ..bus.pubsub import Publisher
+from ..bus.service import Service
+from .align import Snapshot
+from .chart import Change
+from .flow import ChartFlow, FeedResult
+from .http_client import AsyncAitradosHTTPClient
+from .models import Bar, CalendarEvent, NewsItem, normalize_full_symbol
+from .ws_client import AitradosWSClient, ReplayEnd
+
+Consumer = Callable[[str, Any], Awaitable[None] | None]
+
+
+class MarketDataHub:
+    """Chart flow + aligner + publishing, fed by an AiTrados WebSocket client and hydrated over HTTP.
+
+    :param publisher: bus publisher (used only from the hub's event loop)
+    :param http: async HTTP client of the provider (cloud or replay server)
+    :param ws_url: WebSocket root of the same provider
+    :param secret_key: the provider key (any non-empty value for the replay server)
+    :param window_size: default chart window length N
+    :param flow: the chart flow to use (a new one by default)
+    """
+
+    def __init__(self, publisher: Publisher, http: AsyncAitradosHTTPClient, ws_url: str, secret_key: str, *,
+                 window_size: int = 150, flow: ChartFlow | None = None) -> None:
+        self.pub = publisher
+        self.http = http
+        self.flow = flow or ChartFlow(default_size=window_size)
+        self.ws = AitradosWSClient(ws_url, secret_key, http=http, on_bar=self._on_bar, on_news=self._on_news,
+                                   on_event=self._on_event, on_replay_end=self._on_end, on_error=self._on_error)
+        self.consumers: list[Consumer] = []
+        self.ended = asyncio.Event()
+        self.counts = {"bars_in": 0, "published": 0, "news": 0, "events": 0, "snapshots": 0, "steps": 0}
+        self.step = 0
+        self.step_time: dt.datetime | None = None
+        self.last_error: BaseException | None = None
+        self._subscribed: set[str] = set()
+        self._hydrating: dict[str, list[Bar]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, news: list[str] = (), events: list[str] = ()) -> None:  # type: ignore[assignment]
+        """Connect the stream and subscribe news topics (``STOCK:US:*``) and calendar topics (``US:*``)."""
+        await self.ws.start()
+        if news:
+            await self.ws.subscribe("news", list(news))
+        if events:
+            await self.ws.subscribe("event", list(events))
+
+    async def stop(self) -> None:
+        """Close the stream and the HTTP client."""
+        await self.ws.close()
+        await self.http.aclose()
+
+    # ------------------------------------------------------------------ charts and groups
+    async def add_chart(self, full_symbol: str, interval: str, size: int | None = None) -> dict[str, Any]:
+        """Ensure a window exists; the first call hydrates it over HTTP and subscribes the stream.
+
+        :returns: ``{"full_symbol", "interval", "size", "bars", "hydrated", "created"}``
+        """
+        fs, iv = self.flow.key(full_symbol, interval)
+        lock = self._locks.setdefault((fs, iv), asyncio.Lock())
+        async with lock:
+            w, created = self.flow.add(fs, iv, size)
+            hydrated = 0
+            if created:
+                try:
+                    hydrated = await self._hydrate(w)
+                except BaseException:
+                    self.flow.remove(fs, iv)
+                    raise
+            return {"full_symbol": fs, "interval": iv, "size": w.size, "bars": len(w), "hydrated": hydrated,
+                    "created": created}
+
+    async def _hydrate(self, w: Any) -> int:
+        """Fill *w* with N-1 closed bars, holding the symbol's stream meanwhile so no bar is lost."""
+        fs = w.full_symbol
+        held = self._hydrating.setdefault(fs, [])
+        try:
+            if fs not in self._subscribed:
+                self._subscribed.add(fs)
+                await self.ws.subscribe("ohlc", [fs])
+            bars = await self.http.ohlc_latest(fs, w.interval, limit=w.size - 1)
+            n = w.hydrate(bars)
+            logger.debug("chart {} {}: hydrated {} closed bars", fs, w.interval, n)
+        finally:
+            pending = self._hydrating.pop(fs, [])
+        for b in pending:  # pushed while hydrating: stale ones are ignored by the window
+            await self._process_bar(b)
+        return n
+
+    async def add_group(self, name: str, members: dict[str, list[str]], size: int | None = None) -> dict[str, Any]:
+        """Add an aligned group (creating and hydrating the member windows it needs)."""
+        norm = {normalize_full_symbol(fs): list(ivs) for fs, ivs in members.items()}
+        for fs, ivs in norm.items():
+            for iv in ivs:
+                await self.add_chart(fs, iv, size)
+        start = self.step_time
+        self.flow.add_group(name, norm, size, start=start)
+        return {"group": name, "members": self.flow.aligner.groups()[name]}
+
+    # ------------------------------------------------------------------ stream
+    def _time_of(self, kind: str, obj: Any) -> dt.datetime | None:
+        if kind == "bar":
+            return obj.close_datetime
+        if kind == "news":
+            return obj.published_date
+        if kind == "calendar":
+            return obj.event_timestamp
+        return None
+
+    async def _advance(self, t: dt.datetime | None) -> None:
+        """Close the current time step when data time moves past it."""
+        if t is None:
+            return
+        if self.step_time is None:
+            self.step_time = t
+        elif t > self.step_time:
+            await self._end_step()
+            self.step_time = t
+
+    async def _end_step(self) -> None:
+        self.step += 1
+        self.counts["steps"] += 1
+        self._publish("replay.step", {"step": self.step, "time": self.step_time})
+        await self._emit("step", (self.step, self.step_time))
+
+    async def _on_bar(self, bar: Bar) -> None:
+        self.counts["bars_in"] += 1
+        held = self._hydrating.get(bar.full_symbol)
+        if held is not None:
+            held.append(bar)
+            return
+        await self._advance(bar.close_datetime)
+        await self._process_bar(bar)
+
+    async def _process_bar(self, bar: Bar) -> None:
+        await self._deliver(self.flow.feed(bar))
+
+    async def _deliver(self, res: FeedResult) -> None:
+        pub = self._publish
+        for u in res.updates:
+            w = u.window
+            stem = f"{w.full_symbol}.{w.interval}"
+            if u.change is Change.CLOSED:
+                for b in u.closed:
+                    pub(f"ohlc.{stem}", b)
+                    await self._emit("bar", b)
+                live = w.live_bar()
+                if live is not None:
+                    pub(f"ohlc.{stem}", live)
+            else:
+                pub(f"ohlc.{stem}", w.last())
+            chart = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
+                     "count": len(w), "last": w.last(), "closed": list(u.closed)}
+            pub(f"chart.{stem}", chart)
+            await self._emit("chart", chart)
+        for snap in res.snapshots:
+            self.counts["snapshots"] += 1
+            pub(f"mtf.{snap.group}", snap.to_record())
+            await self._emit("mtf", snap)
+
+    async def _on_news(self, item: NewsItem) -> None:
+        self.counts["news"] += 1
+        await self._advance(item.published_date)
+        self._publish(f"news.{item.full_symbol or 'GENERAL'}", item)
+        await self._emit("news", item)
+
+    async def _on_event(self, ev: CalendarEvent) -> None:
+        self.counts["events"] += 1
+        await self._advance(ev.event_timestamp)
+        self._publish(f"calendar.{ev.country_iso_code}.{ev.event_code}", ev)
+        await self._emit("calendar", ev)
+
+    async def _on_end(self, end: ReplayEnd) -> None:
+        await self._deliver(self.flow.tick(end.clock))
+        if self.step_time is not None:
+            await self._end_step()
+        self._publish("replay.end", {"clock": end.clock, "bars": self.counts["bars_in"]})
+        await self._emit("end", end)
+        self.ended.set()
+
+    async def _on_error(self, err: BaseException) -> None:
+        self.last_error = err
+        logger.error("market data stream: {}", err)
+
+    def _publish(self, topic: str, obj: Any) -> None:
+        self.pub.publish(topic, obj)
+        self.counts["published"] += 1
+
+    async def _emit(self, kind: str, obj: Any) -> None:
+        for c in self.consumers:
+            try:
+                r = c(kind, obj)
+                if inspect.isawaitable(r):
+                    await r
+            except Exception as exc:
+                logger.exception("market data consumer {} failed on a {} event: {}", getattr(c, "__qualname__", c), kind, exc)
+
+
+class ChartService(Service):
+    """RPC ``chart``: the shared chart windows (add/get hydrate once; later calls reuse)."""
+
+    name = "chart"
+
+    def __init__(self, hub: MarketDataHub) -> None:
+        self._hub = hub
+
+    async def add(self, full_symbol: str, interval: str, size: int | None = None) -> dict[str, Any]:
+        """Create (and hydrate) a window, or return the existing one's info."""
+        return await self._hub.add_chart(full_symbol, interval, size)
+
+    async def window(self, full_symbol: str, interval: str, size: int | None = None,
+                     closed_only: bool = False) -> list[Bar]:
+        """The window's bars, oldest first (the live bar last unless *closed_only*); hydrates on first use."""
+        await self._hub.add_chart(full_symbol, interval, size)
+        w = self._hub.flow.get(full_symbol, interval)
+        assert w is not None
+        return w.closed_bars() if closed_only else w.bars()
+
+    def remove(self, full_symbol: str, interval: str) -> bool:
+        """Drop a window; False if there was none."""
+        return self._hub.flow.remove(full_symbol, interval)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every window: symbol, interval, size, bars held, sequence number."""
+        return [{"full_symbol": w.full_symbol, "interval": w.interval, "size": w.size, "bars": len(w), "seq": w.seq}
+                for w in self._hub.flow.windows.values()]
+
+    def stats(self) -> dict[str, Any]:
+        """Hub counters: bars in, messages published, steps, stream reconnects and backfilled bars."""
+        ws = self._hub.ws
+        return {**self._hub.counts, "reconnects": ws.reconnects, "backfilled": ws.backfilled,
+                "http_requests": self._hub.http.requests_sent, "ended": self._hub.ended.is_set()}
+
+
+class AlignService(Service):
+    """RPC ``mtf``: named multi-symbol multi-timeframe groups."""
+
+    name = "mtf"
+
+    def __init__(self, hub: MarketDataHub) -> None:
+        self._hub = hub
+        self._last: dict[str, Snapshot] = {}
+        hub.consumers.append(self._remember)
+
+    def _remember(self, kind: str, obj: Any) -> None:
+        if kind == "mtf":
+            self._last[obj.group] = obj
+
+    async def add_group(self, name: str, members: dict[str, list[str]], size: int | None = None) -> dict[str, Any]:
+        """Add a group ``{full_symbol: [intervals]}`` under *name* (any name you like)."""
+        return await self._hub.add_group(name, members, size)
+
+    def remove_group(self, name: str) -> bool:
+        """Remove a group; False if there was none."""
+        self._last.pop(name, None)
+        return self._hub.flow.remove_group(name)
+
+    def get_group(self, name: str) -> dict[str, Any]:
+        """A group's members, counters and latest snapshot (``None`` before the first)."""
+        groups = self._hub.flow.aligner.groups()
+        if name not in groups:
+            raise KeyError(f"no group named {name!r}; groups: {', '.join(sorted(groups)) or 'none'}")
+        last = self._last.get(name)
+        return {"group": name, "members": groups[name], "stats": self._hub.flow.aligner.stats(name),
+                "last": last.to_record() if last else None}
+
+    def list_groups(self) -> dict[str, dict[str, list[str]]]:
+        """Every group: ``{name: {full_symbol: [intervals]}}``."""
+        return self._hub.flow.aligner.groups()

@@ -1,0 +1,302 @@
+"""What ``aitrados run`` runs: the middleware, the plugins, market data and the trading loop.
+
+``Runtime.start()`` brings the parts up in order — routers, plugin host, the data provider
+(the local replay server without a key, the AiTrados cloud with one), then, on one event
+loop, the market-data hub (shared chart flow and aligner), the trading runtime and their
+RPC services (``chart``, ``mtf``, ``trading``). It hydrates and subscribes what the
+strategies declare, starts the replay clock, and shows progress. At the end of a replay it
+writes the report (trades CSV, equity curve PNG, metrics) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from .bus.pubsub import Publisher
+from .bus.service import ServiceWorker
+from .marketdata.hub import AlignService, ChartService, MarketDataHub
+from .marketdata.http_client import AsyncAitradosHTTPClient
+from .marketdata.models import parse_full_symbol
+from .middleware import Middleware
+from .settings import Settings
+from .trading.engine import TradingEngine
+from .trading.runtime import TradingRuntime, TradingService
+from .trading.settings import engine_from_settings
+from .trading.strategy import Strategy
+
+
+class Progress:
+    """A one-line progress display of a replay (a bar on a terminal, log lines otherwise)."""
+
+    def __init__(self, start: Any, end: Any, every: float = 0.5) -> None:
+        self.start, self.end = start, end
+        self.every = every
+        self.tty = sys.stderr.isatty()
+        self._next = 0.0
+        self._t0 = time.monotonic()
+        self.last_line = ""
+
+    def line(self, now: Any, bars: int) -> str:
+        """The progress text at data time *now* after *bars* bars."""
+        frac = 0.0
+        if self.start is not None and self.end is not None and now is not None and self.end > self.start:
+            frac = min(1.0, max(0.0, (now - self.start) / (self.end - self.start)))
+        filled = int(frac * 30)
+        rate = bars / max(1e-9, time.monotonic() - self._t0)
+        when = now.strftime("%Y-%m-%d %H:%M") if now is not None else "-"
+        return f"replay [{'#' * filled}{'.' * (30 - filled)}] {frac * 100:5.1f}%  {when}  {bars:,} bars  {rate:,.0f} bars/s"
+
+    def update(self, now: Any, bars: int, force: bool = False) -> None:
+        """Redraw when due (every ``every`` seconds on a terminal, every 5 s in a log)."""
+        t = time.monotonic()
+        if not force and t < self._next:
+            return
+        self._next = t + (self.every if self.tty else 5.0)
+        self.last_line = self.line(now, bars)
+        if self.tty:
+            sys.stderr.write("\r" + self.last_line)
+            sys.stderr.flush()
+            if force:
+                sys.stderr.write("\n")
+        else:
+            logger.info(self.last_line)
+
+
+class Runtime:
+    """The whole middleware process.
+
+    :param settings: effective settings
+    :param plugins: plugins to load (``None`` = the configured default)
+    :param strict: any plugin failure is fatal
+    :param isolate: plugins to run in their own processes
+    :param exit_at_end: return from ``wait()`` when the replay ends (the report is written first)
+    """
+
+    def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
+                 isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True) -> None:
+        self.settings = settings
+        self.plugin_names = plugins
+        self.strict = strict
+        self.isolate = list(isolate)
+        self.exit_at_end = exit_at_end
+        self.mw = Middleware(settings)
+        self.host: Any = None
+        self.replay: Any = None
+        self.provider = ""
+        self.hub: MarketDataHub | None = None
+        self.trading: TradingRuntime | None = None
+        self.report_paths: dict[str, Path] = {}
+        self.failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._stop_req: asyncio.Event | None = None
+        self.progress: Progress | None = None
+
+    # ------------------------------------------------------------------ start
+    def start(self, timeout: float = 120.0) -> Runtime:
+        """Start every part; raises with a clear message if one cannot start."""
+        self.mw.start()
+        try:
+            from .host import PluginHost
+
+            self.host = PluginHost(self.settings, names=self.plugin_names, strict=self.strict,
+                                   isolate=self.isolate).start(self.mw)
+            self._start_provider()
+            self._thread = threading.Thread(target=self._thread_main, name="aitrados-runtime", daemon=True)
+            self._thread.start()
+            if not self._ready.wait(timeout):
+                raise TimeoutError(f"the runtime did not start within {timeout:g}s")
+            if self.failure is not None:
+                raise self.failure
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _key(self) -> str | None:
+        k = self.settings.secret_key
+        return k.get_secret_value() if k else None
+
+    def _start_provider(self) -> None:
+        md = self.settings.marketdata
+        self.provider = md.resolve_provider(self._key())
+        if self.provider == "replay":
+            from .marketdata.replay_server import ReplayServerThread
+
+            self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"})).start()
+            self.http_url, self.ws_url = self.replay.server.http_url, self.replay.server.ws_url
+            logger.info("market data: local replay server at {} (no key: embedded default)", self.http_url)
+        else:
+            self.http_url, self.ws_url = md.http_base_url, md.ws_url
+            logger.info("market data: AiTrados cloud at {}", self.http_url)
+
+    def strategies(self) -> list[Strategy]:
+        """The strategies contributed by in-process plugins (``register_strategies``)."""
+        get = getattr(self.host, "strategies", None)
+        return [s for _, s in get()] if get else []
+
+    def _risk_checks(self) -> list[Any]:
+        checks: list[Any] = []
+        ctx = self.host.context
+        for name, rule in ctx.risk_rules.items():
+            checks.append((name, rule))
+        if self.host.runner.implemented("check_order") or (
+                self.host.supervisor is not None and self.host.supervisor.workers_with_hook("check_order")):
+            host = self.host
+
+            def plugins_check(order: Any, context: Any) -> Any:
+                r = host.check_order(order, context)
+                if r.plugin is None and r.accepted:
+                    return None
+                return True if r.accepted else f"{r.plugin}: {r.reason}"
+
+            checks.append(("check_order hooks", plugins_check))
+        return checks
+
+    def _build_engine(self, strategies: list[Strategy]) -> TradingEngine:
+        engine = engine_from_settings(strategies, self.settings.trading)
+        for name, check in self._risk_checks():
+            engine.risk.add_check(check, name=name)
+        return engine
+
+    # ------------------------------------------------------------------ the runtime loop
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self.failure = exc
+            logger.exception("runtime stopped by an error: {}", exc)
+        finally:
+            self._ready.set()
+            self._done.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_req = asyncio.Event()
+        s = self.settings
+        key = self._key() or "local-replay"
+        ep = self.mw.endpoints()
+        pub = Publisher(ep.publish, bus=s.bus, context=self.mw.context)
+        http = AsyncAitradosHTTPClient(self.http_url, key, settings=s.marketdata)
+        strategies = self.strategies()
+        needs = [st.needs() for st in strategies]
+        window = max([n.window for n in needs] + [2]) or 150
+        hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=max(window, 150))
+        engine = self._build_engine(strategies)
+        interval = next((iv for n in needs for iv in n.intervals), "DAY")
+        offload = any(getattr(st, "blocking", False) for st in strategies)
+        trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
+        hub.consumers.append(trading.consume)
+        hub.consumers.append(self._on_progress)
+        workers = [ServiceWorker(svc, ep.rpc_backend, bus=s.bus, context=self.mw.context)
+                   for svc in (ChartService(hub), AlignService(hub), TradingService(trading))]
+        tasks = [asyncio.ensure_future(w.run()) for w in workers]
+        try:
+            symbols = sorted({fs for n in needs for fs in n.symbols} |
+                             {fs for n in needs for g in n.groups.values() for fs in g})
+            countries = sorted({parse_full_symbol(fs)[1] for fs in symbols})
+            news = sorted({":".join(parse_full_symbol(fs)[:2]) + ":*" for fs in symbols})
+            await hub.start(news=news, events=[f"{c}:*" for c in countries])
+            for n in needs:
+                for fs in n.symbols:
+                    for iv in n.intervals:
+                        await hub.add_chart(fs, iv, max(n.window, 2) if n.window else None)
+                for name, members in n.groups.items():
+                    await hub.add_group(name, members)
+            if strategies:
+                logger.info("strategies: {}", ", ".join(f"{st.strategy_name} ({', '.join(n.symbols) or 'groups'} "
+                                                        f"{', '.join(n.intervals)})" for st, n in zip(strategies, needs)))
+            else:
+                logger.warning("no strategy loaded: the middleware serves data and RPC only "
+                               "(`aitrados run --plugins sma_cross` runs the sample strategy)")
+            if self.replay is not None:
+                st = self.replay.server.state()
+                self.progress = Progress(_ts(st.get("start")), _ts(st.get("end")))
+                if strategies:
+                    self.replay.call(self.replay.server.start_clock)
+                else:  # nothing to replay for: serve, and let the first subscriber start the clock
+                    self.exit_at_end = False
+                    self.replay.server.autostart = "first_subscribe"
+            self._ready.set()
+            ended = asyncio.ensure_future(hub.ended.wait())
+            stop = asyncio.ensure_future(self._stop_req.wait())
+            await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if hub.ended.is_set():
+                self._finish()
+                if self.exit_at_end:
+                    self._done.set()
+                await self._stop_req.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await hub.stop()
+            pub.close()
+
+    def _on_progress(self, kind: str, obj: Any) -> None:
+        if kind == "step" and self.progress is not None and self.hub is not None:
+            self.progress.update(obj[1], self.hub.counts["bars_in"])
+
+    def _finish(self) -> None:
+        """Write the report and print the summary (called on the runtime loop when the replay ends)."""
+        assert self.trading is not None and self.hub is not None
+        if self.progress is not None:
+            self.progress.update(self.hub.step_time, self.hub.counts["bars_in"], force=True)
+        report = self.trading.finished
+        if report is None:
+            return
+        folder = Path(self.settings.trading.report_dir)
+        self.report_paths = self.trading.write_report(folder, title=", ".join(
+            st.strategy_name for st in self.trading.engine.strategies) or "Equity")
+        print(report.summary(), flush=True)
+        print(f"report: {folder.resolve()} (trades.csv, equity.png, equity.csv, metrics.json, summary.txt)", flush=True)
+        logger.info("replay finished: {} bars in, {} messages published, {} orders/fills/position events",
+                    self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published)
+
+    # ------------------------------------------------------------------ run / stop
+    def wait(self) -> int:
+        """Block until the replay ends (when ``exit_at_end``), a signal, or a failure; stops; returns the exit code."""
+        while not self._done.wait(0.2):
+            if self.mw._stopped.is_set():
+                break
+            if self.mw.failure is not None:
+                self.failure = self.mw.failure
+                break
+        code = 1 if self.failure is not None else 0
+        if self.failure is not None:
+            logger.error("stopping after a failure: {}", self.failure)
+        self.stop()
+        return code
+
+    def stop(self) -> None:
+        """Stop everything in reverse order."""
+        if self._loop is not None and self._stop_req is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop_req.set)
+            except RuntimeError:
+                pass
+        if self._thread is not None:
+            self._thread.join(15)
+            self._thread = None
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
+        if self.replay is not None:
+            self.replay.stop()
+            self.replay = None
+        self.mw.stop()
+
+
+def _ts(v: Any) -> Any:
+    from .marketdata.models import parse_timestamp
+
+    return parse_timestamp(v) if v else None

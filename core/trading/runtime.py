@@ -1,0 +1,194 @@
+"""The trading loop inside the middleware: the engine fed by the market-data hub, on the bus.
+
+``TradingRuntime`` consumes the hub's events in order (closed bars, aligned snapshots, news,
+calendar events), drives the :class:`~aitrados.trading.engine.TradingEngine` (strategies,
+risk, paper broker) and publishes every resulting ``order.*``, ``fill.*`` and ``position.*``
+event. Strategies in other processes trade through the ``trading`` RPC service; in a replay
+the runtime waits at each time step until every attached remote strategy has acknowledged
+it (lock-step), so a replay gives the same orders and fills run after run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from ..bus.pubsub import Publisher
+from ..bus.service import Service
+from .engine import TradingEngine
+from .orders import Event, OrderIntent
+from .report import Report, build_report
+from .strategy import Cancel
+
+
+class TradingRuntime:
+    """Engine + publishing + remote-strategy lock-step.
+
+    :param engine: the trading engine (strategies, risk, broker)
+    :param publisher: bus publisher (used from the runtime's event loop only)
+    :param interval: bar interval used to annualise the report's Sharpe ratio
+    :param offload: run strategy callbacks in a worker thread (for strategies that block, e.g. on an LLM)
+    :param ack_timeout: seconds to wait for a remote strategy's step acknowledgement before detaching it
+    """
+
+    def __init__(self, engine: TradingEngine, publisher: Publisher, *, interval: str = "DAY",
+                 offload: bool = False, ack_timeout: float = 10.0) -> None:
+        self.engine = engine
+        self.pub = publisher
+        self.interval = interval
+        self.offload = offload
+        self.ack_timeout = ack_timeout
+        self.lock = asyncio.Lock()
+        self.remote: dict[str, int] = {}  # strategy -> last acknowledged step
+        self.step = 0
+        self._acked = asyncio.Event()
+        self.events_published = 0
+        self.finished: Report | None = None
+
+    # ------------------------------------------------------------------ engine access
+    async def run_engine(self, fn: Any, *args: Any) -> list[Event]:
+        """Call an engine method under the lock (in a thread when offloading) and publish its events."""
+        async with self.lock:
+            events = await asyncio.to_thread(fn, *args) if self.offload else fn(*args)
+        self.publish(events)
+        return events
+
+    def publish(self, events: list[Event]) -> None:
+        """Publish engine events on their topics (``order.*``, ``fill.*``, ``position.*``)."""
+        for ev in events:
+            self.pub.publish(ev.topic, ev.payload)
+        self.events_published += len(events)
+
+    # ------------------------------------------------------------------ hub consumer
+    async def consume(self, kind: str, obj: Any) -> None:
+        """Take one hub event (``bar``, ``mtf``, ``news``, ``calendar``, ``step``, ``end``; others ignored)."""
+        e = self.engine
+        if kind == "bar":
+            await self.run_engine(e.on_bar, obj)
+        elif kind == "mtf":
+            await self.run_engine(e.on_mtf, obj, obj.group)
+        elif kind == "news":
+            await self.run_engine(e.on_news, obj)
+        elif kind == "calendar":
+            await self.run_engine(e.on_calendar_event, obj)
+        elif kind == "step":
+            self.step = obj[0]
+            await self._wait_for_remote(obj[0])
+        elif kind == "end":
+            await self.finish()
+
+    async def _wait_for_remote(self, step: int) -> None:
+        if not self.remote:
+            return
+        deadline = asyncio.get_running_loop().time() + self.ack_timeout
+        while True:
+            late = [n for n, s in self.remote.items() if s < step]
+            if not late:
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                for n in late:
+                    logger.error("remote strategy {!r} did not acknowledge step {} within {}s; detached "
+                                 "(the replay goes on without waiting for it)", n, step, self.ack_timeout)
+                    self.remote.pop(n, None)
+                return
+            self._acked.clear()
+            try:
+                await asyncio.wait_for(self._acked.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def finish(self) -> Report:
+        """Stop the strategies (their ``on_stop`` orders are processed) and build the report."""
+        if self.finished is None:
+            await self.run_engine(self.engine.stop)
+            self.finished = build_report(self.engine.broker, self.interval)
+        return self.finished
+
+    def write_report(self, folder: str | Path, title: str = "Equity") -> dict[str, Path]:
+        """Write the report files (trades.csv, equity.png, equity.csv, metrics.json, summary.txt)."""
+        report = self.finished or build_report(self.engine.broker, self.interval)
+        return report.write(folder, title)
+
+
+class TradingService(Service):
+    """RPC ``trading``: account queries, the kill switch, reports, and orders from remote strategies."""
+
+    name = "trading"
+
+    def __init__(self, runtime: TradingRuntime) -> None:
+        self._rt = runtime
+
+    # ---- queries
+    def positions(self) -> list[Any]:
+        """Every position (account-wide)."""
+        return self._rt.engine.broker.positions()
+
+    def position(self, strategy: str, full_symbol: str) -> float:
+        """The signed quantity *strategy* holds in *full_symbol*."""
+        return self._rt.engine.broker.position(full_symbol, strategy)
+
+    def orders(self, status: str | None = None) -> list[Any]:
+        """Orders, optionally only those with *status* (accepted, rejected, filled, cancelled)."""
+        return self._rt.engine.broker.orders(status)
+
+    def account(self) -> Any:
+        """Cash, equity, realised and unrealised PnL."""
+        return self._rt.engine.broker.account()
+
+    def report(self) -> dict[str, Any]:
+        """The run's metrics so far (total return, drawdown, Sharpe, trades, win rate, exposure)."""
+        r = self._rt.finished or build_report(self._rt.engine.broker, self._rt.interval)
+        return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
+
+    # ---- kill switch
+    def trip(self, reason: str = "tripped by operator") -> dict[str, Any]:
+        """Trip the kill switch: new orders are rejected until ``reset`` (nothing stops)."""
+        self._rt.engine.trip(reason)
+        return self._rt.engine.risk.state()
+
+    def reset(self) -> dict[str, Any]:
+        """Reset the kill switch."""
+        self._rt.engine.reset()
+        return self._rt.engine.risk.state()
+
+    def risk_state(self) -> dict[str, Any]:
+        """Kill switch, limits and counters of the risk engine."""
+        return self._rt.engine.risk.state()
+
+    # ---- remote strategies
+    def attach(self, strategy: str) -> dict[str, int]:
+        """Register a strategy running elsewhere; replays then wait for its step acknowledgements."""
+        self._rt.remote[strategy] = self._rt.step
+        logger.info("remote strategy {!r} attached at step {}", strategy, self._rt.step)
+        return {"step": self._rt.step}
+
+    def detach(self, strategy: str) -> None:
+        """Stop waiting for a remote strategy."""
+        self._rt.remote.pop(strategy, None)
+        self._rt._acked.set()
+
+    def ack(self, strategy: str, step: int) -> None:
+        """A remote strategy has processed everything published up to ``replay.step`` *step*."""
+        if strategy in self._rt.remote:
+            self._rt.remote[strategy] = max(step, self._rt.remote[strategy])
+            self._rt._acked.set()
+
+    async def submit(self, strategy: str, intent: dict[str, Any]) -> list[dict[str, Any]]:
+        """Submit an order intent of a remote strategy; returns the order events it caused."""
+        it = msgspec.convert({**intent, "strategy": strategy}, OrderIntent)
+        it.validate()
+        events = await self._rt.run_engine(self._rt.engine.submit, it)
+        return [{"topic": e.topic, "payload": msgspec.to_builtins(e.payload)} for e in events]
+
+    async def cancel(self, strategy: str, client_id: str) -> list[dict[str, Any]]:
+        """Cancel a working order of a remote strategy; returns the events."""
+        events = await self._rt.run_engine(self._rt.engine.submit, Cancel(strategy=strategy, client_id=client_id))
+        return [{"topic": e.topic, "payload": msgspec.to_builtins(e.payload)} for e in events]
+
+
+__all__ = ["TradingRuntime", "TradingService"]
