@@ -100,7 +100,11 @@ class ReplayServer:
     :param secret_key: require this key (HTTP ``secret_key`` / WS authenticate); None = any key
     :param host, port: bind address (127.0.0.1, 0 = free port; see :attr:`port` after start)
     :param speed: clock speed (1 = real time, N = N×, 0 = as fast as possible)
-    :param autostart: ``immediately``, ``first_subscribe`` or ``manual`` (:meth:`start_clock`)
+    :param autostart: ``immediately``, ``first_subscribe`` or ``manual`` (:meth:`start_clock`,
+        ``GET /replay/start``)
+    :param autostart_grace: with ``first_subscribe``: the clock starts once no subscription has come in
+        for this many real seconds (so symbols subscribed one after another all get their first pushes)
+    :param end: end of the replay window (a time or ``"data_end"``); default from the settings
 
     Attributes for tests and tools: ``api.counts`` (requests per endpoint), ``pushed`` (records
     pushed per kind), ``ended`` (end of data reached), ``clock``.
@@ -109,19 +113,23 @@ class ReplayServer:
     def __init__(self, settings: MarketDataSettings | None = None, *, store: ReplayStore | None = None,
                  secret_key: str | None = None, host: str | None = None, port: int | None = None,
                  speed: float | None = None, autostart: str | None = None,
-                 start: dt.datetime | None = None) -> None:
+                 start: dt.datetime | None = None, end: dt.datetime | str | None = None,
+                 autostart_grace: float | None = None) -> None:
         s = settings or MarketDataSettings()
         self.settings = s
         self.host = host or s.replay_host
         self._want_port = s.replay_port if port is None else port
         self.secret_key = secret_key if secret_key is not None else s.replay_secret_key
         self.autostart = autostart or s.replay_autostart
+        if self.autostart not in ("immediately", "first_subscribe", "manual"):
+            raise ValueError(f"autostart {self.autostart!r} is not immediately, first_subscribe or manual")
+        self.autostart_grace = s.replay_autostart_grace if autostart_grace is None else float(autostart_grace)
         self.store = store or ReplayStore(
             start=start or s.replay_start, days=s.replay_days, history_days=s.replay_history_days,
             seed=s.replay_seed, generated_symbols=s.replay_symbols, generate_any=s.replay_generate_any,
             bar_files=s.replay_bar_files, news_files=s.replay_news_files,
             calendar_files=s.replay_calendar_files, holiday_files=s.replay_holiday_files,
-            bundled=s.replay_bundled)
+            bundled=s.replay_bundled, end=end if end is not None else s.replay_end)
         self.clock = ReplayClock(self.store.start, s.replay_speed if speed is None else speed)
         self.api = ReplayAPI(self.store, self.clock.now, self.secret_key, self._address_info)
         self.timeline = Timeline()
@@ -139,6 +147,8 @@ class ReplayServer:
         self._pump_task: asyncio.Task[None] | None = None
         self._ended_event: asyncio.Event | None = None
         self._last_tick: Tick | None = None
+        self._grace_task: asyncio.Task[None] | None = None
+        self._last_subscribe = 0.0
         self._progress_every = s.replay_progress_every
         self.port = 0
 
@@ -192,6 +202,8 @@ class ReplayServer:
 
     async def stop(self) -> None:
         """Stop the pump, close every connection and the listening socket."""
+        if self._grace_task is not None:
+            self._grace_task.cancel()
         if self._pump_task is not None:
             self._pump_task.cancel()
             try:
@@ -218,10 +230,27 @@ class ReplayServer:
         await self._server.serve_forever()
 
     def start_clock(self) -> None:
-        """Start the replay clock and the push loop (idempotent)."""
+        """Start the replay clock and the push loop (idempotent). Call it on the server's loop
+        (``ReplayServerThread.start_clock()`` from another thread; ``GET /replay/start`` remotely)."""
         if self._pump_task is None:
             self.clock.begin()
             self._pump_task = asyncio.get_running_loop().create_task(self._pump(), name="replay-pump")
+
+    def _subscribed(self) -> None:
+        """``first_subscribe``: start the clock once subscriptions have been quiet for the grace period."""
+        self._last_subscribe = time.monotonic()
+        if self._pump_task is not None or self._grace_task is not None:
+            return
+        if self.autostart_grace <= 0:
+            self.start_clock()
+            return
+
+        async def after_grace() -> None:
+            while (wait := self._last_subscribe + self.autostart_grace - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            self.start_clock()
+
+        self._grace_task = asyncio.get_running_loop().create_task(after_grace(), name="replay-autostart")
 
     async def wait_ended(self, timeout: float | None = None) -> bool:
         """Wait for the end of data; :returns: True when it was reached within ``timeout``."""
@@ -440,7 +469,7 @@ class ReplayServer:
             if self.ended:
                 await self._send(sess.conn, self._end_message())
             elif self.autostart == "first_subscribe":
-                self.start_clock()
+                self._subscribed()
 
     # ------------------------------------------------------------------ the push loop
 
@@ -580,6 +609,12 @@ class ReplayServerThread:
 
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout)
 
+    def start_clock(self, timeout: float = 10.0) -> None:
+        """Start the replay clock now (thread-safe): for ``autostart='manual'`` once every
+        subscription is in place."""
+        assert self.server is not None, "start() the thread first"
+        self.call(self.server.start_clock, timeout=timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server and join the thread."""
         if self._loop is not None and self._stop is not None and self._loop.is_running():
@@ -614,6 +649,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--speed", type=float, default=None, help="1 = real time, N = N times, 0 = as fast as possible")
     p.add_argument("--start", default=None, help="replay clock start, ISO 8601 (naive = UTC)")
     p.add_argument("--days", type=float, default=None, help="days of replay after the start")
+    p.add_argument("--end", default=None, help="replay end, ISO 8601 (naive = UTC), or data_end (last bar of the files)")
     p.add_argument("--autostart", choices=["immediately", "first_subscribe", "manual"], default=None)
     p.add_argument("--bars", nargs="*", default=[], help="CSV/Parquet bar files")
     p.add_argument("--news", nargs="*", default=[], help="news JSON/CSV files")
@@ -629,6 +665,8 @@ def main(argv: list[str] | None = None) -> None:
         over["replay_start"] = a.start
     if a.days:
         over["replay_days"] = a.days
+    if a.end:
+        over["replay_end"] = a.end
     if a.autostart:
         over["replay_autostart"] = a.autostart
     if a.symbols is not None:

@@ -56,6 +56,11 @@ from aitrados.marketdata.models import (
 
 UTC = dt.timezone.utc
 DEFAULT_REPLAY_START = dt.datetime(2018, 12, 24, 14, 30, tzinfo=UTC)
+DATA_END = "data_end"
+"""``end`` value meaning: up to the last bar close of the file data (the bundled daily bars: 2018-12-31)."""
+MAX_GENERATED_MINUTES = 3_000_000
+"""Budget of generated 1-minute bars (symbols x minutes of the window): beyond it the store refuses
+to start instead of spending minutes and gigabytes (20 years x 4 symbols would be ~40 million bars)."""
 
 
 class UnknownSymbol(LookupError):
@@ -239,7 +244,9 @@ class ReplayStore:
     """Everything the replay server serves, indexed for time queries.
 
     :param start: replay clock start (UTC)
-    :param days: days of generated 1-minute bars after ``start`` (the replay window)
+    :param days: days of replay after ``start`` (the replay window), when ``end`` is not given
+    :param end: end of the replay window (a time after ``start``), or ``"data_end"`` for the last
+        bar close of the file data (the bundled daily bars end 2018-12-31); overrides ``days``
     :param history_days: days of generated bars before ``start`` (for hydrating charts)
     :param seed: generator seed
     :param generated_symbols: symbols given generated 1-minute bars
@@ -254,7 +261,7 @@ class ReplayStore:
                  seed: int = 7, generated_symbols: Iterable[str] = (), generate_any: bool = False,
                  bar_files: Iterable[str | Path] = (), news_files: Iterable[str | Path] = (),
                  calendar_files: Iterable[str | Path] = (), holiday_files: Iterable[str | Path] = (),
-                 bundled: bool = True) -> None:
+                 bundled: bool = True, end: dt.datetime | str | None = None) -> None:
         self.start = parse_timestamp(start) if start is not None else DEFAULT_REPLAY_START
         self.end = self.start + dt.timedelta(days=days)
         self.data_start = self.start - dt.timedelta(days=history_days)
@@ -281,6 +288,9 @@ class ReplayStore:
                             b0.full_symbol, b0.interval, f)
         for fs in generated_symbols:
             self._generated.add(normalize_full_symbol(fs))
+        if end is not None:
+            self.end = self._resolve_end(end)
+        self._check_generation_budget()
 
         news: list[NewsItem] = []
         events: list[CalendarEvent] = []
@@ -312,6 +322,43 @@ class ReplayStore:
                     self.holidays = derive_us_holidays(ivs["DAY"]) + self.holidays
                     break
         self.holidays.sort(key=lambda h: h["calendar_date"])
+
+    def _resolve_end(self, end: dt.datetime | str) -> dt.datetime:
+        """The window end for an ``end`` argument (a time, or ``"data_end"``).
+
+        :raises ValueError: ``end`` not after ``start``, or ``data_end`` without file bars after ``start``
+        """
+        if isinstance(end, str) and end.strip().lower() == DATA_END:
+            closes = [ivs[iv][-1].close_datetime for ivs in self._file_series.values() for iv in ivs if ivs[iv]]
+            if not closes:
+                raise ValueError("replay end 'data_end' needs bar files (replay_bundled=True or replay_bar_files); "
+                                 "none are loaded: give replay_end as a time or use replay_days")
+            t = max(closes)
+            if t <= self.start:
+                raise ValueError(f"replay end 'data_end' is {format_timestamp(t)}, not after the replay start "
+                                 f"{format_timestamp(self.start)}: choose an earlier replay_start")
+            return t
+        t = parse_timestamp(end)
+        if t <= self.start:
+            raise ValueError(f"replay end {format_timestamp(t)} is not after the replay start "
+                             f"{format_timestamp(self.start)}: set replay_end later (or leave it unset and use replay_days)")
+        return t
+
+    def _check_generation_budget(self) -> None:
+        """Refuse a window whose generated 1-minute bars would take minutes and gigabytes.
+
+        :raises ValueError: saying how to run a long daily replay (``replay_symbols=[]``)
+        """
+        n = len(self._generated) + (1 if self.generate_any else 0)
+        minutes = (self.end - self.data_start).total_seconds() / 60.0
+        if n and n * minutes > MAX_GENERATED_MINUTES:
+            raise ValueError(
+                f"the replay window {format_timestamp(self.data_start)} .. {format_timestamp(self.end)} would need "
+                f"about {int(n * minutes):,} generated 1-minute bars for {n} symbol(s) "
+                f"({', '.join(sorted(self._generated)) or 'generate_any'}); the limit is {MAX_GENERATED_MINUTES:,}. "
+                "For a long daily replay of the bundled data set replay_symbols=[] "
+                "(AITRADOS_MARKETDATA__REPLAY_SYMBOLS='[]') and replay_generate_any=False, "
+                "or shorten the window (replay_days / replay_end / replay_history_days)")
 
     # ------------------------------------------------------------------ symbols
 
@@ -405,13 +452,23 @@ class ReplayStore:
         j = s.closed_upto(asof)
         return s.bars[max(0, j - limit):j]
 
+    def stream_interval(self, full_symbol: str) -> str:
+        """The interval the WebSocket pushes for a served symbol: ``1M`` for generated symbols,
+        else the finest interval stored in its files (``DAY`` for the bundled daily data)."""
+        fs = self.resolve(full_symbol)
+        if fs in self._generated:
+            return "1M"
+        have = self._file_series[fs]
+        return next(iv for iv in INTERVALS if iv in have)
+
     def stream_bars(self) -> list[Bar]:
-        """The 1-minute bars that close inside the replay window ``(start, end]``: what the
-        WebSocket pushes as the clock runs (every generated symbol and every 1M file)."""
+        """The bars that close inside the replay window ``(start, end]``: what the WebSocket
+        pushes as the clock runs. Each symbol streams one interval (:meth:`stream_interval`):
+        generated symbols and 1M files their 1-minute bars, other file symbols their finest
+        stored interval (the bundled daily symbols their DAY bars). Sorted by symbol, then time."""
         out: list[Bar] = []
-        syms = set(self._generated) | {fs for fs, ivs in self._file_series.items() if "1M" in ivs}
-        for fs in sorted(syms):
-            s = self.series(fs, "1M")
+        for fs in self.symbols():
+            s = self.series(fs, self.stream_interval(fs))
             i = bisect.bisect_right(s.closes, self.start)
             j = bisect.bisect_right(s.closes, self.end)
             out += s.bars[i:j]
@@ -460,6 +517,7 @@ class ReplayStore:
             "asset_schema": asset.lower(), "industry": None, "support_week_trading": 6 in s.weekdays,
             "symbol": symbol, "status": "active", "daily_minute_count": minutes,
             "intervals": self.intervals(fs), "replay_generated": fs in self._generated,
+            "replay_stream_interval": self.stream_interval(fs),
         }
         if asset in ("FOREX", "CRYPTO") and len(symbol) >= 6:
             rec["base_currency"], rec["quote_currency"] = symbol[:-3], symbol[-3:]
@@ -489,4 +547,4 @@ def event_record(ev: CalendarEvent, asof: dt.datetime | None = None) -> dict[str
 
 __all__ = ["ReplayStore", "Series", "UnknownSymbol", "UnavailableInterval", "derive_us_holidays",
            "load_holidays", "us_holiday_name", "ws_bar_record", "news_record", "event_record",
-           "format_timestamp", "DEFAULT_REPLAY_START"]
+           "format_timestamp", "DEFAULT_REPLAY_START", "DATA_END", "MAX_GENERATED_MINUTES"]

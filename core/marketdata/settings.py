@@ -54,7 +54,7 @@ class MarketDataSettings(BaseModel):
     replay_bundled: bool = Field(True, description="serve the bundled S&P 500 / NASDAQ daily bars and samples")
     replay_symbols: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REPLAY_SYMBOLS),
-        description="symbols given seeded generated 1-minute bars")
+        description="symbols given seeded generated 1-minute bars over the whole window; [] for a long daily replay")
     replay_generate_any: bool = Field(
         False, description="generate bars on demand for any well-formed full_symbol (no unknown-symbol errors)")
     replay_seed: int = Field(7, description="seed of the 1-minute bar generator (same seed, same bars)")
@@ -62,10 +62,16 @@ class MarketDataSettings(BaseModel):
         None, description="replay clock start (UTC when naive); default 2018-12-24T14:30Z, inside the bundled samples")
     replay_history_days: float = Field(5.0, ge=0, le=3650, description="days of generated bars before the clock start")
     replay_days: float = Field(3.0, gt=0, le=3650, description="days of replay after the clock start (fractions allowed)")
+    replay_end: datetime | Literal["data_end"] | None = Field(
+        None, description="end of the replay (UTC when naive), or 'data_end' = the last bar of the files "
+                          "(2018-12-31 for the bundled daily data); overrides replay_days")
     replay_speed: float = Field(
         0.0, ge=0, description="1 = real time, N = N times faster, 0 = as fast as possible (order kept)")
     replay_autostart: Literal["immediately", "first_subscribe", "manual"] = Field(
         "first_subscribe", description="when the replay clock starts moving")
+    replay_autostart_grace: float = Field(
+        0.3, ge=0, le=60, description="first_subscribe: start once no subscription came in for this many "
+                                      "real seconds (0 = at the first one)")
     replay_rate_limit_per_second: float | None = Field(
         None, gt=0, description="answer HTTP 429 above this many requests/s (None = unlimited)")
     replay_progress_every: float = Field(10.0, gt=0, description="seconds between replay progress log lines")

@@ -5,10 +5,12 @@ delivers typed records (:class:`Bar`, :class:`NewsItem`, :class:`CalendarEvent`,
 :class:`ReplayEnd`) to callbacks or to ``async for record in client``.
 
 When the connection drops it reconnects with exponential backoff, authenticates again and
-re-subscribes everything; then it BACKFILLS over HTTP the 1-minute bars closed during the outage,
-from the last bar seen per symbol: pushes arriving meanwhile are held back, and every bar is
-delivered once, in time order per symbol (a bar older than, or equal to, the last delivered one of
-its symbol is dropped; an update of the same minute with other values is delivered).
+re-subscribes everything; then it BACKFILLS over HTTP the bars closed during the outage, from the
+last bar seen per symbol and at that bar's interval (the cloud pushes 1-minute bars; the replay
+server pushes a file symbol's finest interval, e.g. DAY for the bundled daily data): pushes arriving
+meanwhile are held back, and every bar is delivered once, in time order per symbol (a bar older
+than, or equal to, the last delivered one of its symbol is dropped; an update of the same bar with
+other values is delivered). A pushed record's ``interval`` field gives its :class:`Bar` interval.
 Nothing fails silently: errors are logged and passed to ``on_error``; fatal ones (a bad key,
 reconnect attempts exhausted) end the iterator with the exception.
 """
@@ -170,7 +172,9 @@ class AitradosWSClient:
         await self._send_sub("unsubscribe", kind, ts)
 
     async def subscribe_ohlc(self, *full_symbols: str) -> None:
-        """Subscribe 1-minute bars of symbols (``STOCK:US:AAPL``, wildcards ``STOCK:US:*``)."""
+        """Subscribe the bar stream of symbols (``STOCK:US:AAPL``, wildcards ``STOCK:US:*``): 1-minute
+        bars from the cloud; from the replay server each symbol's streamed interval (1M, or DAY for
+        the bundled daily data; the record's ``interval`` says which)."""
         await self.subscribe("ohlc", full_symbols)
 
     async def subscribe_news(self, *full_symbols: str) -> None:
@@ -417,22 +421,23 @@ class AitradosWSClient:
         for fs, last in list(self.last_bar.items()):
             if not any(p == fs or (p.endswith("*") and fs.startswith(p[:-1])) for p in pats):
                 continue
-            start = last.datetime + dt.timedelta(minutes=1)
+            iv = last.interval  # the interval this symbol streams (1M from the cloud; DAY for daily replay data)
+            start = last.datetime + dt.timedelta(minutes=1)  # every interval is at least a minute long
             end = max(dt.datetime.now(dt.timezone.utc), start) + dt.timedelta(days=1)
             try:
-                bars = await self.http.ohlc_history(fs, "1M", start, end)
+                bars = await self.http.ohlc_history(fs, iv, start, end)
             except MarketDataError as e:
-                logger.error("WS backfill of {} after {} failed: {}; 1-minute bars of the outage may be missing",
-                             fs, last.datetime.isoformat(), e)
+                logger.error("WS backfill of {} {} after {} failed: {}; {} bars of the outage may be missing",
+                             fs, iv, last.datetime.isoformat(), e, iv)
                 await self._report(e)
                 continue
             n = 0
             for b in bars:
-                if await self._deliver_bar(b):
+                if b.interval == iv and await self._deliver_bar(b):
                     n += 1
             self.backfilled += n
             if n:
-                logger.info("WS backfill: {} bars of {} from {}", n, fs, start.isoformat())
+                logger.info("WS backfill: {} {} bars of {} from {}", n, iv, fs, start.isoformat())
 
     async def _reconnect(self) -> ClientConnection | None:
         """Reconnect with exponential backoff; None when closing.
