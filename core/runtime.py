@@ -77,11 +77,14 @@ class Runtime:
     :param strict: any plugin failure is fatal
     :param isolate: plugins to run in their own processes
     :param exit_at_end: return from ``wait()`` when the replay ends (the report is written first)
+    :param strategies: extra strategy objects to run beside those of the plugins (for embedding)
     """
 
     def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
-                 isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True) -> None:
+                 isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True,
+                 strategies: list[Strategy] | tuple[Strategy, ...] = ()) -> None:
         self.settings = settings
+        self.extra_strategies = list(strategies)
         self.plugin_names = plugins
         self.strict = strict
         self.isolate = list(isolate)
@@ -140,9 +143,9 @@ class Runtime:
             logger.info("market data: AiTrados cloud at {}", self.http_url)
 
     def strategies(self) -> list[Strategy]:
-        """The strategies contributed by in-process plugins (``register_strategies``)."""
+        """The strategies to run: those of in-process plugins (``register_strategies``), then the extra ones."""
         get = getattr(self.host, "strategies", None)
-        return [s for _, s in get()] if get else []
+        return ([s for _, s in get()] if get else []) + self.extra_strategies
 
     def _risk_checks(self) -> list[Any]:
         checks: list[Any] = []
@@ -231,7 +234,8 @@ class Runtime:
             stop = asyncio.ensure_future(self._stop_req.wait())
             await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
             if hub.ended.is_set():
-                self._finish()
+                if strategies:  # the report (a PNG included) is written off the loop: services keep answering
+                    await asyncio.to_thread(self._finish)
                 if self.exit_at_end:
                     self._done.set()
                 await self._stop_req.wait()
@@ -247,7 +251,7 @@ class Runtime:
             self.progress.update(obj[1], self.hub.counts["bars_in"])
 
     def _finish(self) -> None:
-        """Write the report and print the summary (called on the runtime loop when the replay ends)."""
+        """Write the report and print the summary (in a worker thread, once the replay ended)."""
         assert self.trading is not None and self.hub is not None
         if self.progress is not None:
             self.progress.update(self.hub.step_time, self.hub.counts["bars_in"], force=True)
