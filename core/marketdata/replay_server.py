@@ -193,8 +193,8 @@ class ReplayServer:
                                    compression=None)  # loopback: deflate would only cost CPU on both ends
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        logger.info("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} speed {}, {} symbols, {} ticks)",
-                    self.http_url, self.ws_url, format_timestamp(self.clock.now()),
+        logger.info("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
+                    self.http_url, self.ws_url, format_timestamp(self.clock.now()), format_timestamp(self.store.end),
                     "max" if self.clock.as_fast_as_possible else f"x{self.clock.speed:g}",
                     len(self.store.symbols()), len(self.timeline))
         if self.autostart == "immediately":

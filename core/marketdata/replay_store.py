@@ -6,11 +6,16 @@ Sources (see docs/replay.md):
   :mod:`aitrados.marketdata.loader` (bad rows are reported with file and line and skipped);
   coarser intervals are aggregated from the finest file interval (DAY -> WEEK, MON);
 * the seeded 1-minute generator (:mod:`aitrados.marketdata.generator`) for ``replay_symbols``
-  (or any well-formed symbol with ``generate_any``) over ``[start - history_days, start + days)``;
+  (or any well-formed symbol with ``generate_any``) over ``[start - history_days, end)`` where
+  ``end`` is ``start + days``, an explicit time, or ``"data_end"`` (the files' last bar close);
+  a window needing more than :data:`MAX_GENERATED_MINUTES` generated bars is refused;
   every other interval is aggregated from those 1-minute bars with the chart's own
   :func:`~aitrados.marketdata.chart.resample_bars`;
 * news and calendar JSON/CSV files; holidays from JSON/CSV files, plus the US stock market's
   closed days derived from the weekdays missing in a bundled/loaded daily US stock file.
+
+The WebSocket stream (:meth:`ReplayStore.stream_bars`) holds one interval per symbol: 1M for
+generated symbols, else the finest interval of its files (DAY for the bundled daily data).
 
 Every query takes ``asof`` (the replay clock): nothing that closed or happened after it is
 returned (no look-ahead). Files are read once at construction; queries do no I/O.
