@@ -208,3 +208,30 @@ def test_first_subscribe_waits_for_symbols_subscribed_one_after_another() -> Non
                 assert days == sorted(csv_days(sym, dt.date(2018, 6, 1)))  # the later symbol missed nothing
 
     asyncio.run(run())
+
+
+def test_manual_clock_started_over_http_after_subscribing() -> None:
+    import httpx
+
+    async def run() -> None:
+        st = daily(replay_start=dt.datetime(2018, 12, 1), replay_autostart="manual")
+        async with ReplayServer(st, secret_key="k-123") as srv:
+            c = AitradosWSClient(srv.ws_url, "k-123")
+            await c.subscribe_ohlc("STOCK:US:*")
+            await c.start()
+            await c.wait_subscribed("ohlc")
+            await asyncio.sleep(0.2)
+            assert not srv.clock.running and srv.ticks_sent == 0  # manual: waits for the owner
+            async with httpx.AsyncClient() as h:
+                assert (await h.get(f"{srv.http_url}/replay/start")).status_code == 401  # needs the key
+                r = await h.get(f"{srv.http_url}/replay/start", params={"secret_key": "k-123"})
+            assert r.status_code == 200 and r.json()["result"]["end"] == "2018-12-31T21:00:00+00:00"
+            got: list[Bar] = []
+            async for rec in c:
+                if isinstance(rec, ReplayEnd):
+                    break
+                got.append(rec)
+            await c.close()
+            assert len(got) == sum(len(csv_days(s, dt.date(2018, 12, 1))) for s in SYMS)
+
+    asyncio.run(run())
