@@ -651,6 +651,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--days", type=float, default=None, help="days of replay after the start")
     p.add_argument("--end", default=None, help="replay end, ISO 8601 (naive = UTC), or data_end (last bar of the files)")
     p.add_argument("--autostart", choices=["immediately", "first_subscribe", "manual"], default=None)
+    p.add_argument("--autostart-grace", type=float, default=None,
+                   help="first_subscribe: start once subscriptions were quiet this many seconds (default 0.3)")
     p.add_argument("--bars", nargs="*", default=[], help="CSV/Parquet bar files")
     p.add_argument("--news", nargs="*", default=[], help="news JSON/CSV files")
     p.add_argument("--calendar", nargs="*", default=[], help="calendar JSON/CSV files")
@@ -669,6 +671,8 @@ def main(argv: list[str] | None = None) -> None:
         over["replay_end"] = a.end
     if a.autostart:
         over["replay_autostart"] = a.autostart
+    if a.autostart_grace is not None:
+        over["replay_autostart_grace"] = a.autostart_grace
     if a.symbols is not None:
         over["replay_symbols"] = a.symbols
     settings = MarketDataSettings(**over)
