@@ -78,12 +78,14 @@ class Runtime:
     :param isolate: plugins to run in their own processes
     :param exit_at_end: return from ``wait()`` when the replay ends (the report is written first)
     :param strategies: extra strategy objects to run beside those of the plugins (for embedding)
+    :param start_clock: start the replay as soon as everything is up (False: call ``start_replay()``)
     """
 
     def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
                  isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True,
-                 strategies: list[Strategy] | tuple[Strategy, ...] = ()) -> None:
+                 strategies: list[Strategy] | tuple[Strategy, ...] = (), start_clock: bool = True) -> None:
         self.settings = settings
+        self.start_clock = start_clock
         self.extra_strategies = list(strategies)
         self.plugin_names = plugins
         self.strict = strict
@@ -225,7 +227,8 @@ class Runtime:
                 st = self.replay.server.state()
                 self.progress = Progress(_ts(st.get("start")), _ts(st.get("end")))
                 if strategies:
-                    self.replay.call(self.replay.server.start_clock)
+                    if self.start_clock:
+                        self.start_replay()
                 else:  # nothing to replay for: serve, and let the first subscriber start the clock
                     self.exit_at_end = False
                     self.replay.server.autostart = "first_subscribe"
@@ -245,6 +248,11 @@ class Runtime:
             await asyncio.gather(*tasks, return_exceptions=True)
             await hub.stop()
             pub.close()
+
+    def start_replay(self) -> None:
+        """Start the replay clock (the runtime does it itself unless built with ``start_clock=False``)."""
+        if self.replay is not None:
+            self.replay.call(self.replay.server.start_clock)
 
     def _on_progress(self, kind: str, obj: Any) -> None:
         if kind == "step" and self.progress is not None and self.hub is not None:

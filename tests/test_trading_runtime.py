@@ -1,0 +1,118 @@
+"""The whole loop in a real runtime: replay -> chart flow -> strategy -> risk -> paper broker -> bus.
+
+Fills are checked against an independent pandas computation over the bars the bus delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aitrados.runtime import Runtime
+from aitrados_strategies.sma_cross import SmaCross
+
+from conftest import bus_settings
+
+pytestmark = pytest.mark.timeout(120)
+SYM = "CRYPTO:GLOBAL:BTCUSD"
+
+
+def make_runtime(ipc_dir: str, report_dir: str, **trading: object) -> Runtime:
+    s = bus_settings(ipc_dir)
+    md = s.marketdata
+    md.provider = "replay"
+    md.replay_symbols = [SYM]
+    md.replay_days = 0.5  # 720 one-minute bars
+    md.replay_history_days = 0.05
+    s.trading.report_dir = report_dir
+    for k, v in trading.items():
+        setattr(s.trading.broker, k, v)
+    strat = SmaCross(full_symbol=SYM, interval="1M", fast=5, slow=20, quantity=2.0)
+    return Runtime(s, plugins=[], strategies=[strat], start_clock=False).start()
+
+
+def run_to_end(rt: Runtime, prefixes: list[str]) -> list:
+    sub = rt.mw.subscriber(prefixes)
+    time.sleep(0.3)
+    rt.start_replay()
+    out = []
+    while True:
+        m = sub.recv(timeout=30)
+        assert m is not None, "the replay stalled"
+        out.append(m)
+        if m.topic == "replay.end":
+            break
+    assert rt._done.wait(30), "the runtime did not finish after the replay"
+    assert sub.stats.missed == 0
+    return out
+
+
+def pandas_fills(bars: list[dict], fast: int, slow: int, qty: float) -> list[tuple[str, str, float, float]]:
+    """Independent oracle: long qty while SMA(fast) > SMA(slow) at a close, traded at the next open."""
+    df = pd.DataFrame(bars)
+    f = df["close"].rolling(fast).mean()
+    s = df["close"].rolling(slow).mean()
+    want = np.where(s.notna(), np.where(f > s, qty, 0.0), np.nan)
+    fills, pos = [], 0.0
+    for i in range(len(df) - 1):
+        if np.isnan(want[i]) or want[i] == pos:
+            continue
+        nxt = df.iloc[i + 1]
+        fills.append((nxt["datetime"].isoformat(), "buy" if want[i] > pos else "sell", abs(want[i] - pos), nxt["open"]))
+        pos = want[i]
+    return fills
+
+
+def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str, tmp_path) -> None:
+    rt = make_runtime(ipc_dir, str(tmp_path / "report"))
+    try:
+        msgs = run_to_end(rt, ["ohlc.", "order.", "fill.", "position.", "replay."])
+        bars = [m.data for m in msgs if m.topic == f"ohlc.{SYM}.1M" and m.data["closed"]]
+        fills = [m.data for m in msgs if m.topic.startswith("fill.")]
+        assert len(bars) == 720 and len(fills) >= 4
+        expected = pandas_fills(bars, 5, 20, 2.0)
+        got = [(f["datetime"].isoformat(), f["side"], f["quantity"], f["price"]) for f in fills]
+        assert got == expected
+        assert any(m.topic.startswith("order.") for m in msgs) and any(m.topic.startswith("position.") for m in msgs)
+        c = rt.mw.rpc_client(timeout=10)
+        acct = c.call("trading", "account")
+        assert acct["equity"] == pytest.approx(rt.trading.engine.broker.equity())
+        rep = c.call("trading", "report")
+        assert rep["trades"] >= 2 and "total return" in rep["summary"]
+        files = sorted(p.name for p in (tmp_path / "report").iterdir())
+        assert files == ["equity.csv", "equity.png", "metrics.json", "summary.txt", "trades.csv"]
+        assert (tmp_path / "report" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        rt.stop()
+
+
+def test_kill_switch_pauses_orders_at_run_time(ipc_dir: str, tmp_path) -> None:
+    rt = make_runtime(ipc_dir, str(tmp_path / "report"))
+    try:
+        c = rt.mw.rpc_client(timeout=10)
+        state = c.call("trading", "trip", reason="operator test")
+        assert state["kill_switch"] is True
+        msgs = run_to_end(rt, ["order.", "fill.", "replay."])
+        rejected = [m.data for m in msgs if m.topic.startswith("order.rejected")]
+        assert rejected and all("operator test" in r["reason"] for r in rejected)
+        assert not [m for m in msgs if m.topic.startswith("fill.")]
+        assert c.call("trading", "reset")["kill_switch"] is False
+        assert rt.failure is None  # nothing crashed
+    finally:
+        rt.stop()
+
+
+def test_replay_is_deterministic(ipc_dir: str, tmp_path) -> None:
+    outputs = []
+    for i in range(2):
+        rt = make_runtime(ipc_dir, str(tmp_path / f"r{i}"), commission_bps=1.0, slippage_bps=2.0)
+        try:
+            run_to_end(rt, ["replay."])
+        finally:
+            rt.stop()
+        outputs.append(((tmp_path / f"r{i}" / "trades.csv").read_text(), (tmp_path / f"r{i}" / "metrics.json").read_text()))
+    assert outputs[0] == outputs[1] and outputs[0][0].count("\n") > 2
