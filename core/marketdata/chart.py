@@ -373,6 +373,11 @@ class ChartWindow:
             return live
         return self._ring[self._head - 1] if self._count else None
 
+    @property
+    def closed_count(self) -> int:
+        """How many closed bars the window holds (O(1))."""
+        return self._count
+
     def __len__(self) -> int:
         return self._count + (1 if self.live_bar() is not None else 0)
 

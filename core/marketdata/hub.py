@@ -170,17 +170,18 @@ class MarketDataHub:
         for u in res.updates:
             w = u.window
             stem = f"{w.full_symbol}.{w.interval}"
+            live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
             if u.change is Change.CLOSED:
                 for b in u.closed:
                     pub(f"ohlc.{stem}", b)
                     await self._emit("bar", b)
-                live = w.live_bar()
-                if live is not None:
-                    pub(f"ohlc.{stem}", live)
-            else:
-                pub(f"ohlc.{stem}", w.last())
+            if live is not None:
+                pub(f"ohlc.{stem}", live)
+            closed_n = w.closed_count
             chart = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
-                     "count": len(w), "last": w.last(), "closed": list(u.closed)}
+                     "count": closed_n + (live is not None),
+                     "last": live if live is not None else (u.closed[-1] if u.closed else None),
+                     "closed": list(u.closed)}
             pub(f"chart.{stem}", chart)
             await self._emit("chart", chart)
         for snap in res.snapshots:
