@@ -23,7 +23,10 @@ from .bus.pubsub import Publisher
 from .bus.service import ServiceWorker
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
-from .marketdata.models import parse_full_symbol
+from .marketdata.intervals import is_intraday
+from .marketdata.loader import bundled_bar_files, load_bars, symbol_from_filename
+from .marketdata.models import normalize_full_symbol, parse_full_symbol
+from .marketdata.settings import MarketDataSettings
 from .middleware import Middleware
 from .settings import Settings
 from .trading.engine import TradingEngine
@@ -137,6 +140,7 @@ class Runtime:
         if self.provider == "replay":
             from .marketdata.replay_server import ReplayServerThread
 
+            md = daily_profile(md, self.strategies())
             self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"})).start()
             self.http_url, self.ws_url = self.replay.server.http_url, self.replay.server.ws_url
             logger.info("market data: local replay server at {} (no key: embedded default)", self.http_url)
@@ -306,6 +310,35 @@ class Runtime:
             self.replay.stop()
             self.replay = None
         self.mw.stop()
+
+
+def daily_profile(md: MarketDataSettings, strategies: list[Strategy]) -> MarketDataSettings:
+    """The replay window for daily backtests of the data files.
+
+    When no replay window is configured and every symbol the strategies need is a daily (or
+    coarser) file series — the bundled S&P 500 / NASDAQ history, or the user's own files — the
+    replay covers the files' whole span and generates no 1-minute bars. Otherwise *md* as given.
+    """
+    if md.replay_start is not None or md.replay_end is not None or not strategies:
+        return md
+    needs = [st.needs() for st in strategies]
+    symbols = {normalize_full_symbol(fs) for n in needs for fs in n.symbols}
+    symbols |= {normalize_full_symbol(fs) for n in needs for g in n.groups.values() for fs in g}
+    intervals = {iv for n in needs for iv in n.intervals} | {iv for n in needs for g in n.groups.values()
+                                                             for ivs in g.values() for iv in ivs}
+    if not symbols or any(is_intraday(iv) for iv in intervals):
+        return md
+    files = dict(bundled_bar_files()) if md.replay_bundled else {}
+    for f in md.replay_bar_files:
+        key = symbol_from_filename(f)
+        if key:
+            files[key] = Path(f)
+    have = {fs: p for (fs, iv), p in files.items() if not is_intraday(iv)}
+    if not symbols <= set(have):
+        return md
+    start = min(load_bars(have[fs]).bars[0].datetime for fs in symbols)
+    logger.info("daily replay of {} from {} to the end of the data", ", ".join(sorted(symbols)), start.date())
+    return md.model_copy(update={"replay_symbols": [], "replay_start": start, "replay_end": "data_end"})
 
 
 def _ts(v: Any) -> Any:
