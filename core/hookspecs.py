@@ -96,6 +96,25 @@ def register_providers(register: Any) -> None:
     """
 
 
+# ------------------------------------------------------------------ strategies
+
+
+@hookspec
+def register_strategies(register: Any) -> None:
+    """Contribute trading strategies to the trading runtime.
+
+    Call ``register(strategy)`` with an ``aitrados.trading.Strategy`` instance; its
+    ``strategy_name`` must be unique among all loaded plugins. ``register.settings`` holds
+    this plugin's validated settings (``register_settings`` runs first), so the strategy can
+    be built from them. In-process strategies are run by the middleware's trading engine;
+    an isolated plugin's strategies run in its worker and trade over RPC against the same
+    account.
+
+    :param register: ``register(strategy: aitrados.trading.Strategy) -> None``.
+    :returns: nothing.
+    """
+
+
 # ------------------------------------------------------------------ OHLC
 
 

@@ -325,6 +325,17 @@ class PluginHost:
             self._loaded = True
         return [self.registry.infos[n] for n in self.selected]
 
+    def strategies(self) -> list[tuple[str, Any]]:
+        """``(plugin name, Strategy)`` of every strategy registered by an in-process plugin.
+
+        Loads the plugins first when needed. Strategies of isolated plugins are not here:
+        their worker runs them (``aitrados.trading.remote.RemoteStrategyRunner``) and attaches
+        them to the ``trading`` service itself.
+        """
+        self.load()
+        reg = self.registry
+        return [(reg.strategy_plugins[n], s) for n, s in reg.strategies.items()]
+
     @property
     def context(self) -> HostContext:
         """The ``HostContext`` given to ``on_startup`` (after ``start``)."""
@@ -501,7 +512,7 @@ class PluginHost:
             d = self.registry.infos[n].to_dict()
             d["errors"] = errors.get(n, {})
             plugins.append(d)
-        return {"plugins": plugins, "events": dict(self.events),
+        return {"plugins": plugins, "events": dict(self.events), "strategies": dict(self.registry.strategy_plugins),
                 "workers": self.supervisor.status() if self.supervisor is not None else []}
 
 

@@ -397,16 +397,28 @@ def run_worker(args: argparse.Namespace, settings: Any = None) -> int:
         host.start(endpoints)
     except (SecurityError, ValueError) as exc:  # configuration: restarting would not help
         return failed(f"cannot connect: {exc}")
+    runner = None
     try:
         _wait_control(host, name)
+        strategies = [s for _, s in host.strategies()]
+        if strategies:  # they trade against the middleware's account through its `trading` service
+            from .trading.remote import RemoteStrategyRunner
+
+            try:
+                runner = RemoteStrategyRunner(strategies, endpoints, settings.bus, attach_timeout=timeout).start()
+            except RuntimeError as exc:
+                return failed(f"cannot run strategies: {exc}")
         hooks = sorted({h for i in infos for h in i.hooks})
-        print(READY_LINE + json.dumps({"pid": os.getpid(), "plugins": names, "hooks": hooks}), flush=True)
+        print(READY_LINE + json.dumps({"pid": os.getpid(), "plugins": names, "hooks": hooks,
+                                       "strategies": [s.strategy_name for s in strategies]}), flush=True)
         logger.info("worker {!r} running plugin(s) {} (pid {})", name, ", ".join(names), os.getpid())
         stop.wait()
     finally:
         killer = threading.Timer(15.0, lambda: os._exit(1))  # never hang on the way out
         killer.daemon = True
         killer.start()
+        if runner is not None:
+            runner.stop()
         host.stop()
     return 0
 

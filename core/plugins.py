@@ -38,7 +38,7 @@ PROJECT_NAME = "aitrados"
 #: The contribution hooks called once per plugin at load time, in this order.
 REGISTER_HOOKS: tuple[str, ...] = (
     "register_settings", "register_services", "register_commands",
-    "register_providers", "register_risk_rules", "register_llm_models",
+    "register_providers", "register_risk_rules", "register_llm_models", "register_strategies",
 )
 
 
@@ -165,6 +165,10 @@ class PluginRegistry:
         self.providers: dict[str, tuple[str, Any]] = {}
         self.risk_rules: dict[str, tuple[str, Any]] = {}
         self.llm_models: dict[str, tuple[str, Any]] = {}
+        #: Strategies by ``strategy_name`` (``aitrados.trading.Strategy`` instances) ...
+        self.strategies: dict[str, Any] = {}
+        #: ... and the plugin that registered each.
+        self.strategy_plugins: dict[str, str] = {}
         self.installed, self.warnings = installed_plugins()
         for w in self.warnings:
             logger.warning(w)
@@ -263,15 +267,22 @@ class PluginRegistry:
         return None
 
     def _collect(self, name: str, obj: Any) -> None:
-        """Call the plugin's register_* hooks; on any error undo everything it contributed."""
+        """Call the plugin's register_* hooks; on any error undo everything it contributed.
+
+        ``register_settings`` runs first and the settings are validated before the other
+        ``register_*`` hooks run, so those find them in ``register.settings``.
+        """
         staged: dict[str, dict[str, Any]] = {h: {} for h in REGISTER_HOOKS}
         try:
             for hook in REGISTER_HOOKS:
                 impl = self._impl(obj, hook)
                 if impl is not None:
                     self._call_register(name, hook, impl, staged[hook])
-            self._apply_settings(name, staged["register_settings"].get("model"))
+                if hook == "register_settings":
+                    self._apply_settings(name, staged["register_settings"].get("model"))
         except PluginError:
+            self.plugin_settings.pop(name, None)
+            self.settings_models.pop(name, None)
             self.pm.unregister(obj)
             self.objects.pop(name, None)
             raise
@@ -280,11 +291,16 @@ class PluginRegistry:
                             ("register_llm_models", self.llm_models)):
             for k, v in staged[key].items():
                 target[k] = (name, v)
+        for k, v in staged["register_strategies"].items():
+            self.strategies[k] = v
+            self.strategy_plugins[k] = name
 
     def _call_register(self, plugin: str, hook: str, impl: Any, into: dict[str, Any]) -> None:
-        existing = {"register_services": self.services, "register_commands": self.commands,
-                    "register_providers": self.providers, "register_risk_rules": self.risk_rules,
-                    "register_llm_models": self.llm_models}.get(hook, {})
+        existing: dict[str, Any] = {"register_services": self.services, "register_commands": self.commands,
+                                    "register_providers": self.providers, "register_risk_rules": self.risk_rules,
+                                    "register_llm_models": self.llm_models}.get(hook, {})
+        if hook == "register_strategies":
+            existing = {k: (p, self.strategies[k]) for k, p in self.strategy_plugins.items()}
 
         def add(key: str, value: Any, what: str) -> None:
             if key in into:
@@ -294,14 +310,20 @@ class PluginRegistry:
             into[key] = value
 
         def register(*args: Any, **kwargs: Any) -> None:
-            add_contribution(hook, add, into, *args, **kwargs)
+            try:
+                add_contribution(hook, add, into, *args, **kwargs)
+            except PluginError as exc:
+                raise PluginError(f"plugin {plugin!r} {exc}") from None
+
+        register.plugin = plugin  # type: ignore[attr-defined]
+        register.settings = self.plugin_settings.get(plugin)  # type: ignore[attr-defined]
 
         try:
             _run_sync(impl.function(register=register) if "register" in impl.argnames else impl.function())
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(f"{hook} raised {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {plugin!r} {hook} raised {type(exc).__name__}: {exc}") from exc
 
     def _apply_settings(self, name: str, model: type[BaseModel] | None) -> None:
         raw = self.settings_dict().get(name)
@@ -374,6 +396,18 @@ def add_contribution(hook: str, add: Callable[[str, Any, str], None], into: dict
         if configure is not None and not callable(configure):
             raise PluginError(f"register_commands: configure of {name!r} is not callable")
         add(name, {"handler": handler, "help": argument(2, "help", ""), "configure": configure}, "command")
+    elif hook == "register_strategies":
+        from .trading.strategy import Strategy
+
+        strategy = argument(0, "strategy")
+        if not isinstance(strategy, Strategy):
+            hint = " (register an instance: register(MyStrategy(...)))" if isinstance(strategy, type) else ""
+            raise PluginError(f"register_strategies: expected an aitrados.trading.Strategy instance, "
+                              f"got {strategy!r}{hint}")
+        name = strategy.strategy_name
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"register_strategies: {type(strategy).__name__} has no name; set `name = '...'`")
+        add(name, strategy, "strategy")
     elif hook in ("register_providers", "register_risk_rules", "register_llm_models"):
         what = {"register_providers": "provider", "register_risk_rules": "risk rule",
                 "register_llm_models": "LLM model"}[hook]

@@ -7,16 +7,26 @@ a snapshot is new, the trend is updated: up while the higher close is above its
 are updated and the wanted position is ``+quantity`` when the trend is up and EMA(fast) >
 EMA(slow); ``-quantity`` when the trend is down, EMA(fast) < EMA(slow) and ``allow_short``;
 flat otherwise. Orders go out only when the wanted position changes.
+
+As a plugin (entry point ``mtf_trend``) it registers one ``MtfTrend`` configured by
+``[plugins.mtf_trend]`` (:class:`MtfTrendSettings`); by default the group ``mtf_trend`` is
+``{"STOCK:US:SPX": ["DAY", "WEEK"]}`` (the week is aggregated from the bundled days).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
+from aitrados import hookimpl
+from aitrados.marketdata.intervals import interval_rank
 from aitrados.trading.indicators import EMA, SMA
 from aitrados.trading.strategy import Strategy
 
-__all__ = ["MtfTrend"]
+from ._settings import SymbolSettings, check_interval
+
+__all__ = ["MtfTrend", "MtfTrendSettings"]
 
 
 class MtfTrend(Strategy):
@@ -83,3 +93,43 @@ class MtfTrend(Strategy):
         if target != self.wanted:
             self.ctx.target_position(self.full_symbol, target, tag="entry" if target else "exit")
             self.wanted = target
+
+
+# ---------------------------------------------------------------------- the plugin (entry point `mtf_trend`)
+
+
+class MtfTrendSettings(SymbolSettings):
+    """``[plugins.mtf_trend]``: the aligned group (one symbol, a lower and a higher interval) and the rule."""
+
+    lower: str = Field("DAY", description="interval traded (EMA cross)")
+    higher: str = Field("WEEK", description="interval giving the trend (close vs SMA)")
+    group: str = Field("mtf_trend", min_length=1, description="name of the alignment group (topic mtf.<group>)")
+    trend_period: int = Field(10, gt=0, description="SMA period of the higher interval, bars")
+    fast: int = Field(5, gt=0, description="fast EMA period of the lower interval")
+    slow: int = Field(20, gt=0, description="slow EMA period of the lower interval; above fast")
+
+    @field_validator("lower", "higher")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        return check_interval(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MtfTrendSettings:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
+        if interval_rank(self.lower) >= interval_rank(self.higher):
+            raise ValueError(f"lower ({self.lower}) must be a shorter interval than higher ({self.higher})")
+        return self
+
+
+@hookimpl
+def register_settings(register: Any) -> None:
+    """Declare ``[plugins.mtf_trend]``."""
+    register(MtfTrendSettings)
+
+
+@hookimpl
+def register_strategies(register: Any) -> None:
+    """Register the multi-timeframe strategy built from the plugin's settings."""
+    cfg: MtfTrendSettings = register.settings
+    register(MtfTrend(**cfg.model_dump()))

@@ -4,15 +4,25 @@ Rule on closed bars of ``interval``, with the incremental Wilder RSI (same value
 ``ta.momentum.RSIIndicator``): when flat, buy ``quantity`` when RSI < ``oversold``; when
 long, exit when RSI > ``exit_long``. With ``allow_short``: when flat, sell short when
 RSI > ``overbought``; when short, cover when RSI < ``exit_short``.
+
+As a plugin (entry point ``rsi_reversion``) it registers one ``RsiReversion`` configured by
+``[plugins.rsi_reversion]`` (:class:`RsiReversionSettings`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from aitrados import hookimpl
 from aitrados.marketdata.models import Bar
 from aitrados.trading.indicators import RSI
 from aitrados.trading.strategy import Strategy
 
-__all__ = ["RsiReversion"]
+from ._settings import SymbolStrategySettings
+
+__all__ = ["RsiReversion", "RsiReversionSettings"]
 
 
 class RsiReversion(Strategy):
@@ -66,3 +76,35 @@ class RsiReversion(Strategy):
         if target != self.wanted:
             self.ctx.target_position(self.full_symbol, target, tag="entry" if target else "exit")
             self.wanted = target
+
+
+# ---------------------------------------------------------------------- the plugin (entry point `rsi_reversion`)
+
+
+class RsiReversionSettings(SymbolStrategySettings):
+    """``[plugins.rsi_reversion]``: RSI period and thresholds (defaults trade the bundled SPX days)."""
+
+    period: int = Field(14, gt=1, description="RSI period, bars (Wilder)")
+    oversold: float = Field(30.0, description="buy below this RSI when flat")
+    exit_long: float = Field(55.0, description="sell a long above this RSI")
+    overbought: float = Field(70.0, description="short above this RSI when flat (allow_short)")
+    exit_short: float = Field(45.0, description="cover a short below this RSI")
+
+    @model_validator(mode="after")
+    def _levels(self) -> RsiReversionSettings:
+        if not (0 < self.oversold < self.exit_long < 100 and 0 < self.exit_short < self.overbought < 100):
+            raise ValueError("need 0 < oversold < exit_long < 100 and 0 < exit_short < overbought < 100")
+        return self
+
+
+@hookimpl
+def register_settings(register: Any) -> None:
+    """Declare ``[plugins.rsi_reversion]``."""
+    register(RsiReversionSettings)
+
+
+@hookimpl
+def register_strategies(register: Any) -> None:
+    """Register the mean-reversion strategy built from the plugin's settings."""
+    cfg: RsiReversionSettings = register.settings
+    register(RsiReversion(**cfg.model_dump()))

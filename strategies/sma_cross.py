@@ -12,6 +12,9 @@ close puts the strategy aside for that bar: it opens no new position (exits stil
 through). Events are remembered as they arrive on ``on_calendar_event``; a provider that
 publishes the schedule ahead lets the "before" side work too. After the window, the rule
 is re-evaluated, so an entry missed during it is taken if the signal still holds.
+
+As a plugin (entry point ``sma_cross``) it registers one ``SmaCross`` configured by
+``[plugins.sma_cross]`` (:class:`SmaCrossSettings`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from pydantic import Field, model_validator
+
+from aitrados import hookimpl
 from aitrados.marketdata.models import Bar
 from aitrados.trading.indicators import SMA
 from aitrados.trading.strategy import Strategy
 
-__all__ = ["SmaCross"]
+from ._settings import SymbolStrategySettings
+
+__all__ = ["SmaCross", "SmaCrossSettings"]
 
 
 class SmaCross(Strategy):
@@ -109,3 +117,35 @@ class SmaCross(Strategy):
                 return
         self.ctx.target_position(self.full_symbol, target, tag="entry" if entering else "exit")
         self.wanted = target
+
+
+# ---------------------------------------------------------------------- the plugin (entry point `sma_cross`)
+
+
+class SmaCrossSettings(SymbolStrategySettings):
+    """``[plugins.sma_cross]``: the SMA crossover's parameters (defaults trade the bundled SPX days)."""
+
+    fast: int = Field(10, gt=0, description="fast SMA period, bars")
+    slow: int = Field(30, gt=0, description="slow SMA period, bars; above fast")
+    stand_aside_impact: str | None = Field(None, description="calendar impact to stand aside around, e.g. 'high'")
+    stand_aside_before: dt.timedelta = Field(dt.timedelta(hours=24), description="window before an event")
+    stand_aside_after: dt.timedelta = Field(dt.timedelta(hours=12), description="window after an event")
+
+    @model_validator(mode="after")
+    def _periods(self) -> SmaCrossSettings:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
+        return self
+
+
+@hookimpl
+def register_settings(register: Any) -> None:
+    """Declare ``[plugins.sma_cross]``."""
+    register(SmaCrossSettings)
+
+
+@hookimpl
+def register_strategies(register: Any) -> None:
+    """Register the crossover built from the plugin's settings."""
+    cfg: SmaCrossSettings = register.settings
+    register(SmaCross(**cfg.model_dump()))

@@ -1,0 +1,498 @@
+"""Strategies in another process, trading against the middleware's one account over the bus.
+
+:class:`RemoteStrategyRunner` is what an isolated plugin's worker runs for the strategies the
+plugin registered. It subscribes to the topics the strategies need, turns each message into
+the typed record the in-process :class:`~aitrados.trading.engine.TradingEngine` would give
+(closed ``Bar``, ``Snapshot``, ``NewsItem``, ``CalendarEvent``, ``Order``, ``Fill``), calls the
+strategy callbacks one message at a time in arrival order, and sends what they order to the
+middleware's ``trading`` RPC service:
+
+* ``trading.attach(strategy) -> {"step": int}`` / ``trading.detach(strategy)``
+* ``trading.submit(strategy, intent) -> [{"topic", "payload"}, ...]`` (``intent`` is
+  ``msgspec.to_builtins(OrderIntent)``) and ``trading.cancel(strategy, client_id)``
+* ``trading.position(strategy, full_symbol) -> float``, ``trading.positions()``, ``trading.account()``
+* ``trading.ack(strategy, step)`` after the ``replay.step`` message of that step: everything
+  published before it, and the submits it caused, has been processed. The replay waits for
+  the acks, so a replay with remote strategies stays deterministic.
+
+Strategies use their usual :class:`~aitrados.trading.strategy.StrategyContext`: its portfolio
+is :class:`RemotePortfolio`, whose answers come over RPC.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+import zmq
+from loguru import logger
+
+from aitrados.bus.addresses import Endpoints
+from aitrados.bus.client import RPCClient
+from aitrados.bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
+from aitrados.bus.pubsub import Message, Publisher, Subscriber
+from aitrados.marketdata.models import (
+    Bar,
+    CalendarEvent,
+    NewsItem,
+    bar_from_record,
+    event_from_record,
+    news_from_record,
+    parse_timestamp,
+)
+
+from .engine import snapshot_from_record
+from .orders import Account, Fill, Order, OrderIntent, Position
+from .strategy import Cancel, Strategy, StrategyContext
+
+__all__ = ["RemotePortfolio", "RemoteStrategyRunner", "record_of", "topics_for"]
+
+#: Bounded re-entry, as in the engine: on_order/on_fill may place orders that fill at once.
+_MAX_ROUNDS = 8
+#: Order events from submit replies remembered to drop their copies arriving on the bus.
+_SEEN_LIMIT = 10_000
+
+
+def _overrides(s: Strategy, method: str) -> bool:
+    """True when *s* implements *method* itself (not the base class's no-op)."""
+    return getattr(type(s), method, None) is not getattr(Strategy, method, None)
+
+
+def topics_for(strategies: Iterable[Strategy]) -> list[str]:
+    """The topic prefixes a runner subscribes to for *strategies* (``replay.`` included).
+
+    Bars of each strategy's symbols x intervals (all bars when it names none), ``mtf.<group>``
+    of its groups (every group when it has none but overrides ``on_mtf``), and ``chart.``,
+    ``news.``, ``calendar.``, ``order.``, ``fill.``, ``position.`` only when some strategy
+    overrides the callback that takes them.
+    """
+    out: list[str] = ["replay."]
+
+    def add(prefix: str) -> None:
+        if prefix not in out:
+            out.append(prefix)
+
+    for s in strategies:
+        needs = s.needs()
+        if needs.symbols and needs.intervals:
+            for sym in needs.symbols:
+                for iv in needs.intervals:
+                    add(f"ohlc.{sym}.{iv}")
+        elif needs.symbols:
+            for sym in needs.symbols:
+                add(f"ohlc.{sym}.")
+        else:
+            add("ohlc.")
+        if _overrides(s, "on_chart"):
+            if needs.symbols and needs.intervals:
+                for sym in needs.symbols:
+                    for iv in needs.intervals:
+                        add(f"chart.{sym}.{iv}")
+            else:
+                add("chart.")
+        if needs.groups:
+            for g in needs.groups:
+                add(f"mtf.{g}")
+        elif _overrides(s, "on_mtf"):
+            add("mtf.")
+        for method, prefix in (("on_news", "news."), ("on_calendar_event", "calendar."),
+                               ("on_order", "order."), ("on_fill", "fill.")):
+            if _overrides(s, method):
+                add(prefix)
+        if callable(getattr(s, "on_position", None)):
+            add("position.")
+    # a broader prefix makes the narrower ones redundant (and would deliver twice)
+    return [p for p in out if not any(q != p and p.startswith(q) for q in out)]
+
+
+def record_of(topic: str, payload: Any) -> Any:
+    """The typed trading record of an event published on *topic* (``order.*``, ``fill.*``, ``position.*``).
+
+    :raises ValueError: when the payload does not fit the record its topic names.
+    """
+    cls: type[msgspec.Struct]
+    if topic.startswith("order."):
+        cls = Order
+    elif topic.startswith("fill."):
+        cls = Fill
+    elif topic.startswith("position."):
+        cls = Position
+    else:
+        raise ValueError(f"{topic!r} is not an order, fill or position topic")
+    if isinstance(payload, cls):
+        return payload
+    try:
+        return msgspec.convert(payload, cls)
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise ValueError(f"{topic}: payload is not a {cls.__name__}: {exc}") from None
+
+
+def _struct(data: Any, cls: type[Any], from_record: Any) -> Any:
+    """A published map as *cls*: the struct's own fields first, else the protocol record shape."""
+    if isinstance(data, cls):
+        return data
+    try:
+        return msgspec.convert(data, cls)
+    except (msgspec.ValidationError, TypeError):
+        return from_record(data)
+
+
+def _event_key(rec: Any) -> tuple[Any, ...] | None:
+    """Identity of an order event (one per order and status) or a fill, for de-duplication."""
+    if isinstance(rec, Order):
+        return ("order", rec.id, rec.status)
+    if isinstance(rec, Fill):
+        return ("fill", rec.order_id, rec.datetime, rec.quantity, rec.price)
+    return None
+
+
+class RemotePortfolio:
+    """A strategy context's portfolio whose answers come from the ``trading`` service over RPC.
+
+    :param rpc: a client of the middleware
+    :param service: the trading service's name
+    :param timeout: seconds per call
+    """
+
+    def __init__(self, rpc: RPCClient, service: str = "trading", timeout: float | None = None) -> None:
+        self.rpc = rpc
+        self.service = service
+        self.timeout = timeout
+
+    def position(self, full_symbol: str, strategy: str | None = None) -> float:
+        """The strategy's own signed position (or the account's when *strategy* is None)."""
+        if strategy:
+            return float(self.rpc.call(self.service, "position", strategy=strategy, full_symbol=full_symbol,
+                                       timeout=self.timeout))
+        positions = self.rpc.call(self.service, "positions", timeout=self.timeout)
+        items = positions.values() if isinstance(positions, Mapping) else positions
+        for p in items or ():
+            if isinstance(p, Mapping) and p.get("full_symbol") == full_symbol:
+                return float(p.get("quantity") or 0.0)
+        return 0.0
+
+    def account(self) -> Account:
+        """The account summary."""
+        return msgspec.convert(self.rpc.call(self.service, "account", timeout=self.timeout), Account)
+
+
+class RemoteStrategyRunner:
+    """Runs strategies in this process against the middleware's ``trading`` service.
+
+    :param strategies: the strategies (unique ``strategy_name``)
+    :param endpoints: the middleware's addresses (``Endpoints``)
+    :param bus: bus settings (CURVE keys, timeouts); optional
+    :param context: ZeroMQ context (the process-wide one by default)
+    :param service: the trading service's name
+    :param timeout: seconds per RPC call (default: the bus's ``rpc_timeout``)
+    :param attach_timeout: how long ``start`` keeps trying ``trading.attach`` while the service
+        is not there yet
+    """
+
+    def __init__(self, strategies: Iterable[Strategy], endpoints: Endpoints, bus: Any = None, *,
+                 context: zmq.Context | None = None, service: str = "trading", timeout: float | None = None,
+                 attach_timeout: float = 30.0) -> None:
+        self.strategies: list[Strategy] = list(strategies)
+        if not self.strategies:
+            raise ValueError("RemoteStrategyRunner: no strategies to run")
+        for s in self.strategies:
+            if not isinstance(s, Strategy):
+                raise TypeError(f"RemoteStrategyRunner: {s!r} is not an aitrados.trading.Strategy")
+        names = [s.strategy_name for s in self.strategies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"strategy names must be unique; duplicated: {', '.join(dupes)} (set `name`)")
+        self.endpoints = endpoints
+        self.bus = bus
+        self.service = service
+        self.timeout = timeout
+        self.attach_timeout = attach_timeout
+        self._zctx = context
+        self._by_name = {s.strategy_name: s for s in self.strategies}
+        self.rpc: RPCClient | None = None
+        self._sub: Subscriber | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._early: list[Message] = []
+        self._seen: collections.OrderedDict[tuple[Any, ...], None] = collections.OrderedDict()
+        self._depth = 0
+        self.now: dt.datetime | None = None
+        #: Attach reply per strategy (``{"step": int}``).
+        self.attached: dict[str, Any] = {}
+        #: The last ``replay.step`` acknowledged.
+        self.step: int | None = None
+        self.ended = threading.Event()
+        #: What went wrong (strategy errors, refused submits), one line each.
+        self.errors: list[str] = []
+        #: Messages handled, by topic prefix.
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    # ------------------------------------------------------------------ lifecycle
+    def topics(self) -> list[str]:
+        """The topic prefixes this runner subscribes to."""
+        return topics_for(self.strategies)
+
+    def start(self) -> RemoteStrategyRunner:
+        """Subscribe (returns once the subscription is proven), attach every strategy, call ``on_start``, run.
+
+        :raises RuntimeError: when the subscription cannot be proven or the ``trading`` service
+            does not accept the strategies within ``attach_timeout``.
+        """
+        ctx = self._zctx or zmq.Context.instance()
+        self.rpc = RPCClient(self.endpoints.rpc_frontend, bus=self.bus, context=ctx, timeout=self.timeout)
+        self._sub = Subscriber(self.endpoints.subscribe, self.topics(), bus=self.bus, context=ctx)
+        try:
+            self._prove_subscription(ctx)
+            self._attach_all()
+        except BaseException:
+            self._close()
+            raise
+        portfolio = RemotePortfolio(self.rpc, self.service, self.timeout)
+        for s in self.strategies:
+            s.bind(StrategyContext(s.strategy_name, portfolio))
+        self._thread = threading.Thread(target=self._main, name="aitrados-remote-strategies", daemon=True)
+        self._thread.start()
+        logger.info("remote strategies {} attached to {!r} (step {}); topics: {}", ", ".join(self._by_name),
+                    self.service, {n: a.get("step") if isinstance(a, Mapping) else a for n, a in self.attached.items()},
+                    ", ".join(self.topics()))
+        return self
+
+    def _prove_subscription(self, ctx: zmq.Context) -> None:
+        """Publish a probe until it comes back through the router (subscriptions propagate asynchronously)."""
+        assert self._sub is not None
+        probe = f"remote.probe.{os.urandom(6).hex()}"
+        self._sub.subscribe(probe)
+        pub = Publisher(self.endpoints.publish, bus=self.bus, context=ctx)
+        try:
+            deadline = time.monotonic() + 15.0
+            while time.monotonic() < deadline:
+                pub.publish(probe, {"probe": True})
+                end = time.monotonic() + 0.05
+                while (left := end - time.monotonic()) > 0:
+                    msg = self._sub.recv(timeout=left)
+                    if msg is None:
+                        break
+                    if msg.topic == probe:
+                        self._sub.unsubscribe(probe)
+                        return
+                    self._early.append(msg)  # real traffic: handled first, in order
+            raise RuntimeError(f"no probe came back through the pub/sub router at {self.endpoints.subscribe} "
+                               "within 15s; is the middleware running?")
+        finally:
+            pub.close()
+
+    def _attach_all(self) -> None:
+        assert self.rpc is not None
+        deadline = time.monotonic() + self.attach_timeout
+        for name in self._by_name:
+            while True:
+                try:
+                    self.attached[name] = self.rpc.call(self.service, "attach", strategy=name,
+                                                        timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                    break
+                except (UnknownServiceError, ServiceUnavailableError, RPCTimeoutError) as exc:
+                    if time.monotonic() >= deadline:
+                        raise RuntimeError(
+                            f"strategy {name!r}: the middleware has no {self.service!r} service to attach to "
+                            f"within {self.attach_timeout:g}s ({type(exc).__name__}); run the strategies' "
+                            "plugin under `aitrados run`, which serves it") from None
+                    time.sleep(0.1)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop handling messages, detach every strategy (errors logged) and close the sockets."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("remote strategy runner did not stop within {:g}s", timeout)
+        if self.rpc is not None:
+            for name in self.attached:
+                try:
+                    self.rpc.call(self.service, "detach", strategy=name, timeout=2.0)
+                except BusError as exc:
+                    logger.warning("detaching strategy {!r} failed: {}", name, exc)
+        self.attached.clear()
+        self._close()
+
+    def _close(self) -> None:
+        for sock in (self._sub, self.rpc):
+            if sock is not None:
+                sock.close()
+        self._sub = None
+        self.rpc = None
+
+    @property
+    def running(self) -> bool:
+        """True while the message thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            for s in self.strategies:
+                self._call(s, "on_start")
+            early, self._early = self._early, []
+            for msg in early:
+                self._safe_handle(msg)
+            sub = self._sub
+            assert sub is not None
+            while not self._stop.is_set():
+                msg = sub.recv(timeout=0.1)
+                if msg is not None:
+                    self._safe_handle(msg)
+        except Exception as exc:  # never die silently
+            logger.exception("remote strategy runner stopped: {}", exc)
+            self.errors.append(f"runner stopped: {type(exc).__name__}: {exc}")
+
+    def _safe_handle(self, msg: Message) -> None:
+        try:
+            self.handle(msg.topic, msg.data)
+        except Exception as exc:
+            line = f"message on {msg.topic!r} not handled: {type(exc).__name__}: {exc}"
+            logger.opt(exception=exc).error(line)
+            self.errors.append(line)
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, topic: str, data: Any) -> None:
+        """Deliver one published message to the strategies (called in arrival order)."""
+        kind, _, rest = topic.partition(".")
+        self.counts[kind] += 1
+        if kind == "ohlc":
+            bar = _struct(data, Bar, bar_from_record)
+            if not bar.closed:
+                return  # live, still-forming bars do not drive strategies (as in the engine)
+            self._advance(bar.close_datetime)
+            for s in self.strategies:
+                if s.wants_bar(bar.full_symbol, bar.interval):
+                    self._call(s, "on_bar", bar, interval=bar.interval)
+        elif kind == "chart":
+            sym, _, interval = rest.rpartition(".")
+            for s in self.strategies:
+                if _overrides(s, "on_chart") and s.wants_bar(sym, interval):
+                    self._call(s, "on_chart", sym, interval, data, interval=interval)
+        elif kind == "mtf":
+            snapshot = snapshot_from_record(data) if isinstance(data, Mapping) else data
+            group = getattr(snapshot, "group", None) or rest
+            for s in self.strategies:
+                if (group in s.groups) if s.groups else _overrides(s, "on_mtf"):
+                    self._call(s, "on_mtf", snapshot)
+        elif kind == "news":
+            item = _struct(data, NewsItem, news_from_record)
+            for s in self.strategies:
+                if _overrides(s, "on_news"):
+                    self._call(s, "on_news", item)
+        elif kind == "calendar":
+            event = _struct(data, CalendarEvent, event_from_record)
+            for s in self.strategies:
+                if _overrides(s, "on_calendar_event"):
+                    self._call(s, "on_calendar_event", event)
+        elif kind in ("order", "fill"):
+            rec = record_of(topic, data)
+            key = _event_key(rec)
+            if key is not None and key in self._seen:
+                del self._seen[key]  # delivered already, from the submit reply
+                return
+            self._notify(rec)
+        elif kind == "position":
+            rec = record_of(topic, data)
+            for s in self.strategies:
+                fn = getattr(s, "on_position", None)
+                if callable(fn):
+                    self._call(s, "on_position", rec)
+        elif topic == "replay.step":
+            step = int(data["step"])
+            if data.get("time") is not None:
+                self._advance(parse_timestamp(data["time"]))
+            self._ack(step)
+        elif topic == "replay.end":
+            for s in self.strategies:
+                self._call(s, "on_stop")
+            if isinstance(data, Mapping) and data.get("step") is not None:
+                self._ack(int(data["step"]))
+            self.ended.set()
+
+    def _advance(self, t: dt.datetime) -> None:
+        if self.now is None or t > self.now:
+            self.now = t
+
+    def _ack(self, step: int) -> None:
+        assert self.rpc is not None
+        for name in self._by_name:
+            self.rpc.call(self.service, "ack", strategy=name, step=step)
+        self.step = step
+
+    # ------------------------------------------------------------------ strategies and orders
+    def _call(self, s: Strategy, method: str, *args: Any, interval: str | None = None) -> None:
+        """Call one strategy callback, then send what it queued (and what the replies cause)."""
+        ctx = s.ctx
+        ctx.now = self.now
+        ctx.interval = interval
+        try:
+            getattr(s, method)(*args)
+        except Exception as exc:
+            line = f"strategy {s.strategy_name}.{method} raised {type(exc).__name__}: {exc}"
+            logger.opt(exception=exc).error(line)
+            self.errors.append(line)
+        rounds = 0
+        while True:
+            queued = ctx.drain()
+            if not queued:
+                break
+            if rounds >= _MAX_ROUNDS:
+                line = f"strategy {s.strategy_name} keeps placing orders from on_fill/on_order; dropped {len(queued)}"
+                logger.error(line)
+                self.errors.append(line)
+                break
+            rounds += 1
+            for item in queued:
+                for rec in self._submit(s.strategy_name, item):
+                    self._notify(rec)
+
+    def _submit(self, strategy: str, item: OrderIntent | Cancel) -> list[Any]:
+        """Send one intent or cancellation; returns the order and fill records of the reply."""
+        assert self.rpc is not None
+        try:
+            if isinstance(item, Cancel):
+                reply = self.rpc.call(self.service, "cancel", strategy=strategy, client_id=item.client_id)
+            else:
+                reply = self.rpc.call(self.service, "submit", strategy=strategy, intent=msgspec.to_builtins(item))
+        except BusError as exc:
+            what = f"cancel {item.client_id}" if isinstance(item, Cancel) else f"order {item.client_id}"
+            line = f"strategy {strategy}: {what} not sent: {type(exc).__name__}: {exc}"
+            logger.error(line)
+            self.errors.append(line)
+            return []
+        out: list[Any] = []
+        for ev in reply or ():
+            topic = ev.get("topic", "") if isinstance(ev, Mapping) else ""
+            if not topic.startswith(("order.", "fill.")):
+                continue
+            rec = record_of(topic, ev.get("payload"))
+            key = _event_key(rec)
+            if key is not None:
+                self._seen[key] = None
+                while len(self._seen) > _SEEN_LIMIT:
+                    self._seen.popitem(last=False)
+            out.append(rec)
+        return out
+
+    def _notify(self, rec: Any) -> None:
+        """Give an order or fill record to the strategy that owns it (nesting bounded)."""
+        owner = self._by_name.get(getattr(rec, "strategy", ""))
+        if owner is None:
+            return
+        if self._depth >= _MAX_ROUNDS:
+            line = f"order callbacks nested {self._depth} deep; {type(rec).__name__} not given to {owner.strategy_name}"
+            logger.error(line)
+            self.errors.append(line)
+            return
+        self._depth += 1
+        try:
+            self._call(owner, "on_order" if isinstance(rec, Order) else "on_fill", rec)
+        finally:
+            self._depth -= 1

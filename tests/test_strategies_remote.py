@@ -1,0 +1,240 @@
+"""An isolated plugin's strategy trades from its worker process over RPC, in lock-step with the replay.
+
+A real middleware, a real worker process (``--isolate ticker``) and, as the ``trading`` service,
+a small recorder written here that implements the service's contract (attach, ack, submit,
+position, ...) and fills every order at once. The test publishes bars, snapshots, news and
+calendar events plus ``replay.step`` the way the market-data hub does, waits for each step's
+ack like the replay does, and checks what the strategy submitted, in which order, and what
+it knew (its tags carry the record types it got and the positions it read over RPC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from fixtures.plugin_env import install
+
+from aitrados.bus import Service
+from aitrados.host import PluginHost
+from aitrados.marketdata.align import Snapshot
+from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
+from aitrados.trading.orders import Account, Fill, Order, OrderIntent
+from aitrados.trading.remote import record_of, topics_for
+from aitrados_strategies.sma_cross import SmaCross
+
+pytestmark = pytest.mark.timeout(90)
+
+UTC = dt.timezone.utc
+SPX, IXIC = "STOCK:US:SPX", "STOCK:US:IXIC"
+T0 = dt.datetime(2024, 1, 2, 21, tzinfo=UTC)
+FILL_TIME = dt.datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def day_bar(k: int, symbol: str = SPX, closed: bool = True) -> Bar:
+    close = T0 + dt.timedelta(days=k)
+    return Bar(symbol, "DAY", close - dt.timedelta(hours=6, minutes=30), close, 100 + k, 101 + k, 99 + k,
+               100.0 + k, 1000.0, closed=closed)
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def ready_publisher(mw: Any) -> Any:
+    """A publisher whose path through the router is proven: a probe of its own came back."""
+    pub = mw.publisher()
+    with mw.subscriber(["test.probe"]) as sub:
+        for _ in range(200):
+            pub.publish("test.probe", {})
+            if sub.recv(timeout=0.05) is not None:
+                return pub
+    raise AssertionError("the publisher never reached the router")
+
+
+class RecordingTrading(Service):
+    """The ``trading`` service contract, recording every call; each order fills at once at 100."""
+
+    name = "trading"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.log: list[tuple[Any, ...]] = []
+        self.pos: dict[tuple[str, str], float] = {}
+        self.next_id = 0
+
+    def _rec(self, *entry: Any) -> None:
+        with self.lock:
+            self.log.append(entry)
+
+    def entries(self, *kinds: str) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return [e for e in self.log if e[0] in kinds]
+
+    def attach(self, strategy: str) -> dict[str, int]:
+        self._rec("attach", strategy)
+        return {"step": 0}
+
+    def detach(self, strategy: str) -> None:
+        self._rec("detach", strategy)
+
+    def ack(self, strategy: str, step: int) -> None:
+        self._rec("ack", strategy, step)
+
+    def submit(self, strategy: str, intent: dict[str, Any]) -> list[dict[str, Any]]:
+        it = msgspec.convert(intent, OrderIntent)
+        it.validate()
+        key = (strategy, it.full_symbol)
+        held = self.pos.get(key, 0.0)
+        delta = it.target - held if it.target is not None else (it.quantity if it.side == "buy" else -it.quantity)
+        self._rec("submit", strategy, it)
+        if delta == 0:
+            return []
+        self.next_id += 1
+        side = "buy" if delta > 0 else "sell"
+        order = Order(self.next_id, it.full_symbol, side, abs(delta), it.order_type, FILL_TIME, strategy=strategy,
+                      client_id=it.client_id, tag=it.tag, status="filled", filled_at=FILL_TIME, fill_price=100.0)
+        fill = Fill(self.next_id, it.full_symbol, side, abs(delta), 100.0, 0.0, FILL_TIME, strategy, it.client_id)
+        self.pos[key] = held + delta
+        return [{"topic": f"order.filled.{it.full_symbol}", "payload": msgspec.to_builtins(order)},
+                {"topic": f"fill.{it.full_symbol}", "payload": msgspec.to_builtins(fill)}]
+
+    def cancel(self, strategy: str, client_id: str) -> list[dict[str, Any]]:
+        self._rec("cancel", strategy, client_id)
+        return []
+
+    def position(self, strategy: str, full_symbol: str) -> float:
+        self._rec("position", strategy, full_symbol)
+        return self.pos.get((strategy, full_symbol), 0.0)
+
+    def positions(self) -> list[dict[str, Any]]:
+        return [{"full_symbol": s, "quantity": q} for (_, s), q in self.pos.items()]
+
+    def orders(self) -> list[dict[str, Any]]:
+        return []
+
+    def account(self) -> dict[str, Any]:
+        return msgspec.to_builtins(Account(1e5, 1e5, 1e5, 0, 0, 0, 0))
+
+
+def test_topics_follow_the_strategies_needs() -> None:
+    from aitrados_testplugins.ticker import Ticker
+
+    assert topics_for([Ticker(SPX, "DAY", 1.0, "g1")]) == [
+        "replay.", f"ohlc.{SPX}.DAY", "mtf.g1", "news.", "calendar.", "order.", "fill."]
+    # the crossover overrides only on_bar and on_calendar_event (for standing aside)
+    assert topics_for([SmaCross(IXIC, "WEEK")]) == ["replay.", f"ohlc.{IXIC}.WEEK", "calendar."]
+
+
+def test_order_events_become_trading_records() -> None:
+    order = Order(7, SPX, "buy", 2.0, "market", T0, strategy="s")
+    assert record_of("order.accepted.X", msgspec.to_builtins(order)) == order
+    with pytest.raises(ValueError, match="order.accepted.X: payload is not a Order"):
+        record_of("order.accepted.X", {"id": "seven"})
+
+
+def expected_run(steps: int, qty: float) -> list[tuple[Any, ...]]:
+    """What the ticker must submit and ack, computed from its rule and the recorder's fills.
+
+    Each submit is filled at once (one Order and one Fill back); at step 2 the test also
+    publishes a copy of the first fill (must not count), a fill of another strategy (must not
+    count) and a new fill of the ticker (counts).
+    """
+    out: list[tuple[Any, ...]] = []
+    pos, orders, fills = 0.0, 0, 0
+
+    def submit(tag: str, delta: float) -> None:
+        nonlocal pos, orders, fills
+        out.append(("submit", tag))
+        pos += delta
+        orders += 1
+        fills += 1
+
+    for k in range(1, steps + 1):
+        submit(f"bar;Bar;close={100 + k:g};pos={pos:g};orders={orders};fills={fills}", qty)
+        if k == 2:
+            fills += 1
+        if k == 3:
+            submit(f"mtf;Snapshot;tick_group;close={100 + k:g}", -qty)
+            submit("news;NewsItem;Fed holds rates", -qty)
+            submit("calendar;CalendarEvent;CPI", -qty)
+        out.append(("ack", k))
+    out.append(("submit", f"stop;orders={orders};fills={fills}"))
+    return out
+
+
+def test_an_isolated_strategy_trades_over_rpc_and_acks_every_step(tmp_path, monkeypatch, mw) -> None:
+    install(tmp_path, monkeypatch, {"ticker": "aitrados_testplugins.ticker"})
+    svc = RecordingTrading()
+    mw.serve(svc)
+    mw.settings.plugins["ticker"] = {"quantity": 2}
+    host = PluginHost(mw.settings, names=["ticker"], isolate=["ticker"]).start(mw)
+    steps = 5
+    try:
+        worker = host.supervisor.workers["ticker"]
+        assert worker.status == "running", worker.reason
+        assert host.strategies() == []  # not in this process
+        assert svc.entries("attach") == [("attach", "ticker")]
+        pub = ready_publisher(mw)
+        for k in range(1, steps + 1):
+            bar = day_bar(k)
+            pub.publish(f"ohlc.{SPX}.DAY", bar)
+            pub.publish(f"ohlc.{SPX}.DAY", day_bar(k + 1, closed=False))  # forming: ignored
+            pub.publish(f"ohlc.{IXIC}.DAY", day_bar(k, IXIC))  # not the strategy's symbol
+            if k == 2:
+                first_fill = svc.entries("submit")[0][2]
+                pub.publish(f"fill.{SPX}", Fill(1, SPX, "buy", 2.0, 100.0, 0.0, FILL_TIME, "ticker",
+                                                first_fill.client_id))  # the copy of a reply: skipped
+                pub.publish(f"fill.{SPX}", Fill(99, SPX, "buy", 1.0, 100.0, 0.0, FILL_TIME, "other", "other-1"))
+                pub.publish(f"fill.{SPX}", Fill(98, SPX, "sell", 1.0, 100.0, 0.0, FILL_TIME, "ticker", "x"))
+            if k == 3:
+                snap = Snapshot("tick_group", bar.close_datetime, {(SPX, "DAY"): bar}, ((SPX, "DAY"),))
+                pub.publish("mtf.tick_group", snap.to_record())
+                pub.publish("mtf.other_group", Snapshot("other_group", bar.close_datetime, {(SPX, "DAY"): bar},
+                                                        ((SPX, "DAY"),)).to_record())
+                pub.publish(f"news.{SPX}", NewsItem(bar.close_datetime, "Fed holds rates", "", "wire", SPX))
+                pub.publish("calendar.US.CPI", CalendarEvent("US", "CPI", "Consumer prices", bar.close_datetime,
+                                                             "high", 3))
+            pub.publish("replay.step", {"step": k, "time": bar.close_datetime})
+            # lock-step, as the replay: the next step is published only after this one's ack
+            assert wait_for(lambda: ("ack", "ticker", k) in svc.entries("ack")), f"no ack of step {k}"
+        pub.publish("replay.end", {"clock": day_bar(steps).close_datetime, "bars": steps})
+        assert wait_for(lambda: any(e[2].tag.startswith("stop;") for e in svc.entries("submit"))), "no on_stop order"
+        pub.close()
+    finally:
+        host.stop()
+    assert svc.entries("detach") == [("detach", "ticker")]
+
+    got = [("submit", e[2].tag) if e[0] == "submit" else ("ack", e[2]) for e in svc.entries("submit", "ack")]
+    assert got == expected_run(steps, 2.0)
+    intents = [e[2] for e in svc.entries("submit")]
+    assert [i.client_id for i in intents] == [f"ticker-{n}" for n in range(1, len(intents) + 1)]
+    assert all(i.strategy == "ticker" for i in intents)
+    assert intents[0].interval == "DAY" and intents[-1].target == 0.0  # on_stop: target_position(.., 0)
+    # positions were read over RPC, once per closed bar of the strategy's symbol
+    assert svc.entries("position") == [("position", "ticker", SPX)] * steps
+    assert svc.pos[("ticker", SPX)] == 0.0
+
+
+def test_without_a_trading_service_the_worker_fails_clearly(tmp_path, monkeypatch, mw) -> None:
+    install(tmp_path, monkeypatch, {"ticker": "aitrados_testplugins.ticker"})
+    monkeypatch.setenv("AITRADOS_PLUGIN_HOST__WORKER_START_TIMEOUT", "1.5")  # the worker's attach deadline
+    host = PluginHost(mw.settings, names=["ticker"], isolate=["ticker"]).start(mw)
+    try:
+        w = host.supervisor.workers["ticker"]
+        assert wait_for(lambda: w.status == "failed", 20), (w.status, w.reason)
+        assert "cannot run strategies" in w.reason and "no 'trading' service" in w.reason
+        assert w.starts == 1  # a configuration problem: not restarted
+    finally:
+        host.stop()
