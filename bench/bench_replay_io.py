@@ -63,7 +63,7 @@ def run_baseline(msgs: list[bytes]) -> tuple[int, float]:
 
 def start_server(symbols: list[str], days: float) -> tuple[subprocess.Popen[str], str, str]:
     cmd = [sys.executable, "-m", "aitrados.marketdata.replay_server", "--port", "0", "--speed", "0",
-           "--autostart", "first_subscribe", "--start", START.isoformat(), "--days", str(days),
+           "--autostart", "first_subscribe", "--autostart-grace", "0", "--start", START.isoformat(), "--days", str(days),
            "--symbols", *symbols]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "NO_PROXY": "127.0.0.1"})

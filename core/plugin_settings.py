@@ -19,7 +19,9 @@ class PluginHostSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     default: list[str] | None = Field(
-        None, description="plugins loaded when `--plugins` is not given; unset = every installed plugin")
+        default_factory=list,
+        description="plugins loaded when `--plugins` is not given (default none: the middleware and its data "
+                    "services alone); null = every installed plugin")
     always: list[str] = Field(
         default_factory=list, description="plugins loaded in addition to any selection (e.g. the data provider)")
     strict: bool = Field(False, description="any plugin failure (import, hook signature, settings) stops the host")

@@ -30,7 +30,7 @@ def test_worker_process_example(ipc_dir: str) -> None:
     mw = subprocess.Popen([*AITRADOS, "run"], env=env, stderr=subprocess.DEVNULL)
     worker = None
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not any(Path(ipc_dir).glob("*rpc_backend.sock")) and time.monotonic() < deadline:
             time.sleep(0.1)
         worker = subprocess.Popen([PYTHON, str(ROOT / "examples" / "worker_process.py")], env=env,
@@ -38,15 +38,15 @@ def test_worker_process_example(ipc_dir: str) -> None:
         assert worker.stdout is not None and "serving 'stats'" in worker.stdout.readline()
         out = ""
         while time.monotonic() < deadline:
-            r = subprocess.run([*AITRADOS, "call", "stats", "mean", "values=[1, 2, 3.5]"], env=env,
-                               capture_output=True, text=True, timeout=20)
+            r = subprocess.run([*AITRADOS, "call", "stats", "mean", "values=[1, 2, 3.5]", "--timeout", "30"],
+                               env=env, capture_output=True, text=True, timeout=60)
             if r.returncode == 0:
                 out = r.stdout
                 break
             time.sleep(0.2)
         assert out.strip() == "2.1666666666666665"
-        r = subprocess.run([*AITRADOS, "call", "stats", "primes_below", "n=100"], env=env,
-                           capture_output=True, text=True, timeout=20)
+        r = subprocess.run([*AITRADOS, "call", "stats", "primes_below", "n=100", "--timeout", "30"], env=env,
+                           capture_output=True, text=True, timeout=60)
         assert r.stdout.strip() == "25"
     finally:
         if worker:
