@@ -77,7 +77,8 @@ def test_selection_unknown_name_lists_the_installed_ones(installed) -> None:
 
 def test_selection_default_always_and_explicit() -> None:
     inst = ["a", "b", "c"]
-    assert resolve_selection(inst, None, PluginHostSettings()) == ["a", "b", "c"]
+    assert resolve_selection(inst, None, PluginHostSettings()) == []  # default: none (the middleware alone)
+    assert resolve_selection(inst, None, PluginHostSettings(default=None)) == ["a", "b", "c"]
     assert resolve_selection(inst, None, PluginHostSettings(default=["b"])) == ["b"]
     assert resolve_selection(inst, ["c", "c"], PluginHostSettings(always=["a"])) == ["a", "c"]
     with pytest.raises(UnknownPluginError, match="unknown plugin\\(s\\): z; installed: a, b, c"):
