@@ -37,6 +37,7 @@ def plugin_report(settings: Any, names: list[str] | None = None) -> list[dict[st
     for n in chosen:
         d = reg.infos[n].to_dict()
         d["isolated"] = n in iso
+        d["strategies"] = [s for s, p in reg.strategy_plugins.items() if p == n]
         out.append(d)
     return out
 
@@ -61,6 +62,8 @@ def cmd_plugins(args: argparse.Namespace, settings: Any) -> int:
         print(f"    entry point: {r['entry_point']}")
         if r["hooks"]:
             print(f"    hooks: {', '.join(r['hooks'])}")
+        if r["strategies"]:
+            print(f"    strategies: {', '.join(r['strategies'])}")
     return 0
 
 

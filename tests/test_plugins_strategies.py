@@ -77,3 +77,11 @@ def test_host_strategies_lists_in_process_strategies_with_their_plugin(installed
     # an isolated plugin's strategies run in its worker, not in this process
     iso = PluginHost(mw.settings, names=["ticker", "recorder"], isolate=["ticker"])
     assert iso.strategies() == []
+
+
+def test_aitrados_plugins_names_each_plugins_strategies(installed) -> None:
+    from aitrados.plugin_cli import plugin_report
+
+    rows = {r["name"]: r for r in plugin_report(registry().settings, ["ticker", "recorder", "sma_cross"])}
+    assert rows["ticker"]["strategies"] == ["ticker"] and rows["recorder"]["strategies"] == []
+    assert rows["sma_cross"]["strategies"] == ["sma_cross"]  # the first-party plugin, as installed

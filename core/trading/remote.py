@@ -421,9 +421,17 @@ class RemoteStrategyRunner:
             self.now = t
 
     def _ack(self, step: int) -> None:
+        """Acknowledge *step* for every strategy; an ack is idempotent, so a timed-out one is sent again."""
         assert self.rpc is not None
         for name in self._by_name:
-            self.rpc.call(self.service, "ack", strategy=name, step=step)
+            for attempt in range(3):
+                try:
+                    self.rpc.call(self.service, "ack", strategy=name, step=step)
+                    break
+                except RPCTimeoutError:
+                    if attempt == 2:
+                        raise
+                    logger.warning("ack of step {} for strategy {!r} timed out; sending it again", step, name)
         self.step = step
 
     # ------------------------------------------------------------------ strategies and orders
