@@ -336,6 +336,31 @@ class PluginHost:
         reg = self.registry
         return [(reg.strategy_plugins[n], s) for n, s in reg.strategies.items()]
 
+    def remote_strategies(self) -> list[tuple[str, str, Any]]:
+        """``(plugin, strategy name, StrategyNeeds)`` of the strategies isolated workers run.
+
+        Known once a worker is ready (its ready line lists them). The middleware adds their
+        charts and groups like those of in-process strategies, and a replay should start only
+        after they attached to the ``trading`` service (they do so as soon as it is served).
+        """
+        from .trading.strategy import StrategyNeeds
+
+        if self.supervisor is None:
+            return []
+        out: list[tuple[str, str, Any]] = []
+        for w in self.supervisor.workers.values():
+            if w.status != "running":
+                continue
+            for item in w.strategies:
+                try:
+                    needs = msgspec.convert(item.get("needs") or {}, StrategyNeeds)
+                except (msgspec.ValidationError, TypeError) as exc:
+                    logger.error("worker {!r} listed strategy {!r} with unreadable needs: {}", w.name,
+                                 item.get("name"), exc)
+                    continue
+                out.append((str(item.get("plugin")), str(item.get("name")), needs))
+        return out
+
     @property
     def context(self) -> HostContext:
         """The ``HostContext`` given to ``on_startup`` (after ``start``)."""

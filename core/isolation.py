@@ -60,6 +60,8 @@ class WorkerState:
     started_at: float = 0.0
     next_start: float = 0.0
     hooks: list[str] = field(default_factory=list)
+    #: Strategies the worker runs: ``{"plugin", "name", "needs"}`` (``StrategyNeeds`` as a map).
+    strategies: list[dict[str, Any]] = field(default_factory=list)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     ready: threading.Event = field(default_factory=threading.Event)
     readers: list[threading.Thread] = field(default_factory=list)
@@ -72,7 +74,8 @@ class WorkerState:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for status output."""
         return {"name": self.name, "plugins": self.plugins, "status": self.status, "reason": self.reason,
-                "pid": self.pid, "starts": self.starts, "restarts": self.restarts, "hooks": self.hooks}
+                "pid": self.pid, "starts": self.starts, "restarts": self.restarts, "hooks": self.hooks,
+                "strategies": [s.get("name") for s in self.strategies]}
 
 
 class Supervisor:
@@ -154,6 +157,7 @@ class Supervisor:
                 info = json.loads(line[len(READY_LINE):])
                 if w.proc is proc:  # no lock: the watcher may hold it while it joins this thread
                     w.hooks = info.get("hooks", [])
+                    w.strategies = info.get("strategies", [])
                     w.status = "running"
                     w.ready.set()
                 logger.info("worker {!r} ready (pid {}), hooks: {}", w.name, proc.pid, ", ".join(w.hooks) or "none")
@@ -400,17 +404,19 @@ def run_worker(args: argparse.Namespace, settings: Any = None) -> int:
     runner = None
     try:
         _wait_control(host, name)
-        strategies = [s for _, s in host.strategies()]
+        strategies = host.strategies()
         if strategies:  # they trade against the middleware's account through its `trading` service
+            import msgspec
+
             from .trading.remote import RemoteStrategyRunner
 
-            try:
-                runner = RemoteStrategyRunner(strategies, endpoints, settings.bus, attach_timeout=timeout).start()
-            except RuntimeError as exc:
-                return failed(f"cannot run strategies: {exc}")
+            runner = RemoteStrategyRunner([s for _, s in strategies], endpoints, settings.bus,
+                                          attach_timeout=timeout).start()
         hooks = sorted({h for i in infos for h in i.hooks})
+        listed = [{"plugin": p, "name": s.strategy_name, "needs": msgspec.to_builtins(s.needs())}
+                  for p, s in strategies]
         print(READY_LINE + json.dumps({"pid": os.getpid(), "plugins": names, "hooks": hooks,
-                                       "strategies": [s.strategy_name for s in strategies]}), flush=True)
+                                       "strategies": listed}), flush=True)
         logger.info("worker {!r} running plugin(s) {} (pid {})", name, ", ".join(names), os.getpid())
         stop.wait()
     finally:

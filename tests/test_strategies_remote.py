@@ -27,6 +27,7 @@ from aitrados.marketdata.align import Snapshot
 from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
 from aitrados.trading.orders import Account, Fill, Order, OrderIntent
 from aitrados.trading.remote import record_of, topics_for
+from aitrados.trading.strategy import StrategyNeeds
 from aitrados_strategies.sma_cross import SmaCross
 
 pytestmark = pytest.mark.timeout(90)
@@ -128,6 +129,32 @@ class RecordingTrading(Service):
         return msgspec.to_builtins(Account(1e5, 1e5, 1e5, 0, 0, 0, 0))
 
 
+class RecordingChart(Service):
+    """The hub's ``chart.add``, recording into the trading recorder's log."""
+
+    name = "chart"
+
+    def __init__(self, rec: RecordingTrading) -> None:
+        self.rec = rec
+
+    def add(self, full_symbol: str, interval: str, size: int | None = None) -> dict[str, Any]:
+        self.rec._rec("chart.add", full_symbol, interval, size)
+        return {"full_symbol": full_symbol, "interval": interval}
+
+
+class RecordingMtf(Service):
+    """The hub's ``mtf.add_group``, recording into the trading recorder's log."""
+
+    name = "mtf"
+
+    def __init__(self, rec: RecordingTrading) -> None:
+        self.rec = rec
+
+    def add_group(self, name: str, members: dict[str, list[str]], size: int | None = None) -> dict[str, Any]:
+        self.rec._rec("mtf.add_group", name, members)
+        return {"group": name, "members": members}
+
+
 def test_topics_follow_the_strategies_needs() -> None:
     from aitrados_testplugins.ticker import Ticker
 
@@ -177,15 +204,21 @@ def expected_run(steps: int, qty: float) -> list[tuple[Any, ...]]:
 def test_an_isolated_strategy_trades_over_rpc_and_acks_every_step(tmp_path, monkeypatch, mw) -> None:
     install(tmp_path, monkeypatch, {"ticker": "aitrados_testplugins.ticker"})
     svc = RecordingTrading()
-    mw.serve(svc)
+    for service in (svc, RecordingChart(svc), RecordingMtf(svc)):
+        mw.serve(service)
     mw.settings.plugins["ticker"] = {"quantity": 2}
     host = PluginHost(mw.settings, names=["ticker"], isolate=["ticker"]).start(mw)
     steps = 5
     try:
         worker = host.supervisor.workers["ticker"]
         assert worker.status == "running", worker.reason
-        assert host.strategies() == []  # not in this process
-        assert svc.entries("attach") == [("attach", "ticker")]
+        assert host.strategies() == []  # not in this process: the worker runs it and says what it needs
+        assert host.remote_strategies() == [("ticker", "ticker", StrategyNeeds(
+            symbols=(SPX,), intervals=("DAY",), groups={"tick_group": {SPX: ["DAY"]}}))]
+        # attached first (so no step is missed), then the hub is asked for the strategy's data
+        assert wait_for(lambda: len(svc.entries("attach", "chart.add", "mtf.add_group")) == 3)
+        assert svc.entries("attach", "chart.add", "mtf.add_group") == [
+            ("attach", "ticker"), ("chart.add", SPX, "DAY", None), ("mtf.add_group", "tick_group", {SPX: ["DAY"]})]
         pub = ready_publisher(mw)
         for k in range(1, steps + 1):
             bar = day_bar(k)
@@ -227,14 +260,29 @@ def test_an_isolated_strategy_trades_over_rpc_and_acks_every_step(tmp_path, monk
     assert svc.pos[("ticker", SPX)] == 0.0
 
 
-def test_without_a_trading_service_the_worker_fails_clearly(tmp_path, monkeypatch, mw) -> None:
+def test_strategies_attach_when_the_trading_service_comes_later(tmp_path, monkeypatch, mw, capfd) -> None:
     install(tmp_path, monkeypatch, {"ticker": "aitrados_testplugins.ticker"})
-    monkeypatch.setenv("AITRADOS_PLUGIN_HOST__WORKER_START_TIMEOUT", "1.5")  # the worker's attach deadline
+    monkeypatch.setenv("AITRADOS_PLUGIN_HOST__WORKER_START_TIMEOUT", "0.5")  # the worker's warning delay
     host = PluginHost(mw.settings, names=["ticker"], isolate=["ticker"]).start(mw)
     try:
         w = host.supervisor.workers["ticker"]
-        assert wait_for(lambda: w.status == "failed", 20), (w.status, w.reason)
-        assert "cannot run strategies" in w.reason and "no 'trading' service" in w.reason
-        assert w.starts == 1  # a configuration problem: not restarted
+        assert w.status == "running", w.reason  # ready without a trading service: it may come later
+        seen: list[str] = []
+
+        def warned() -> bool:
+            seen.append(capfd.readouterr().err)
+            return "no 'trading' service to attach to after 0.5s" in "".join(seen)
+
+        assert wait_for(warned, 15)
+        svc = RecordingTrading()
+        mw.serve(svc)  # what `aitrados run` does once its trading loop is up
+        assert wait_for(lambda: svc.entries("attach") == [("attach", "ticker")], 15)
+        pub = ready_publisher(mw)
+        pub.publish(f"ohlc.{SPX}.DAY", day_bar(1))
+        pub.publish("replay.step", {"step": 1, "time": day_bar(1).close_datetime})
+        assert wait_for(lambda: ("ack", "ticker", 1) in svc.entries("ack"))
+        assert [e[2].tag for e in svc.entries("submit")] == ["bar;Bar;close=101;pos=0;orders=0;fills=0"]
+        pub.close()
+        assert w.starts == 1
     finally:
         host.stop()

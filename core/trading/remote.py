@@ -15,6 +15,11 @@ middleware's ``trading`` RPC service:
   published before it, and the submits it caused, has been processed. The replay waits for
   the acks, so a replay with remote strategies stays deterministic.
 
+After attaching it asks the middleware's market-data hub for the data the strategies need
+(``chart.add`` for each symbol and interval, ``mtf.add_group`` for each group), so bars flow
+even when no in-process strategy needs the same ones; a middleware without those services
+is fine (the data comes only if something else publishes it).
+
 Strategies use their usual :class:`~aitrados.trading.strategy.StrategyContext`: its portfolio
 is :class:`RemotePortfolio`, whose answers come over RPC.
 """
@@ -191,8 +196,8 @@ class RemoteStrategyRunner:
     :param context: ZeroMQ context (the process-wide one by default)
     :param service: the trading service's name
     :param timeout: seconds per RPC call (default: the bus's ``rpc_timeout``)
-    :param attach_timeout: how long ``start`` keeps trying ``trading.attach`` while the service
-        is not there yet
+    :param attach_timeout: seconds without a ``trading`` service after which a warning is
+        logged (the runner keeps trying until stopped: the middleware may start it later)
     """
 
     def __init__(self, strategies: Iterable[Strategy], endpoints: Endpoints, bus: Any = None, *,
@@ -228,6 +233,8 @@ class RemoteStrategyRunner:
         #: The last ``replay.step`` acknowledged.
         self.step: int | None = None
         self.ended = threading.Event()
+        #: Set once every strategy is attached and its data requested (then ``on_start`` runs).
+        self.ready = threading.Event()
         #: What went wrong (strategy errors, refused submits), one line each.
         self.errors: list[str] = []
         #: Messages handled, by topic prefix.
@@ -239,17 +246,19 @@ class RemoteStrategyRunner:
         return topics_for(self.strategies)
 
     def start(self) -> RemoteStrategyRunner:
-        """Subscribe (returns once the subscription is proven), attach every strategy, call ``on_start``, run.
+        """Subscribe (returns once the subscription is proven) and start the runner's thread.
 
-        :raises RuntimeError: when the subscription cannot be proven or the ``trading`` service
-            does not accept the strategies within ``attach_timeout``.
+        The thread attaches every strategy (waiting for the ``trading`` service as long as it
+        takes), requests their data, calls ``on_start`` and then handles messages in order,
+        beginning with those that arrived meanwhile. ``ready`` is set once attached.
+
+        :raises RuntimeError: when the subscription cannot be proven (no middleware).
         """
         ctx = self._zctx or zmq.Context.instance()
         self.rpc = RPCClient(self.endpoints.rpc_frontend, bus=self.bus, context=ctx, timeout=self.timeout)
         self._sub = Subscriber(self.endpoints.subscribe, self.topics(), bus=self.bus, context=ctx)
         try:
             self._prove_subscription(ctx)
-            self._attach_all()
         except BaseException:
             self._close()
             raise
@@ -258,9 +267,6 @@ class RemoteStrategyRunner:
             s.bind(StrategyContext(s.strategy_name, portfolio))
         self._thread = threading.Thread(target=self._main, name="aitrados-remote-strategies", daemon=True)
         self._thread.start()
-        logger.info("remote strategies {} attached to {!r} (step {}); topics: {}", ", ".join(self._by_name),
-                    self.service, {n: a.get("step") if isinstance(a, Mapping) else a for n, a in self.attached.items()},
-                    ", ".join(self.topics()))
         return self
 
     def _prove_subscription(self, ctx: zmq.Context) -> None:
@@ -287,22 +293,46 @@ class RemoteStrategyRunner:
         finally:
             pub.close()
 
-    def _attach_all(self) -> None:
+    def _attach_all(self) -> bool:
+        """Attach every strategy, waiting for the service; False when stopped first."""
         assert self.rpc is not None
-        deadline = time.monotonic() + self.attach_timeout
+        warn_at = time.monotonic() + self.attach_timeout
         for name in self._by_name:
-            while True:
+            while not self._stop.is_set():
                 try:
-                    self.attached[name] = self.rpc.call(self.service, "attach", strategy=name,
-                                                        timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                    self.attached[name] = self.rpc.call(self.service, "attach", strategy=name, timeout=5.0)
                     break
                 except (UnknownServiceError, ServiceUnavailableError, RPCTimeoutError) as exc:
-                    if time.monotonic() >= deadline:
-                        raise RuntimeError(
-                            f"strategy {name!r}: the middleware has no {self.service!r} service to attach to "
-                            f"within {self.attach_timeout:g}s ({type(exc).__name__}); run the strategies' "
-                            "plugin under `aitrados run`, which serves it") from None
-                    time.sleep(0.1)
+                    if warn_at and time.monotonic() >= warn_at:
+                        warn_at = 0.0
+                        logger.warning("strategies {}: no {!r} service to attach to after {:g}s ({}); they trade "
+                                       "once a middleware runs it (`aitrados run`); still trying",
+                                       ", ".join(self._by_name), self.service, self.attach_timeout,
+                                       type(exc).__name__)
+                    self._stop.wait(0.1)
+            else:
+                return False
+        return True
+
+    def _request_data(self) -> None:
+        """Ask the hub for the strategies' charts and groups (idempotent; no hub is not an error)."""
+        assert self.rpc is not None
+        calls: list[tuple[str, str, dict[str, Any]]] = []
+        for s in self.strategies:
+            needs = s.needs()
+            for sym in needs.symbols:
+                for iv in needs.intervals:
+                    calls.append(("chart", "add", {"full_symbol": sym, "interval": iv, "size": needs.window or None}))
+            for group, members in needs.groups.items():
+                calls.append(("mtf", "add_group", {"name": group, "members": members}))
+        for service, method, params in calls:
+            try:
+                self.rpc.call(service, method, **params)
+            except (UnknownServiceError, ServiceUnavailableError):
+                logger.info("no {!r} service: {} {} not requested (data comes only if something publishes it)",
+                            service, method, params)
+            except BusError as exc:  # e.g. the group exists already
+                logger.debug("{}.{} {}: {}", service, method, params, exc)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop handling messages, detach every strategy (errors logged) and close the sockets."""
@@ -334,6 +364,13 @@ class RemoteStrategyRunner:
 
     def _main(self) -> None:
         try:
+            if not self._attach_all():
+                return
+            self._request_data()
+            logger.info("remote strategies {} attached to {!r} (step {}); topics: {}", ", ".join(self._by_name),
+                        self.service, {n: a.get("step") if isinstance(a, Mapping) else a
+                                       for n, a in self.attached.items()}, ", ".join(self.topics()))
+            self.ready.set()
             for s in self.strategies:
                 self._call(s, "on_start")
             early, self._early = self._early, []
