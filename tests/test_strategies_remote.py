@@ -6,6 +6,9 @@ position, ...) and fills every order at once. The test publishes bars, snapshots
 calendar events plus ``replay.step`` the way the market-data hub does, waits for each step's
 ack like the replay does, and checks what the strategy submitted, in which order, and what
 it knew (its tags carry the record types it got and the positions it read over RPC).
+The last test runs the real `aitrados run` runtime (its `trading` service and market-data
+hub): an isolated strategy gives exactly the orders, fills and equity of the same strategy
+in-process.
 """
 
 from __future__ import annotations
@@ -286,3 +289,46 @@ def test_strategies_attach_when_the_trading_service_comes_later(tmp_path, monkey
         assert w.starts == 1
     finally:
         host.stop()
+
+
+# ------------------------------------------------------------------ end to end with `aitrados run`'s runtime
+def replay_orders(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[tuple[Any, ...]], float]:
+    """Replay 720 one-minute bars through the real runtime with sma_cross (isolated or not) beside an
+    in-process RSI strategy; returns every order and the final equity."""
+    from conftest import bus_settings
+
+    from aitrados.runtime import Runtime
+    from aitrados_strategies.rsi_reversion import RsiReversion
+
+    sym = "CRYPTO:GLOBAL:BTCUSD"
+    s = bus_settings(ipc_dir)
+    md = s.marketdata
+    md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [sym], 0.5, 0.05
+    s.trading.report_dir = str(tmp_path / f"report-{isolate}")
+    s.plugins["sma_cross"] = {"full_symbol": sym, "interval": "1M", "fast": 5, "slow": 20, "quantity": 2}
+    rt = Runtime(s, plugins=["sma_cross"], isolate=["sma_cross"] if isolate else [],
+                 strategies=[RsiReversion(sym, "1M", quantity=1)], start_clock=False).start()
+    try:
+        if isolate:
+            assert [n for _, n, _ in rt.host.remote_strategies()] == ["sma_cross"]
+            assert wait_for(lambda: "sma_cross" in rt.trading.remote, 20), "the isolated strategy never attached"
+        with rt.mw.subscriber(["replay.end"]) as sub:
+            time.sleep(0.3)
+            rt.start_replay()
+            assert sub.recv(timeout=60) is not None, "the replay stalled"
+        assert rt._done.wait(30)
+        broker = rt.trading.engine.broker
+        orders = sorted((o.strategy, o.client_id, o.side, o.quantity, o.status, o.created_at, o.filled_at,
+                         o.fill_price) for o in broker.orders())
+        return orders, broker.equity()
+    finally:
+        rt.stop()
+
+
+@pytest.mark.timeout(180)
+def test_an_isolated_strategy_trades_exactly_like_in_process_in_a_real_replay(ipc_dir, tmp_path) -> None:
+    local, local_equity = replay_orders(ipc_dir, tmp_path, isolate=False)
+    remote, remote_equity = replay_orders(ipc_dir, tmp_path, isolate=True)
+    assert {o[0] for o in remote} == {"sma_cross", "rsi_reversion"}
+    assert sum(o[0] == "sma_cross" for o in remote) >= 10
+    assert remote == local and remote_equity == local_equity

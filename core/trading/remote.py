@@ -345,6 +345,8 @@ class RemoteStrategyRunner:
             for name in self.attached:
                 try:
                     self.rpc.call(self.service, "detach", strategy=name, timeout=2.0)
+                except (UnknownServiceError, ServiceUnavailableError):
+                    logger.debug("strategy {!r} not detached: the {!r} service is gone already", name, self.service)
                 except BusError as exc:
                     logger.warning("detaching strategy {!r} failed: {}", name, exc)
         self.attached.clear()
