@@ -55,7 +55,8 @@ def register_settings(register: Any) -> None:
 
     Call ``register(Model)`` with a pydantic ``BaseModel`` subclass whose config has
     ``extra="forbid"``. The host validates ``settings.plugins[<plugin name>]`` against it at
-    load time; read the result with ``host.plugin_settings(<plugin name>)``.
+    load time, before the plugin's other ``register_*`` hooks run (they find the result in
+    ``register.settings``); later read it with ``host.plugin_settings(<plugin name>)``.
 
     :param register: ``register(model: type[pydantic.BaseModel]) -> None``.
     :returns: nothing.
