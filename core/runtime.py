@@ -118,6 +118,8 @@ class Runtime:
 
             self.host = PluginHost(self.settings, names=self.plugin_names, strict=self.strict,
                                    isolate=self.isolate).start(self.mw)
+            if self.host.supervisor is not None:  # isolated workers list their strategies once ready
+                self.host.supervisor.wait_ready(self.settings.plugin_host.worker_start_timeout)
             self._start_provider()
             self._thread = threading.Thread(target=self._thread_main, name="aitrados-runtime", daemon=True)
             self._thread.start()
@@ -140,7 +142,7 @@ class Runtime:
         if self.provider == "replay":
             from .marketdata.replay_server import ReplayServerThread
 
-            md = daily_profile(md, self.strategies())
+            md = daily_profile(md, self.all_needs())
             self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"})).start()
             self.http_url, self.ws_url = self.replay.server.http_url, self.replay.server.ws_url
             logger.info("market data: local replay server at {} (no key: embedded default)", self.http_url)
@@ -152,6 +154,15 @@ class Runtime:
         """The strategies to run: those of in-process plugins (``register_strategies``), then the extra ones."""
         get = getattr(self.host, "strategies", None)
         return ([s for _, s in get()] if get else []) + self.extra_strategies
+
+    def remote_strategies(self) -> list[tuple[str, str, Any]]:
+        """``(plugin, strategy, needs)`` of the strategies isolated plugins run in their own processes."""
+        get = getattr(self.host, "remote_strategies", None)
+        return get() if get else []
+
+    def all_needs(self) -> list[Any]:
+        """What every strategy, in-process or isolated, needs (symbols, intervals, windows, groups)."""
+        return [st.needs() for st in self.strategies()] + [n for _, _, n in self.remote_strategies()]
 
     def _risk_checks(self) -> list[Any]:
         checks: list[Any] = []
@@ -197,7 +208,8 @@ class Runtime:
         pub = Publisher(ep.publish, bus=s.bus, context=self.mw.context)
         http = AsyncAitradosHTTPClient(self.http_url, key, settings=s.marketdata)
         strategies = self.strategies()
-        needs = [st.needs() for st in strategies]
+        remote = self.remote_strategies()
+        needs = self.all_needs()
         window = max([n.window for n in needs] + [2]) or 150
         hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=max(window, 150))
         engine = self._build_engine(strategies)
@@ -221,16 +233,18 @@ class Runtime:
                         await hub.add_chart(fs, iv, max(n.window, 2) if n.window else None)
                 for name, members in n.groups.items():
                     await hub.add_group(name, members)
-            if strategies:
-                logger.info("strategies: {}", ", ".join(f"{st.strategy_name} ({', '.join(n.symbols) or 'groups'} "
-                                                        f"{', '.join(n.intervals)})" for st, n in zip(strategies, needs)))
+            names = [st.strategy_name for st in strategies] + [f"{name} (isolated)" for _, name, _ in remote]
+            if names:
+                logger.info("strategies: {}", ", ".join(f"{nm}: {', '.join(n.symbols) or 'groups'} {', '.join(n.intervals)}"
+                                                        for nm, n in zip(names, needs)))
             else:
                 logger.warning("no strategy loaded: the middleware serves data and RPC only "
                                "(`aitrados run --plugins sma_cross` runs the sample strategy)")
             if self.replay is not None:
                 st = self.replay.server.state()
                 self.progress = Progress(_ts(st.get("start")), _ts(st.get("end")))
-                if strategies:
+                if names:
+                    await self._wait_attached([name for _, name, _ in remote], trading)
                     if self.start_clock:
                         self.start_replay()
                 else:  # nothing to replay for: serve, and let the first subscriber start the clock
@@ -241,7 +255,7 @@ class Runtime:
             stop = asyncio.ensure_future(self._stop_req.wait())
             await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
             if hub.ended.is_set():
-                if strategies:  # the report (a PNG included) is written off the loop: services keep answering
+                if names:  # the report (a PNG included) is written off the loop: services keep answering
                     await asyncio.to_thread(self._finish)
                 if self.exit_at_end:
                     self._done.set()
@@ -252,6 +266,18 @@ class Runtime:
             await asyncio.gather(*tasks, return_exceptions=True)
             await hub.stop()
             pub.close()
+
+    async def _wait_attached(self, names: list[str], trading: TradingRuntime, timeout: float = 60.0) -> None:
+        """Wait until every isolated strategy attached to ``trading`` (so it sees the first step)."""
+        deadline = time.monotonic() + timeout
+        while any(n not in trading.remote for n in names):
+            if time.monotonic() > deadline:
+                missing = [n for n in names if n not in trading.remote]
+                raise RuntimeError(f"isolated strategies {', '.join(missing)} did not attach to the trading service "
+                                   f"within {timeout:g}s; see the worker's log lines above")
+            await asyncio.sleep(0.05)
+        if names:
+            logger.info("isolated strategies attached: {}", ", ".join(names))
 
     def start_replay(self) -> None:
         """Start the replay clock (the runtime does it itself unless built with ``start_clock=False``)."""
@@ -312,16 +338,15 @@ class Runtime:
         self.mw.stop()
 
 
-def daily_profile(md: MarketDataSettings, strategies: list[Strategy]) -> MarketDataSettings:
+def daily_profile(md: MarketDataSettings, needs: list[Any]) -> MarketDataSettings:
     """The replay window for daily backtests of the data files.
 
     When no replay window is configured and every symbol the strategies need is a daily (or
     coarser) file series — the bundled S&P 500 / NASDAQ history, or the user's own files — the
     replay covers the files' whole span and generates no 1-minute bars. Otherwise *md* as given.
     """
-    if md.replay_start is not None or md.replay_end is not None or not strategies:
+    if md.replay_start is not None or md.replay_end is not None or not needs:
         return md
-    needs = [st.needs() for st in strategies]
     symbols = {normalize_full_symbol(fs) for n in needs for fs in n.symbols}
     symbols |= {normalize_full_symbol(fs) for n in needs for g in n.groups.values() for fs in g}
     intervals = {iv for n in needs for iv in n.intervals} | {iv for n in needs for g in n.groups.values()

@@ -39,6 +39,9 @@ __all__ = ["LlmGated", "LlmGatedSettings", "UnresolvedModel"]
 class LlmGated(SmaCross):
     """SMA cross with model-approved entries; see the module docstring."""
 
+    #: it waits on a model: the host runs its callbacks off the event loop
+    blocking = True
+
     name = "llm_gated"
 
     def __init__(

@@ -133,6 +133,9 @@ class Strategy:
     """
 
     name: ClassVar[str] = ""
+    #: True when callbacks may block (network calls, e.g. an LLM): the host then runs the
+    #: engine in a worker thread so its event loop and RPC services stay responsive.
+    blocking: ClassVar[bool] = False
     symbols: tuple[str, ...] = ()
     intervals: tuple[str, ...] = ()
     window: int = 0
