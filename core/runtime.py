@@ -305,6 +305,10 @@ class Runtime:
                     self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published)
 
     # ------------------------------------------------------------------ run / stop
+    def wait_replay(self, timeout: float | None = None) -> bool:
+        """Block until the replay ended and its report is written (parts keep running); False on timeout."""
+        return self._done.wait(timeout)
+
     def wait(self) -> int:
         """Block until the replay ends (when ``exit_at_end``), a signal, or a failure; stops; returns the exit code."""
         while not self._done.wait(0.2):
