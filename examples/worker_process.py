@@ -34,7 +34,7 @@ def main() -> None:
     setup_logging(settings.log_level)
     backend = endpoints_for(settings.bus).rpc_backend  # ipc on this host; AITRADOS_BUS__TRANSPORT=tcp for tcp
     worker = ServiceWorker(Stats(), backend, bus=settings.bus).start()
-    print(f"serving 'stats' at {backend}; Ctrl-C to stop")
+    print(f"serving 'stats' at {backend}; Ctrl-C to stop", flush=True)
     try:
         while worker.failure is None:
             time.sleep(0.5)
