@@ -214,7 +214,9 @@ class Runtime:
         hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=max(window, 150))
         engine = self._build_engine(strategies)
         interval = next((iv for n in needs for iv in n.intervals), "DAY")
-        offload = any(getattr(st, "blocking", False) for st in strategies)
+        # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop
+        offload = any(getattr(st, "blocking", False) for st in strategies) or any(
+            name == "check_order hooks" for name, _ in engine.risk.checks)
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)

@@ -56,6 +56,13 @@ def test_main_job_matches_pandas_and_writes_the_report(tmp_path: Path, ipc_dir: 
     assert metrics["final_equity"] == pytest.approx(equity, abs=1e-6)
     trades = pd.read_csv(report / "trades.csv")
     assert len(trades) == metrics["trades"] and abs(len(trades) * 2 - n_fills) <= 1  # round trips
+    # every round trip enters and exits on the oracle's fill days at the oracle's prices
+    entries, exits = fills[fills.signed_qty > 0], fills[fills.signed_qty < 0]
+    closed = trades[trades.closed]
+    assert [str(d.date()) for d in entries.date] == [t[:10] for t in trades.entry_time]
+    assert [str(d.date()) for d in exits.date] == [t[:10] for t in closed.exit_time]
+    assert list(entries.price) == pytest.approx(list(trades.entry_price))
+    assert list(exits.price) == pytest.approx(list(closed.exit_price))
     assert "total return" in r.stdout and "max drawdown" in r.stdout  # the terminal summary
     assert "replay [" in r.stderr and "100.0%" in r.stderr  # progress was shown
     assert (report / "equity.png").read_bytes()[:4] == b"\x89PNG"

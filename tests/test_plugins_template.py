@@ -134,8 +134,7 @@ def test_aitrados_run_plugins_loads_the_installed_plugin(venv, ipc_dir) -> None:
     from aitrados.settings import load_settings
 
     py, _ = venv
-    if not _run_supports_plugins(py):
-        pytest.skip("`aitrados run` has no --plugins flag yet (wired by the lead with plugin_cli.add_run_arguments)")
+    assert _run_supports_plugins(py), "`aitrados run --plugins` must exist"
     name = f"tplrun{os.getpid()}"
     env = {**clean_env(), "AITRADOS_BUS__NAME": name, "AITRADOS_BUS__IPC_DIR": ipc_dir,
            "AITRADOS_BUS__RPC_FRONTEND_PORT": "0", "AITRADOS_BUS__RPC_BACKEND_PORT": "0",

@@ -142,3 +142,12 @@ def test_trading_settings_build_an_engine() -> None:
     assert engine.risk.limits.max_position == 3
     with pytest.raises(ValidationError, match="max_positon"):
         TradingSettings.model_validate({"risk": {"max_positon": 3}})  # typo: extra fields are refused
+
+
+def test_max_position_stops_a_reduction_that_flips_past_the_limit() -> None:
+    r = RiskEngine(RiskLimits(max_position=5))
+    # long 10 (above the limit, e.g. after the limit was lowered): selling 19 would leave -9
+    d = r.check(order("sell", 19), ctx(position=10))
+    assert not d.approved and d.rule == "max_position" and "-9" in d.reason
+    assert r.check(order("sell", 7), ctx(position=10)).approved  # 10 -> 3: a plain reduction
+    assert r.check(order("sell", 14), ctx(position=10)).approved  # 10 -> -4: flips, but within the limit

@@ -116,3 +116,35 @@ def test_replay_is_deterministic(ipc_dir: str, tmp_path) -> None:
             rt.stop()
         outputs.append(((tmp_path / f"r{i}" / "trades.csv").read_text(), (tmp_path / f"r{i}" / "metrics.json").read_text()))
     assert outputs[0] == outputs[1] and outputs[0][0].count("\n") > 2
+
+
+def test_on_chart_reaches_in_process_strategies(ipc_dir: str, tmp_path) -> None:
+    from aitrados.trading.strategy import Strategy
+
+    class ChartWatcher(Strategy):
+        name = "chart_watcher"
+        symbols = (SYM,)
+        intervals = ("5M",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, str, int]] = []
+
+        def on_chart(self, full_symbol, interval, window) -> None:  # noqa: ANN001
+            self.seen.append((full_symbol, interval, window["seq"]))
+
+    s = bus_settings(ipc_dir)
+    s.marketdata.provider = "replay"
+    s.marketdata.replay_symbols = [SYM]
+    s.marketdata.replay_days = 0.05
+    s.marketdata.replay_history_days = 0.05
+    s.trading.report_dir = str(tmp_path / "report")
+    watcher = ChartWatcher()
+    rt = Runtime(s, plugins=[], strategies=[watcher], start_clock=False).start()
+    try:
+        msgs = run_to_end(rt, [f"chart.{SYM}.5M", "replay."])
+        published = [m.data["seq"] for m in msgs if m.topic == f"chart.{SYM}.5M"]
+        assert watcher.seen and [x[2] for x in watcher.seen] == published
+        assert {x[:2] for x in watcher.seen} == {(SYM, "5M")}
+    finally:
+        rt.stop()

@@ -50,7 +50,7 @@ class _TopicStat:
 
     @property
     def count(self) -> int:
-        return sum(self.last_seq.values())
+        return sum(list(self.last_seq.values()))  # the monitor thread may add a publisher meanwhile
 
 
 class PubSubRouter:

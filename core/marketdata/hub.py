@@ -64,7 +64,7 @@ class MarketDataHub:
         self.last_error: BaseException | None = None
         self._subscribed: set[str] = set()
         self._hydrating: dict[str, list[Bar]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, news: list[str] = (), events: list[str] = ()) -> None:  # type: ignore[assignment]
@@ -87,7 +87,8 @@ class MarketDataHub:
         :returns: ``{"full_symbol", "interval", "size", "bars", "hydrated", "created"}``
         """
         fs, iv = self.flow.key(full_symbol, interval)
-        lock = self._locks.setdefault((fs, iv), asyncio.Lock())
+        # one hydration per symbol at a time: a window's hydrate() must not wipe bars another releases
+        lock = self._locks.setdefault(fs, asyncio.Lock())
         async with lock:
             w, created = self.flow.add(fs, iv, size)
             hydrated = 0
@@ -103,7 +104,7 @@ class MarketDataHub:
     async def _hydrate(self, w: Any) -> int:
         """Fill *w* with N-1 closed bars, holding the symbol's stream meanwhile so no bar is lost."""
         fs = w.full_symbol
-        held = self._hydrating.setdefault(fs, [])
+        self._hydrating.setdefault(fs, [])
         try:
             if fs not in self._subscribed:
                 self._subscribed.add(fs)
@@ -112,9 +113,10 @@ class MarketDataHub:
             n = w.hydrate(bars)
             logger.debug("chart {} {}: hydrated {} closed bars", fs, w.interval, n)
         finally:
-            pending = self._hydrating.pop(fs, [])
-        for b in pending:  # pushed while hydrating: stale ones are ignored by the window
-            await self._process_bar(b)
+            # pushed while hydrating (kept even if hydration failed): stale ones are ignored by the windows
+            for b in self._hydrating.pop(fs, []):
+                await self._advance(b.close_datetime)
+                await self._process_bar(b)
         return n
 
     async def add_group(self, name: str, members: dict[str, list[str]], size: int | None = None) -> dict[str, Any]:
@@ -245,7 +247,8 @@ class ChartService(Service):
         await self._hub.add_chart(full_symbol, interval, size)
         w = self._hub.flow.get(full_symbol, interval)
         assert w is not None
-        return w.closed_bars() if closed_only else w.bars()
+        bars = w.closed_bars() if closed_only else w.bars()
+        return bars[-size:] if size else bars
 
     def remove(self, full_symbol: str, interval: str) -> bool:
         """Drop a window; False if there was none."""

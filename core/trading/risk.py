@@ -117,6 +117,11 @@ class RiskEngine:
         label = name or getattr(fn, "__qualname__", None) or repr(fn)
         self._checks.append((label, fn))
 
+    @property
+    def checks(self) -> list[tuple[str, RiskCheck]]:
+        """The external checks as (name, callable), in call order."""
+        return list(self._checks)
+
     # ------------------------------------------------------------------ kill switch
     def trip(self, reason: str = "tripped by operator") -> None:
         """Trip the kill switch: every new order is rejected until :meth:`reset`."""
@@ -242,7 +247,8 @@ class RiskEngine:
             return None
         before = ctx.position + ctx.pending
         after = before + order.signed_quantity
-        if abs(after) <= limit + 1e-9 or abs(after) < abs(before):
+        reduces = abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0))
+        if abs(after) <= limit + 1e-9 or reduces:
             return None
         return RiskDecision.reject(
             "max_position",

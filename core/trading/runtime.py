@@ -65,10 +65,16 @@ class TradingRuntime:
 
     # ------------------------------------------------------------------ hub consumer
     async def consume(self, kind: str, obj: Any) -> None:
-        """Take one hub event (``bar``, ``mtf``, ``news``, ``calendar``, ``step``, ``end``; others ignored)."""
+        """Take one hub event (``bar``, ``chart``, ``mtf``, ``news``, ``calendar``, ``step``, ``end``).
+
+        ``on_chart`` gets the published chart message (``{full_symbol, interval, seq, size, count,
+        last, closed}``), the same in-process and in an isolated worker.
+        """
         e = self.engine
         if kind == "bar":
             await self.run_engine(e.on_bar, obj)
+        elif kind == "chart":
+            await self.run_engine(e.on_chart, obj["full_symbol"], obj["interval"], obj)
         elif kind == "mtf":
             await self.run_engine(e.on_mtf, obj, obj.group)
         elif kind == "news":
@@ -124,25 +130,30 @@ class TradingService(Service):
         self._rt = runtime
 
     # ---- queries
-    def positions(self) -> list[Any]:
+    async def positions(self) -> list[Any]:
         """Every position (account-wide)."""
-        return self._rt.engine.broker.positions()
+        async with self._rt.lock:  # the engine may be running in a worker thread
+            return self._rt.engine.broker.positions()
 
-    def position(self, strategy: str, full_symbol: str) -> float:
+    async def position(self, strategy: str, full_symbol: str) -> float:
         """The signed quantity *strategy* holds in *full_symbol*."""
-        return self._rt.engine.broker.position(full_symbol, strategy)
+        async with self._rt.lock:
+            return self._rt.engine.broker.position(full_symbol, strategy)
 
-    def orders(self, status: str | None = None) -> list[Any]:
+    async def orders(self, status: str | None = None) -> list[Any]:
         """Orders, optionally only those with *status* (accepted, rejected, filled, cancelled)."""
-        return self._rt.engine.broker.orders(status)
+        async with self._rt.lock:  # the engine may be running in a worker thread
+            return self._rt.engine.broker.orders(status)
 
-    def account(self) -> Any:
+    async def account(self) -> Any:
         """Cash, equity, realised and unrealised PnL."""
-        return self._rt.engine.broker.account()
+        async with self._rt.lock:  # the engine may be running in a worker thread
+            return self._rt.engine.broker.account()
 
-    def report(self) -> dict[str, Any]:
+    async def report(self) -> dict[str, Any]:
         """The run's metrics so far (total return, drawdown, Sharpe, trades, win rate, exposure)."""
-        r = self._rt.finished or build_report(self._rt.engine.broker, self._rt.interval)
+        async with self._rt.lock:
+            r = self._rt.finished or build_report(self._rt.engine.broker, self._rt.interval)
         return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
 
     # ---- kill switch
