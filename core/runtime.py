@@ -228,7 +228,8 @@ class Runtime:
                              {fs for n in needs for g in n.groups.values() for fs in g})
             countries = sorted({parse_full_symbol(fs)[1] for fs in symbols})
             news = sorted({":".join(parse_full_symbol(fs)[:2]) + ":*" for fs in symbols})
-            await hub.start(news=news, events=[f"{c}:*" for c in countries])
+            # calendar: each release, and its preview a day ahead (strategies can stand aside before it)
+            await hub.start(news=news, events=[t for c in countries for t in (f"{c}:*", f"{c}:*:1DAY")])
             for n in needs:
                 for fs in n.symbols:
                     for iv in n.intervals:

@@ -8,6 +8,7 @@ through :class:`~aitrados.marketdata.flow.ChartFlow` and publishes what changed:
 * ``chart.<full_symbol>.<interval>``: every window change, with its sequence number
 * ``mtf.<group>``: one aligned snapshot per time frontier (``Snapshot.to_record()``)
 * ``news.<full_symbol>`` / ``calendar.<COUNTRY>.<EVENT_CODE>``: news items and calendar events
+  (``preview_interval`` ``1DAY``: the schedule a day ahead, outcome masked; ``REAL_TIME``: the release)
 * ``replay.step`` ``{step, time}``: after all events of one data time step; ``replay.end`` at the end
 
 In-process consumers (the trading runtime) get the same events, in the same order, through
@@ -36,6 +37,11 @@ from .models import Bar, CalendarEvent, NewsItem, normalize_full_symbol
 from .ws_client import AitradosWSClient, ReplayEnd
 
 Consumer = Callable[[str, Any], Awaitable[None] | None]
+
+#: How far before the event a preview of each AiTrados preview interval is pushed.
+PREVIEW_AHEAD = {"30DAY": dt.timedelta(days=30), "2WEEK": dt.timedelta(weeks=2), "1WEEK": dt.timedelta(weeks=1),
+                 "1DAY": dt.timedelta(days=1), "60M": dt.timedelta(minutes=60), "15M": dt.timedelta(minutes=15),
+                 "5M": dt.timedelta(minutes=5)}
 
 
 class MarketDataHub:
@@ -199,7 +205,9 @@ class MarketDataHub:
 
     async def _on_event(self, ev: CalendarEvent) -> None:
         self.counts["events"] += 1
-        await self._advance(ev.event_timestamp)
+        # a preview (the schedule ahead, outcome masked) arrives before its event: data time is the push time
+        ahead = PREVIEW_AHEAD.get(ev.preview_interval or "", dt.timedelta(0))
+        await self._advance(ev.event_timestamp - ahead)
         self._publish(f"calendar.{ev.country_iso_code}.{ev.event_code}", ev)
         await self._emit("calendar", ev)
 

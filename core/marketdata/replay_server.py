@@ -83,6 +83,18 @@ class _Session:
             self.match_cache[ck] = hit
         return hit
 
+    def wants_event(self, key: str) -> bool:
+        """Real-time events match as topics do; a preview (``US:CPI:1DAY``) only a pattern naming
+        its preview interval (``US:*:1DAY``), so plain ``US:*`` subscribers see each event once."""
+        if key.endswith(":REAL_TIME"):
+            return self.wants("event", key)
+        pi = key.rsplit(":", 1)[1]
+        return any(p.count(":") == 2 and p.rsplit(":", 1)[1] == pi and _topic_match(p, key) for p in self.subs["event"])
+
+
+#: How far ahead the replay server pushes an event's preview (``preview_interval: 1DAY``).
+PREVIEW_AHEAD = dt.timedelta(days=1)
+
 
 @dataclass
 class _Failure:
@@ -162,6 +174,10 @@ class ReplayServer:
                           if start < n.published_date <= end)
         self.timeline.add((e.event_timestamp, "event", {**event_record(e), "preview_interval": "REAL_TIME"})
                           for e in self.store.events if start < e.event_timestamp <= end)
+        # previews: the schedule one day ahead, outcome masked, for subscriptions that name `1DAY`
+        self.timeline.add((e.event_timestamp - PREVIEW_AHEAD, "event",
+                           {**event_record(e, asof=e.event_timestamp - PREVIEW_AHEAD), "preview_interval": "1DAY"})
+                          for e in self.store.events if start < e.event_timestamp - PREVIEW_AHEAD <= end)
 
     def _add_stream_symbol(self, fs: str) -> None:
         """Put a symbol generated on demand into the rest of the replay."""
@@ -485,11 +501,13 @@ class ReplayServer:
         elif kind == "news":
             keys = [(r.get("full_symbol") or "") for r in recs]
         else:
-            keys = [f"{r['country_iso_code']}:{r['event_code']}:REAL_TIME" for r in recs]
+            keys = [f"{r['country_iso_code']}:{r['event_code']}:{r.get('preview_interval') or 'REAL_TIME'}"
+                    for r in recs]
         for sess in list(self._sessions):
             if not sess.subs[kind]:
                 continue
-            mine = [r for r, k in zip(recs, keys) if sess.wants(kind, k)]
+            want = sess.wants_event if kind == "event" else (lambda k, _kind=kind, _s=sess: _s.wants(_kind, k))
+            mine = [r for r, k in zip(recs, keys) if want(k)]
             for i in range(0, len(mine), MAX_RECORDS_PER_PUSH):
                 chunk = mine[i:i + MAX_RECORDS_PER_PUSH]
                 try:
