@@ -24,3 +24,20 @@ def test_isolated_cpu_heavy_strategy_keeps_the_middleware_responsive(monkeypatch
     assert r["cpu"] >= 0.1  # CPU seconds the worker spent between its first and last bar
     # the middleware answered every ping meanwhile (1 s timeout each, a ping every ~5 ms)
     assert r["timeouts"] == 0 and len(r["latencies"]) >= 50
+
+
+@pytest.mark.timeout(120)
+def test_isolation_is_what_keeps_pings_fast() -> None:
+    """Relative, not absolute: the same burner in-process makes the ping tail much slower than isolated."""
+    spec = importlib.util.spec_from_file_location("isolated_strategy_example2", EXAMPLE)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    iso = mod.measure(isolated=True, seconds=2.0, ping_timeout=1.0)
+    inproc = mod.measure(isolated=False, seconds=2.0, ping_timeout=1.0)
+    assert inproc["burned"] >= 5 and iso["burned"] >= 5
+
+    def p99(lat: list[float]) -> float:
+        xs = sorted(lat)
+        return xs[int(0.99 * (len(xs) - 1))]
+
+    assert p99(inproc["latencies"]) > 3 * p99(iso["latencies"]), (p99(inproc["latencies"]), p99(iso["latencies"]))
