@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
 from .addresses import PORT_SETTING, AlreadyRunningError, Role, clear_stale_ipc
+
+if TYPE_CHECKING:
+    from ..settings import BusSettings
+
+
+def router_socket(ctx: zmq.Context, kind: int, bus: "BusSettings", secure: Callable[[zmq.Socket], None] | None) -> zmq.Socket:
+    """A router-side socket with the bus limits set on purpose: no linger, high-water marks,
+    ``ZMQ_MAXMSGSIZE``, and CURVE when *secure* is given."""
+    s = ctx.socket(kind)
+    s.linger = 0
+    s.sndhwm = bus.hwm
+    s.rcvhwm = bus.hwm
+    s.maxmsgsize = bus.max_message_size
+    if secure:
+        secure(s)
+    return s
 
 
 class BindError(RuntimeError):

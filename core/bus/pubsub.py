@@ -31,7 +31,7 @@ from loguru import logger
 
 from ..settings import BusSettings
 from . import protocol as P
-from .binding import bind_all
+from .binding import bind_all, router_socket
 
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -82,14 +82,7 @@ class PubSubRouter:
         self._stop = threading.Event()
 
     def _socket(self, kind: int) -> zmq.Socket:
-        s = self.ctx.socket(kind)
-        s.linger = 0
-        s.sndhwm = self.bus.hwm
-        s.rcvhwm = self.bus.hwm
-        s.maxmsgsize = self.bus.max_message_size
-        if self._secure:
-            self._secure(s)
-        return s
+        return router_socket(self.ctx, kind, self.bus, self._secure)
 
     def bind(self) -> dict[str, list[str]]:
         """Create and bind the XSUB and XPUB sockets; returns the bound addresses."""
@@ -370,21 +363,18 @@ def _call_handler(handler: Callable[[Message], Any], m: Message, owner: Any) -> 
         return None
 
 
-class Subscriber:
-    """Receives messages whose topics start with any of *prefixes* (synchronous).
+class _SubscriberBase:
+    """What both subscribers share: the SUB socket's setup, sequence tracking and subscriptions."""
 
-    :param address: the router's subscribe address (``Endpoints.subscribe``)
-    :param prefixes: topic prefixes; ``""`` means everything
-    :param decode: decode bodies (msgpack); False hands raw bytes in ``Message.data``
-    """
+    _sock: Any
 
-    def __init__(self, address: str, prefixes: Iterable[str] = (), *, bus: BusSettings | None = None,
-                 context: zmq.Context | None = None, hwm: int | None = None, decode: bool = True) -> None:
+    def _setup(self, sock: Any, address: str, prefixes: Iterable[str], bus: BusSettings | None,
+               hwm: int | None, decode: bool) -> None:
         self.address = address
-        self._sock = (context or zmq.Context.instance()).socket(zmq.SUB)
-        self._sock.linger = 0
-        self._sock.rcvhwm = hwm or (bus.hwm if bus else 100_000)
-        _connect(self._sock, address, bus)
+        self._sock = sock
+        sock.linger = 0
+        sock.rcvhwm = hwm or (bus.hwm if bus else 100_000)
+        _connect(sock, address, bus)
         self._tracker = _Tracker()
         self._decode = decode
         self.handler_errors = 0
@@ -403,6 +393,19 @@ class Subscriber:
     def unsubscribe(self, prefix: str) -> None:
         """Stop receiving topics starting with *prefix*."""
         self._sock.setsockopt(zmq.UNSUBSCRIBE, prefix.encode("utf-8"))
+
+
+class Subscriber(_SubscriberBase):
+    """Receives messages whose topics start with any of *prefixes* (synchronous).
+
+    :param address: the router's subscribe address (``Endpoints.subscribe``)
+    :param prefixes: topic prefixes; ``""`` means everything
+    :param decode: decode bodies (msgpack); False hands raw bytes in ``Message.data``
+    """
+
+    def __init__(self, address: str, prefixes: Iterable[str] = (), *, bus: BusSettings | None = None,
+                 context: zmq.Context | None = None, hwm: int | None = None, decode: bool = True) -> None:
+        self._setup((context or zmq.Context.instance()).socket(zmq.SUB), address, prefixes, bus, hwm, decode)
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next valid message, or None when *timeout* seconds pass without one."""
@@ -459,7 +462,7 @@ class Subscriber:
         self.close()
 
 
-class AsyncSubscriber:
+class AsyncSubscriber(_SubscriberBase):
     """Asyncio twin of ``Subscriber``: ``await recv()`` or ``async for msg in sub``.
 
     After one awaited wake-up it drains every waiting message without blocking.
@@ -468,30 +471,9 @@ class AsyncSubscriber:
     def __init__(self, address: str, prefixes: Iterable[str] = (), *, bus: BusSettings | None = None,
                  context: zmq.Context | None = None, hwm: int | None = None, decode: bool = True) -> None:
         ctx = zmq.asyncio.Context.shadow(context or zmq.Context.instance())
-        self._sock = ctx.socket(zmq.SUB)
-        self._sock.linger = 0
-        self._sock.rcvhwm = hwm or (bus.hwm if bus else 100_000)
-        _connect(self._sock, address, bus)
-        self._sync = zmq.Socket.shadow(self._sock.underlying)
-        self._tracker = _Tracker()
-        self._decode = decode
         self._buf: deque[Message] = deque()
-        self.handler_errors = 0
-        for p in prefixes:
-            self.subscribe(p)
-
-    @property
-    def stats(self) -> SubscriberStats:
-        """Counters of received, missed and malformed messages."""
-        return self._tracker.stats
-
-    def subscribe(self, prefix: str) -> None:
-        """Receive topics starting with *prefix*."""
-        self._sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("utf-8"))
-
-    def unsubscribe(self, prefix: str) -> None:
-        """Stop receiving topics starting with *prefix*."""
-        self._sock.setsockopt(zmq.UNSUBSCRIBE, prefix.encode("utf-8"))
+        self._setup(ctx.socket(zmq.SUB), address, prefixes, bus, hwm, decode)
+        self._sync = zmq.Socket.shadow(self._sock.underlying)
 
     async def recv(self, timeout: float | None = None) -> Message | None:
         """The next valid message, or None after *timeout* seconds without one."""

@@ -118,14 +118,10 @@ class RPCRouter:
 
     # ---------------------------------------------------------------- setup
     def _socket(self) -> zmq.Socket:
-        s = self.ctx.socket(zmq.ROUTER)
-        s.linger = 0
+        from .binding import router_socket
+
+        s = router_socket(self.ctx, zmq.ROUTER, self.bus, self._secure)
         s.router_mandatory = True  # sending to a gone peer raises instead of dropping silently
-        s.sndhwm = self.bus.hwm
-        s.rcvhwm = self.bus.hwm
-        s.maxmsgsize = self.bus.max_message_size
-        if self._secure:
-            self._secure(s)
         return s
 
     def bind(self) -> dict[str, list[str]]:
