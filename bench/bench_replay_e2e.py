@@ -142,7 +142,7 @@ def ours_loop(days: float, make) -> tuple[int, float, int]:  # noqa: ANN001
     try:
         t = time.perf_counter()
         rt.start_replay()
-        rt.hub_done = rt._done.wait(600)
+        assert rt.wait_replay(600), "the replay did not finish"
         dt = time.perf_counter() - t
         fills = len(rt.trading.engine.broker.fills())
         return rt.hub.counts["bars_in"], dt, fills

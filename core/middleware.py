@@ -145,6 +145,11 @@ class Middleware:
             return RuntimeError("a router thread stopped unexpectedly")
         return None
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once SIGINT/SIGTERM arrived (with handlers installed) or ``stop()`` ran."""
+        return self._stopped.is_set()
+
     def install_signal_handlers(self) -> None:
         """Make SIGINT and SIGTERM end ``wait()`` (call before ``start()`` so no signal is missed)."""
         if threading.current_thread() is threading.main_thread():

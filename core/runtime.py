@@ -210,8 +210,8 @@ class Runtime:
         strategies = self.strategies()
         remote = self.remote_strategies()
         needs = self.all_needs()
-        window = max([n.window for n in needs] + [2]) or 150
-        hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=max(window, 150))
+        window = max([n.window for n in needs] + [150])  # default chart length: the longest need, at least 150
+        hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=window)
         engine = self._build_engine(strategies)
         interval = next((iv for n in needs for iv in n.intervals), "DAY")
         # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop
@@ -315,7 +315,7 @@ class Runtime:
     def wait(self) -> int:
         """Block until the replay ends (when ``exit_at_end``), a signal, or a failure; stops; returns the exit code."""
         while not self._done.wait(0.2):
-            if self.mw._stopped.is_set():
+            if self.mw.stop_requested:
                 break
             if self.mw.failure is not None:
                 self.failure = self.mw.failure

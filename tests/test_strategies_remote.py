@@ -316,7 +316,7 @@ def replay_orders(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[tupl
             time.sleep(0.3)
             rt.start_replay()
             assert sub.recv(timeout=60) is not None, "the replay stalled"
-        assert rt._done.wait(30)
+        assert rt.wait_replay(30)
         broker = rt.trading.engine.broker
         orders = sorted((o.strategy, o.client_id, o.side, o.quantity, o.status, o.created_at, o.filled_at,
                          o.fill_price) for o in broker.orders())

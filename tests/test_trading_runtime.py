@@ -46,7 +46,7 @@ def run_to_end(rt: Runtime, prefixes: list[str]) -> list:
         out.append(m)
         if m.topic == "replay.end":
             break
-    assert rt._done.wait(30), "the runtime did not finish after the replay"
+    assert rt.wait_replay(30), "the runtime did not finish after the replay"
     assert sub.stats.missed == 0
     return out
 
