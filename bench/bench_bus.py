@@ -1,18 +1,29 @@
-"""Bus benchmark: our routers against raw pyzmq baselines, measured in the same run.
+"""Bus benchmark: our routers against the best raw pyzmq reaches, measured in the same run.
 
-    python bench/bench_bus.py [--quick]
+    python bench/bench_bus.py [--quick] [--json FILE]
 
-1. RPC sequential round trip (median, p99): client -> router -> echo worker -> back, each in
-   its own process. Baseline: a raw ``zmq.proxy(ROUTER, DEALER)`` broker with a DEALER echo
-   worker. Ours: the middleware's RPC router with a ServiceWorker. ipc and tcp.
-2. Pipelined requests/s from one asyncio client with 256 requests in flight, same pair.
-3. Pub/sub: a ~200-byte bar, publisher -> router -> subscriber in separate processes.
-   Baseline: PUB -> zmq.proxy(XSUB, XPUB) -> SUB with the same msgpack encoding. Ours:
-   Publisher -> the middleware's pub/sub router -> Subscriber (sequence numbers, gap check).
-   Reports delivered messages/s and lost messages (ours must detect every loss).
+Every party runs in its own process, on the same transport as ours. The raw baselines are
+written the way a plain pyzmq program reaches its limit (compare the limit scripts kept
+beside the project): blocking sockets, one ``send``/``recv`` call per frame (no
+``*_multipart`` overhead), NOBLOCK drains, no asyncio, lossless high-water marks for
+throughput, a warm-up before timing.
 
-Prints one table with the ratios ours/raw. Absolute numbers drift between runs on a shared
-machine; the ratios are what to read.
+1. RPC sequential round trip (median, p99): client -> broker -> echo worker -> back.
+   Baselines: a C ``zmq.proxy(ROUTER, DEALER)`` broker (the limit) and a Python broker loop
+   (poll + NOBLOCK drain + forward, no application logic) with a DEALER echo worker.
+   Ours: the middleware's RPC router with a ``ServiceWorker`` and ``RPCClient.call``.
+2. Pipelined requests/s with 256 in flight from one client. Baseline: a blocking DEALER that
+   keeps the window full through the C proxy. Ours: ``AsyncRPCClient`` with 256 concurrent calls.
+3. Pub/sub: a ~200-byte bar, encoded per message at the publisher and decoded per message at
+   the subscriber (msgpack, the same codec both sides). Baseline: PUB -> C ``zmq.proxy(XSUB,
+   XPUB)`` -> SUB with every HWM at 0 (lossless). Ours: ``Publisher`` -> the middleware's
+   pub/sub router -> ``Subscriber`` (sequence numbers, gap check) with the default settings.
+   Rate = messages delivered / (subscriber saw its last message - publisher started), both
+   ``perf_counter_ns`` (one clock across processes on Linux). Loss: what the subscriber missed
+   and what its gap detector reported; the two must be equal.
+
+Prints one table with ratios ours/limit. Absolute numbers drift on a shared machine (run it
+on an idle one); the ratios are what to read.
 """
 
 from __future__ import annotations
@@ -27,13 +38,14 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from aitrados.bus import protocol as P
 
 HERE = os.path.abspath(__file__)
+WARMUP = 2000
 BAR = {
     "full_symbol": "CRYPTO:GLOBAL:BTCUSD", "interval": "1M",
     "datetime": datetime(2025, 9, 14, 10, 55, tzinfo=timezone.utc),
@@ -42,26 +54,103 @@ BAR = {
     "volume": 0.15742726, "vwap": 77372.51580908668, "closed": True, "exchange": "GLOBAL",
     "trading_session": "RTH",
 }
+TOPIC = "ohlc.CRYPTO:GLOBAL:BTCUSD.1M"
+SM, NB = int(zmq.SNDMORE), int(zmq.NOBLOCK)
 
 
 # ------------------------------------------------------------------ child roles
-def role_raw_broker(front: str, back: str) -> None:
+def role_raw_broker(front: str, back: str, kind: str) -> None:
+    """ROUTER (clients) | DEALER (workers): the C proxy, or a Python loop draining with NOBLOCK."""
     ctx = zmq.Context()
-    f = ctx.socket(zmq.ROUTER)
-    b = ctx.socket(zmq.DEALER)
+    f, b = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    for s in (f, b):
+        s.sndhwm = s.rcvhwm = 0
     f.bind(front)
     b.bind(back)
     print("ready", flush=True)
-    zmq.proxy(f, b)
+    if kind == "c":
+        zmq.proxy(f, b)
+        return
+    poller = zmq.Poller()
+    poller.register(f, zmq.POLLIN)
+    poller.register(b, zmq.POLLIN)
+
+    def pump(src: zmq.Socket, dst: zmq.Socket) -> None:
+        recv, send = src.recv, dst.send
+        while True:
+            try:
+                frame = recv(NB)
+            except zmq.Again:
+                return
+            while src.rcvmore:
+                send(frame, SM)
+                frame = recv()
+            send(frame)
+
+    while True:
+        for sock, _ in poller.poll():
+            pump(sock, b if sock is f else f)
 
 
 def role_raw_worker(back: str) -> None:
+    """DEALER echo: sends every received frame straight back, envelope included."""
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
+    s.sndhwm = s.rcvhwm = 0
     s.connect(back)
     print("ready", flush=True)
+    recv, send = s.recv, s.send
     while True:
-        s.send_multipart(s.recv_multipart())
+        frame = recv()
+        while s.rcvmore:
+            send(frame, SM)
+            frame = recv()
+        send(frame)
+
+
+def role_raw_client(front: str, n_seq: int, n_pipe: int, window: int) -> None:
+    """Blocking DEALER: sequential latencies, then *window* requests kept in flight."""
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.sndhwm = s.rcvhwm = 0
+    s.connect(front)
+    recv, send = s.recv, s.send
+    body = P.request_body("echo", {"value": 1})
+    head = [P.CLIENT_TAG, P.REQUEST, b"echo"]
+
+    def req(i: int) -> None:
+        for fr in head:
+            send(fr, SM)
+        send(i.to_bytes(8, "big"), SM)
+        send(body)
+
+    def rep() -> None:
+        recv()
+        while s.rcvmore:
+            recv()
+
+    pc = time.perf_counter_ns
+    for i in range(WARMUP):
+        req(i)
+        rep()
+    lat = []
+    for i in range(n_seq):
+        t = pc()
+        req(i)
+        rep()
+        lat.append(pc() - t)
+    sent = 0
+    t0 = pc()
+    while sent < min(window, n_pipe):
+        req(sent)
+        sent += 1
+    for _ in range(n_pipe):
+        rep()
+        if sent < n_pipe:
+            req(sent)
+            sent += 1
+    rate = n_pipe / ((pc() - t0) / 1e9)
+    print(json.dumps({"lat_ns": lat, "pipe": rate}), flush=True)
 
 
 def role_our_router(cfg: str) -> None:
@@ -94,61 +183,123 @@ def role_our_worker(back: str) -> None:
         time.sleep(3600)
 
 
-def role_raw_publisher(addr: str, n: int) -> None:
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.PUB)
-    s.sndhwm = 100_000
-    s.connect(addr)
-    time.sleep(1.0)
-    topic = b"ohlc.CRYPTO:GLOBAL:BTCUSD.1M"
-    enc = P.encode
-    send = s.send
-    more = int(zmq.SNDMORE)
-    for _ in range(n):
-        send(topic, more)
-        send(enc(BAR))
-    for _ in range(20):
-        time.sleep(0.05)
-        s.send_multipart([b"ohlc.END", b"end"])
-    time.sleep(0.2)
+def role_our_client(front: str, n_seq: int, n_pipe: int, window: int) -> None:
+    """``RPCClient.call`` sequentially, then ``AsyncRPCClient`` with *window* calls in flight."""
+    from aitrados.bus import AsyncRPCClient, RPCClient
 
+    c = RPCClient(front, timeout=30)
+    pc = time.perf_counter_ns
+    for _ in range(WARMUP):
+        c.call("echo", "echo", value=1)
+    lat = []
+    for _ in range(n_seq):
+        t = pc()
+        c.call("echo", "echo", value=1)
+        lat.append(pc() - t)
+    c.close()
 
-def role_our_publisher(addr: str, n: int) -> None:
-    from aitrados.bus import Publisher
+    async def pipelined() -> float:
+        ac = AsyncRPCClient(front, timeout=60)
+        sem = asyncio.Semaphore(window)
 
-    pub = Publisher(addr)
-    time.sleep(1.0)
-    publish = pub.publish
-    topic = "ohlc.CRYPTO:GLOBAL:BTCUSD.1M"
-    for _ in range(n):
-        publish(topic, BAR)
-    for _ in range(20):  # same topic: a lost tail shows up as a gap before the first "end"
-        time.sleep(0.05)
-        pub.publish(topic, "end")
-    time.sleep(0.2)
-    pub.close()
+        async def one() -> None:
+            async with sem:
+                await ac.call("echo", "echo", value=1)
+
+        await ac.call("echo", "echo", value=0)
+        t0 = pc()
+        await asyncio.gather(*[one() for _ in range(n_pipe)])
+        rate = n_pipe / ((pc() - t0) / 1e9)
+        ac.close()
+        return rate
+
+    print(json.dumps({"lat_ns": lat, "pipe": asyncio.run(pipelined())}), flush=True)
 
 
 def role_raw_pubsub_proxy(sub_addr: str, pub_addr: str) -> None:
     ctx = zmq.Context()
-    xs = ctx.socket(zmq.XSUB)
-    xp = ctx.socket(zmq.XPUB)
-    xs.rcvhwm = xp.sndhwm = 100_000
+    xs, xp = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    xs.rcvhwm = xs.sndhwm = xp.sndhwm = xp.rcvhwm = 0
     xs.bind(sub_addr)
     xp.bind(pub_addr)
     print("ready", flush=True)
     zmq.proxy(xs, xp)
 
 
+def _bar_stream(n: int) -> Any:
+    """The bars a publisher sends: one dict mutated per message, so each is encoded anew."""
+    bar = dict(BAR)
+    px = bar["close"]
+    for i in range(n):
+        bar["close"] = px + (i & 127) * 0.01
+        yield bar
+
+
+def role_raw_publisher(addr: str, n: int) -> None:
+    """Lossless PUB: warms up until the subscriber says so (a line on stdin), then sends *n* bars."""
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUB)
+    s.sndhwm = 0
+    s.connect(addr)
+    _warm_up(lambda: s.send_multipart([TOPIC.encode(), b"warm"]))
+    send, enc, t = s.send, P.encode, TOPIC.encode()
+    t0 = time.perf_counter_ns()
+    for bar in _bar_stream(n):
+        send(t, SM)
+        send(enc(bar))
+    s.send_multipart([t, b"end"])
+    print(json.dumps({"t0": t0}), flush=True)
+    sys.stdin.readline()
+
+
+def role_our_publisher(addr: str, n: int) -> None:
+    """``Publisher.publish`` (msgpack + sequence numbers) with the default settings."""
+    from aitrados.bus import Publisher
+
+    pub = Publisher(addr)
+    _warm_up(lambda: pub.publish("ohlc.WARM", "warm"))
+    publish = pub.publish
+    t0 = time.perf_counter_ns()
+    for bar in _bar_stream(n):
+        publish(TOPIC, bar)
+    for _ in range(50):  # same topic: a lost tail shows as a gap before the first "end" that arrives
+        pub.publish(TOPIC, "end")
+        time.sleep(0.02)
+    print(json.dumps({"t0": t0}), flush=True)
+    sys.stdin.readline()
+    pub.close()
+
+
+def _warm_up(send_one: Any) -> None:
+    """Send warm-up messages until the parent writes a line (the subscriber saw traffic)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(sys.stdin, selectors.EVENT_READ)
+    print("ready", flush=True)
+    while not sel.select(0.002):
+        send_one()
+    sys.stdin.readline()
+
+
 # ------------------------------------------------------------------ helpers
-def spawn(*args: str) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, HERE, "--role", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    return p
+def spawn(*args: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, HERE, "--role", *map(str, args)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
 
 
-def ready(p: subprocess.Popen) -> str:
+def line(p: subprocess.Popen) -> str:
     assert p.stdout is not None
-    return p.stdout.readline().strip()
+    out = p.stdout.readline().strip()
+    if not out:
+        raise RuntimeError(f"bench child {p.args[3:]} exited with {p.wait()}")
+    return out
+
+
+def tell(p: subprocess.Popen) -> None:
+    assert p.stdin is not None
+    p.stdin.write("go\n")
+    p.stdin.flush()
 
 
 def stop(*ps: subprocess.Popen) -> None:
@@ -157,201 +308,176 @@ def stop(*ps: subprocess.Popen) -> None:
         p.wait()
 
 
-def seq_raw(front: str, n: int) -> list[float]:
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.linger = 0
-    s.connect(front)
-    body = P.request_body("echo", {"value": 1})
-    lat = []
-    for i in range(n + 200):
-        t = time.perf_counter()
-        s.send_multipart([P.CLIENT_TAG, P.REQUEST, b"echo", i.to_bytes(8, "big"), body])
-        s.recv_multipart()
-        if i >= 200:
-            lat.append(time.perf_counter() - t)
-    s.close()
-    return lat
+def pct(ns: list[int], q: float) -> float:
+    xs = sorted(ns)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] / 1000
 
 
-def seq_ours(front: str, n: int) -> list[float]:
-    from aitrados.bus import RPCClient
-
-    c = RPCClient(front, timeout=10)
-    lat = []
-    for i in range(n + 200):
-        t = time.perf_counter()
-        c.call("echo", "echo", value=1)
-        if i >= 200:
-            lat.append(time.perf_counter() - t)
-    c.close()
-    return lat
-
-
-async def pipelined_raw(front: str, n: int, window: int = 256) -> float:
-    ctx = zmq.asyncio.Context.instance()
-    s = ctx.socket(zmq.DEALER)
-    s.linger = 0
-    s.connect(front)
-    body = P.request_body("echo", {"value": 1})
-    sent = 0
-    t = time.perf_counter()
-    for _ in range(window):
-        await s.send_multipart([P.CLIENT_TAG, P.REQUEST, b"echo", sent.to_bytes(8, "big"), body])
-        sent += 1
-    got = 0
-    while got < n:
-        await s.recv_multipart()
-        got += 1
-        if sent < n:
-            await s.send_multipart([P.CLIENT_TAG, P.REQUEST, b"echo", sent.to_bytes(8, "big"), body])
-            sent += 1
-    dt = time.perf_counter() - t
-    s.close()
-    return n / dt
-
-
-async def pipelined_ours(front: str, n: int, window: int = 256) -> float:
-    from aitrados.bus import AsyncRPCClient
-
-    c = AsyncRPCClient(front, timeout=30)
-    sem = asyncio.Semaphore(window)
-
-    async def one() -> None:
-        async with sem:
-            await c.call("echo", "echo", value=1)
-
-    await c.call("echo", "echo", value=0)
-    t = time.perf_counter()
-    await asyncio.gather(*[one() for _ in range(n)])
-    dt = time.perf_counter() - t
-    c.close()
-    return n / dt
-
-
-def receive_raw(sub_addr: str, n: int) -> tuple[float, int, int]:
+def raw_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
+    """Lossless SUB decoding every bar; returns rate and loss (seen against the publisher's count)."""
     s = zmq.Context.instance().socket(zmq.SUB)
-    s.rcvhwm = 100_000
+    s.rcvhwm = 0
+    s.rcvtimeo = 30_000
     s.setsockopt(zmq.SUBSCRIBE, b"ohlc.")
-    s.connect(sub_addr)
+    s.connect(addr)
+    recv, dec = s.recv, P.decode
+    line(pub)
+    recv()
+    recv()
+    tell(pub)  # saw traffic: start timing
     got = 0
-    t0 = None
-    dec = P.decode
     while True:
-        if not s.poll(15000):
+        recv()
+        body = recv()
+        if body == b"warm":
+            continue
+        if body == b"end":
             break
-        topic, body = s.recv_multipart()
-        if topic == b"ohlc.END":
-            break
-        if t0 is None:
-            t0 = time.perf_counter()
         dec(body)
         got += 1
-    dt = time.perf_counter() - (t0 or time.perf_counter())
+    t_last = time.perf_counter_ns()
+    t0 = json.loads(line(pub))["t0"]
+    tell(pub)
     s.close()
-    return got / dt if dt else 0.0, got, n - got
+    return {"rate": got / ((t_last - t0) / 1e9), "got": got, "lost": n - got, "detected": 0}
 
 
-def receive_ours(sub_addr: str, n: int) -> tuple[float, int, int, int]:
+def our_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
+    """``Subscriber`` on the router; loss detected = gaps the subscriber reported among the bars."""
     from aitrados.bus import Subscriber
 
-    sub = Subscriber(sub_addr, ["ohlc."])
-    got = 0
-    t0 = None
-    first_seq = 1
+    sub = Subscriber(addr, ["ohlc."])
+    line(pub)
+    while (m := sub.recv(timeout=30)) is None or m.topic != "ohlc.WARM":
+        pass
+    tell(pub)
+    got, first, t_last = 0, None, 0
+    missed_at_start = sub.stats.missed
     while True:
-        m = sub.recv(timeout=15)
-        if m is None or m.data == "end":
+        m = sub.recv(timeout=30)
+        if m is None:
+            raise RuntimeError("our subscriber saw nothing for 30 s")
+        if m.topic != TOPIC:
+            continue
+        if first is None:
+            first = m.seq
+        if m.data == "end":
+            end_seq = m.seq
             break
-        if t0 is None:
-            t0 = time.perf_counter()
-            first_seq = m.seq
         got += 1
-    dt = time.perf_counter() - (t0 or time.perf_counter())
-    missed = sub.stats.missed + (first_seq - 1)  # a head loss shows as a first sequence above 1
+        t_last = time.perf_counter_ns()
+    t0 = json.loads(line(pub))["t0"]
+    tell(pub)
+    # The bars are seq 1..n. A lost head shows as a first seq above 1; gaps before the first "end"
+    # that arrived include the "end" markers lost before it (seq n+1 .. end_seq-1), not bars.
+    detected = (sub.stats.missed - missed_at_start) + (first - 1) - (end_seq - n - 1)
     sub.close()
-    return got / dt if dt else 0.0, got, n - got, missed
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
+    return {"rate": got / ((t_last - t0) / 1e9), "got": got, "lost": n - got, "detected": detected}
 
 
 # ------------------------------------------------------------------ main
+def rpc_figures(transport: str, eps: dict, tmp: str, n_seq: int, n_pipe: int, rows: list, figs: dict) -> None:
+    """RPC seq + pipelined for one transport: C proxy, Python broker, ours."""
+    res: dict[str, dict] = {}
+    for kind in ("c", "py"):
+        rf = f"ipc://{tmp}/raw-{kind}-front.sock" if transport == "ipc" else "tcp://127.0.0.1:0"
+        if transport == "tcp":
+            rf, rb = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
+        else:
+            rb = f"ipc://{tmp}/raw-{kind}-back.sock"
+        broker = spawn("raw_broker", rf, rb, kind)
+        line(broker)
+        worker = spawn("raw_worker", rb)
+        line(worker)
+        client = spawn("raw_client", rf, n_seq, n_pipe if kind == "c" else 1, 256)
+        res[kind] = json.loads(line(client))
+        stop(client, worker, broker)
+    worker = spawn("our_worker", eps[transport]["rpc_backend"])
+    line(worker)
+    client = spawn("our_client", eps[transport]["rpc_frontend"], n_seq, n_pipe, 256)
+    res["ours"] = json.loads(line(client))
+    stop(client, worker)
+    med = {k: statistics.median(v["lat_ns"]) / 1000 for k, v in res.items()}
+    p99 = {k: pct(v["lat_ns"], 0.99) for k, v in res.items()}
+    rows.append((f"RPC sequential median ({transport})", f"{med['c']:.0f} us (C proxy), {med['py']:.0f} us (Python broker)",
+                 f"{med['ours']:.0f} us", f"{med['ours'] / med['c']:.2f}x (goal <= 1.3x)"))
+    rows.append((f"RPC sequential p99 ({transport})", f"{p99['c']:.0f} us (C proxy)", f"{p99['ours']:.0f} us",
+                 f"{p99['ours'] / p99['c']:.2f}x"))
+    rows.append((f"RPC pipelined, 256 in flight ({transport})", f"{res['c']['pipe']:,.0f}/s (C proxy)",
+                 f"{res['ours']['pipe']:,.0f}/s", f"{res['ours']['pipe'] / res['c']['pipe']:.2f}x (goal >= 0.5x)"))
+    figs[f"rpc_seq_median_us.{transport}"] = {"limit_c_proxy": med["c"], "python_broker": med["py"], "ours": med["ours"]}
+    figs[f"rpc_seq_p99_us.{transport}"] = {"limit_c_proxy": p99["c"], "python_broker": p99["py"], "ours": p99["ours"]}
+    figs[f"rpc_pipelined_per_s.{transport}"] = {"limit_c_proxy": res["c"]["pipe"], "ours": res["ours"]["pipe"]}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    ap.add_argument("--role", nargs="+")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    ap.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role:
-        fn = globals()[f"role_{a.role[0]}"]
-        fn(*[int(x) if x.isdigit() else x for x in a.role[1:]])
+        globals()[f"role_{a.role[0]}"](*[int(x) if x.isdigit() else x for x in a.role[1:]])
         return
-    n_seq = 500 if a.quick else 3000
-    n_pipe = 3000 if a.quick else 30000
+    n_seq = 1000 if a.quick else 5000
+    n_pipe = 5000 if a.quick else 50000
     n_pub = 20000 if a.quick else 300000
     tmp = tempfile.mkdtemp(prefix="atb-", dir="/tmp")
     rows: list[tuple[str, str, str, str]] = []
+    figs: dict[str, Any] = {}
 
     cfg = {"name": "bench", "ipc_dir": tmp, "rpc_frontend_port": 0, "rpc_backend_port": 0, "sub_port": 0, "pub_port": 0}
     ours = spawn("our_router", json.dumps(cfg))
-    eps = json.loads(ready(ours))
-    worker = None
     try:
-        for transport in ("ipc", "tcp"):  # every hop of both setups uses this transport
-            if worker is not None:
-                stop(worker)
-            worker = spawn("our_worker", eps[transport]["rpc_backend"])
-            ready(worker)
-            rf = f"ipc://{tmp}/raw-front.sock" if transport == "ipc" else "tcp://127.0.0.1:47811"
-            rb = f"ipc://{tmp}/raw-back.sock" if transport == "ipc" else "tcp://127.0.0.1:47812"
-            broker = spawn("raw_broker", rf, rb)
-            ready(broker)
-            rw = spawn("raw_worker", rb)
-            ready(rw)
-            time.sleep(0.3)
-            raw_lat = seq_raw(rf, n_seq)
-            our_lat = seq_ours(eps[transport]["rpc_frontend"], n_seq)
-            rm, om = statistics.median(raw_lat) * 1e6, statistics.median(our_lat) * 1e6
-            r99, o99 = pct(raw_lat, 0.99) * 1e6, pct(our_lat, 0.99) * 1e6
-            rows.append((f"RPC sequential median ({transport})", f"{rm:.0f} us", f"{om:.0f} us", f"{om / rm:.2f}x (goal <= 1.3x)"))
-            rows.append((f"RPC sequential p99 ({transport})", f"{r99:.0f} us", f"{o99:.0f} us", f"{o99 / r99:.2f}x"))
-            raw_rps = asyncio.run(pipelined_raw(rf, n_pipe))
-            our_rps = asyncio.run(pipelined_ours(eps[transport]["rpc_frontend"], n_pipe))
-            rows.append((f"RPC pipelined, 256 in flight ({transport})", f"{raw_rps:,.0f}/s", f"{our_rps:,.0f}/s",
-                         f"{our_rps / raw_rps:.2f}x (goal >= 0.5x)"))
-            stop(broker, rw)
+        eps = json.loads(line(ours))
+        for transport in ("ipc", "tcp"):
+            rpc_figures(transport, eps, tmp, n_seq, n_pipe, rows, figs)
     finally:
-        if worker is not None:
-            stop(worker)
         ours.stdin.close()  # type: ignore[union-attr]
         ours.wait(10)
 
-    # pub/sub: fresh router processes so the RPC run leaves nothing behind
     ours = spawn("our_router", json.dumps({**cfg, "name": "benchps"}))
-    eps = json.loads(ready(ours))
+    eps = json.loads(line(ours))
     raw_sub, raw_pub = f"ipc://{tmp}/raw-xsub.sock", f"ipc://{tmp}/raw-xpub.sock"
     proxy = spawn("raw_pubsub_proxy", raw_sub, raw_pub)
-    ready(proxy)
+    line(proxy)
     try:
-        pub = spawn("raw_publisher", raw_sub, str(n_pub))
-        raw_rate, raw_got, raw_lost = receive_raw(raw_pub, n_pub)
+        pub = spawn("raw_publisher", raw_sub, n_pub)
+        raw = raw_subscribe(raw_pub, pub, n_pub)
         pub.wait(60)
-        pub = spawn("our_publisher", eps["ipc"]["publish"], str(n_pub))
-        our_rate, our_got, our_lost, detected = receive_ours(eps["ipc"]["subscribe"], n_pub)
+        pub = spawn("our_publisher", eps["ipc"]["publish"], n_pub)
+        our = our_subscribe(eps["ipc"]["subscribe"], pub, n_pub)
         pub.wait(60)
     finally:
         stop(proxy)
         ours.stdin.close()  # type: ignore[union-attr]
         ours.wait(10)
-    rows.append(("pub/sub ~200 B bar, delivered (ipc)", f"{raw_rate:,.0f}/s", f"{our_rate:,.0f}/s",
-                 f"{our_rate / raw_rate:.2f}x (goal >= 0.8x)"))
-    rows.append(("pub/sub lost / detected", f"{raw_lost} lost, undetectable", f"{our_lost} lost, {detected} detected",
-                 "zero undetected" if our_lost == detected else "UNDETECTED LOSS"))
-    print(f"\nbody size: {len(P.encode(BAR))} bytes; sequential n={n_seq}, pipelined n={n_pipe}, pub/sub n={n_pub}")
-    w = [max(len(r[i]) for r in rows + [("what", "raw", "ours", "ratio")]) for i in range(4)]
-    for r in [("what", "raw pyzmq", "aitrados", "ours / raw")] + rows:
+    rows.append(("pub/sub ~200 B bar, encode+decode, delivered (ipc)", f"{raw['rate']:,.0f}/s (C proxy, lossless)",
+                 f"{our['rate']:,.0f}/s", f"{our['rate'] / raw['rate']:.2f}x (goal >= 0.8x)"))
+    exact = our["lost"] == our["detected"]
+    rows.append(("pub/sub lost / detected", f"{raw['lost']} lost", f"{our['lost']} lost, {our['detected']} detected",
+                 "detector exact" if exact else "DETECTOR WRONG"))
+    figs["pubsub_per_s.ipc"] = {"limit_c_proxy": raw["rate"], "ours": our["rate"]}
+    figs["pubsub_loss.ipc"] = {"limit_c_proxy_lost": raw["lost"], "ours_lost": our["lost"], "ours_detected": our["detected"]}
+    print(f"\nbody size: {len(P.encode(BAR))} bytes; sequential n={n_seq} (after {WARMUP} warm-up), "
+          f"pipelined n={n_pipe}, pub/sub n={n_pub}; cores: {os.cpu_count()}")
+    head = ("what", "raw pyzmq (limit)", "aitrados", "ours / limit")
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    for r in [head] + rows:
         print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"figures": figs, "n": {"seq": n_seq, "pipelined": n_pipe, "pubsub": n_pub}}, f, indent=2)
+    if not exact:
+        sys.exit("the gap detector disagrees with the messages actually lost")
 
 
 if __name__ == "__main__":
