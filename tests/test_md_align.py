@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from aitrados.marketdata.align import Aligner, Snapshot, expected_schedule
 from aitrados.marketdata.chart import resample_bars
 from aitrados.marketdata.generator import generate_bars
-from aitrados.marketdata.intervals import CRYPTO_GLOBAL, US_STOCK_RTH, Session, bar_open
+from aitrados.marketdata.intervals import CRYPTO_GLOBAL, US_STOCK_RTH, Session, bar_open, session_for
 from aitrados.marketdata.models import Bar
 
 UTC = dt.timezone.utc
@@ -134,18 +134,20 @@ def test_partial_after_lateness_names_missing_and_late_bar_is_counted() -> None:
 def test_unknown_holiday_skips_empty_frontiers_and_known_holiday_is_not_waited_for() -> None:
     day = dt.datetime(2018, 7, 4, 13, 30, tzinfo=UTC)
     btc = generate_bars("CRYPTO:GLOBAL:BTCUSD", day, day + dt.timedelta(minutes=10))
-    # calendar does not know July 4th: the stock member is due, never comes: partial after lateness
-    al = Aligner(lateness=dt.timedelta(seconds=5))
+    # a session without calendar does not know July 4th: the stock member is due, never comes: partial
+    bare = {"STOCK:US:SPX": US_STOCK_RTH}
+    al = Aligner(lateness=dt.timedelta(seconds=5), sessions=bare)
     al.add_group("g", {"STOCK:US:SPX": ["1M"], "CRYPTO:GLOBAL:BTCUSD": ["1M"]}, start=day)
     snaps = [s for b in btc for s in al.feed(b, now=b.close_datetime + dt.timedelta(seconds=10))]
     assert len(snaps) == 10 and all(s.partial and s.missing == (("STOCK:US:SPX", "1M"),) for s in snaps)
-    # calendar knows it: complete snapshots, the stock member is simply not due
-    al2 = Aligner(lateness=dt.timedelta(seconds=5), sessions={"STOCK:US:SPX": US_STOCK_RTH.with_holidays({dt.date(2018, 7, 4)})})
-    al2.add_group("g", {"STOCK:US:SPX": ["1M"], "CRYPTO:GLOBAL:BTCUSD": ["1M"]}, start=day)
-    snaps = [s for b in btc for s in al2.feed(b)]
-    assert len(snaps) == 10 and not any(s.partial for s in snaps)
+    # calendar knows it (given, or the default NYSE calendar): complete, the stock member is not due
+    for sessions in ({"STOCK:US:SPX": US_STOCK_RTH.with_holidays({dt.date(2018, 7, 4)})}, None):
+        al2 = Aligner(lateness=dt.timedelta(seconds=5), sessions=sessions)
+        al2.add_group("g", {"STOCK:US:SPX": ["1M"], "CRYPTO:GLOBAL:BTCUSD": ["1M"]}, start=day)
+        snaps = [s for b in btc for s in al2.feed(b)]
+        assert len(snaps) == 10 and not any(s.partial for s in snaps)
     # stock-only group on the unknown holiday: nothing arrives, frontiers are skipped, none emitted
-    al3 = Aligner(lateness=dt.timedelta(seconds=5))
+    al3 = Aligner(lateness=dt.timedelta(seconds=5), sessions=bare)
     al3.add_group("s", {"STOCK:US:SPX": ["1M", "5M"]}, start=day)
     assert al3.tick(day + dt.timedelta(days=1)) == [] and al3.stats("s")["skipped"] >= 1
     nxt = generate_bars("STOCK:US:SPX", "2018-07-05T13:30", "2018-07-05T13:32")
@@ -178,7 +180,8 @@ def test_bundled_daily_data_two_symbols_day_week_month() -> None:
     from aitrados.marketdata.loader import bundled_bar_files, load_bars
 
     t0, t1 = dt.datetime(2018, 1, 1, tzinfo=UTC), dt.datetime(2019, 1, 1, tzinfo=UTC)
-    days = {fs: [b for b in load_bars(p).bars if t0 <= b.datetime < t1] for (fs, _), p in bundled_bar_files().items()}
+    files = bundled_bar_files()
+    days = {fs: [b for b in load_bars(p, session=US_STOCK_RTH).bars if t0 <= b.datetime < t1] for (fs, _), p in files.items()}
     trading = {b.datetime.astimezone(US_STOCK_RTH.zone).date() for b in days["STOCK:US:SPX"]}
     weekdays = {t0.date() + dt.timedelta(days=k) for k in range(365)}
     holidays = {d for d in weekdays if d.weekday() < 5 and d not in trading}
@@ -210,3 +213,16 @@ def test_bundled_daily_data_two_symbols_day_week_month() -> None:
     assert len(snaps) == len(trading) and not any(s.partial for s in snaps) and al.stats("idx")["skipped"] == 0
     thursday = next(s for s in snaps if s.frontier == good_friday - dt.timedelta(days=1))
     assert len(thursday.updated) == 6  # DAY, WEEK and MON of both close on the Thursday
+
+    # the default session (the NYSE calendar, with its 13:00 early closes) everywhere: all complete
+    days = {fs: [b for b in load_bars(p).bars if t0 <= b.datetime < t1] for (fs, _), p in files.items()}
+    nyse = session_for("STOCK:US:SPX")
+    stream = [b for d in days.values() for b in d + resample_bars(d, "WEEK", nyse, include_partial=False)
+              + resample_bars(d, "MON", nyse, include_partial=False)]
+    stream.sort(key=lambda b: (b.close_datetime, b.full_symbol, b.interval))
+    al = Aligner(lateness=dt.timedelta(hours=1))
+    al.add_group("idx", members, start=t0)
+    snaps = [s for b in stream for s in al.feed(b, now=b.close_datetime)] + al.tick(t1)
+    assert len(snaps) == len(trading) and not any(s.partial for s in snaps) and al.stats("idx")["skipped"] == 0
+    assert {s.frontier for s in snaps} == {b.close_datetime for b in stream}
+    assert dt.datetime(2018, 12, 24, 18, 0, tzinfo=UTC) in {s.frontier for s in snaps}  # 13:00 New York

@@ -23,17 +23,35 @@ from aitrados.marketdata.loader import (
 UTC = dt.timezone.utc
 
 
-def test_bundled_files_load_clean_except_real_gaps() -> None:
+def test_bundled_files_load_clean_on_the_nyse_calendar() -> None:
+    """The real closures (2001-09-11..14, 2007-01-02, 2012-10-29/30, every holiday) are no gaps."""
     files = bundled_bar_files()
     assert set(files) == {("STOCK:US:SPX", "DAY"), ("STOCK:US:IXIC", "DAY")}
+    for key in files:
+        assert load_bars(files[key]).issues == []
     res = load_bars(files[("STOCK:US:SPX", "DAY")])
     assert len(res.bars) == 5031
-    assert {i.kind for i in res.issues} == {"gap"}  # 9/11, Ford funeral + New Year, hurricane Sandy
-    assert [i.line for i in res.issues] == [680, 2013, 3481]
+    days = {b.datetime.date() for b in res.bars}
+    for closed in ("2001-09-11", "2001-09-14", "2007-01-02", "2012-10-29", "2012-10-30", "2018-12-25"):
+        assert dt.date.fromisoformat(closed) not in days
+    xmas_eve = next(b for b in res.bars if b.datetime.date() == dt.date(2018, 12, 24))
+    assert xmas_eve.close_datetime == dt.datetime(2018, 12, 24, 18, 0, tzinfo=UTC)  # 13:00 New York early close
     first = res.bars[0]
     assert (first.datetime, first.close_datetime) == (dt.datetime(1999, 1, 4, 14, 30, tzinfo=UTC),
                                                       dt.datetime(1999, 1, 4, 21, 0, tzinfo=UTC))
     assert (first.open, first.close, first.volume) == (1229.22998, 1228.099976, 877000000.0)
+
+
+def test_a_missing_trading_day_is_still_a_gap(tmp_path: Path) -> None:
+    src = bundled_bar_files()[("STOCK:US:SPX", "DAY")].read_text().splitlines()
+    # drop 2001-09-17 (the reopening after 9/11) and 2018-12-26 (after Christmas): both real trading days
+    kept = [ln for ln in src if not ln.startswith(("9/17/2001", "2001-09-17", "12/26/2018", "2018-12-26"))]
+    assert len(kept) == len(src) - 2
+    path = tmp_path / "STOCK_US_SPX_DAY.csv"
+    path.write_text("\n".join(kept) + "\n")
+    res = load_bars(path)
+    assert [i.kind for i in res.issues] == ["gap", "gap"]
+    assert "2001-09-17" in res.issues[0].message and "2018-12-26" in res.issues[1].message
 
 
 @pytest.mark.parametrize("interval,rule", [("WEEK", "W-MON"), ("MON", "MS")])

@@ -115,7 +115,9 @@ def ny(y: int, mo: int, d: int, h: int, mi: int) -> dt.datetime:
 
 def test_session_anchoring_us_stocks() -> None:
     s = US_STOCK_RTH
-    assert session_for("stock:us:aapl") is s and session_for("CRYPTO:GLOBAL:BTCUSD") is CRYPTO_GLOBAL
+    nyse = session_for("stock:us:aapl")  # the same hours, with the exchange calendar's closures
+    assert (nyse.tz, nyse.open, nyse.close) == (s.tz, s.open, s.close) and dt.date(2018, 12, 25) in nyse.holidays
+    assert session_for("stock:us:spx") is nyse and session_for("CRYPTO:GLOBAL:BTCUSD") is CRYPTO_GLOBAL
     # 60M anchored at 09:30 New York, across the 2018-03-11 DST change
     for day in (9, 12):
         assert bar_open(ny(2018, 3, day, 10, 29), "60M", s) == ny(2018, 3, day, 9, 30)

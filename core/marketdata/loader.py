@@ -16,9 +16,11 @@ Every problem becomes a :class:`DataIssue` ``(file, line, kind, message)`` and i
 skipped unless the kind is ``gap`` (information only). Kinds: ``missing_column``, ``malformed``
 (number or date), ``inconsistent`` (high < low, open/close outside [low, high], negative volume),
 ``duplicate`` (same open time as an earlier row: the first wins), ``out_of_order`` (older than the
-previous served row), ``gap`` (missing bars: any missing session minute for intraday files; more
-than ``gap_days`` consecutive missing trading weekdays for daily files, since exchange holidays are
-not in the built-in calendars). Nothing is silently corrected.
+previous served row), ``gap`` (missing bars: any missing session bar for intraday files; more than
+``gap_days`` consecutive missing trading days for daily files). Trading days and hours come from the
+symbol's session (:func:`~aitrados.marketdata.intervals.session_for`): exchange holidays and early
+closes for stocks, FX weekends (Friday 17:00 to Sunday 17:00 New York), crypto 24/7, so real closures
+are not reported. Nothing is silently corrected.
 """
 
 import csv
@@ -174,9 +176,9 @@ def _parse_open(value: Any, iv: str, session: Session) -> dt.datetime:
             day = dt.date(c, a, b) if _MDY.match(value) else dt.date(a, b, c)
             if iv in INTERVAL_MINUTES:
                 raise ValueError(f"date-only value {value!r} in a {iv} file; give a full timestamp")
-            return bar_open(session.at(day, session.open if not session.is_24h else dt.time(0)), iv, session)
+            return bar_open(session.day_start(day), iv, session)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return bar_open(session.at(value, session.open), iv, session)
+        return bar_open(session.day_start(value), iv, session)
     return parse_timestamp(value)
 
 
@@ -242,7 +244,7 @@ def load_bars(
     *,
     mapping: Mapping[str, str] | None = None,
     session: Session | None = None,
-    gap_days: int = 1,
+    gap_days: int | None = None,
 ) -> LoadResult:
     """Load the bars of one symbol and interval from a CSV or Parquet file.
 
@@ -251,8 +253,9 @@ def load_bars(
     :param interval: default from the file name or an ``interval`` column.
     :param mapping: ``{our field: file column}``; default picked from the header (module doc).
     :param session: for anchoring date-only rows and computing close times; default ``session_for``.
-    :param gap_days: daily files: how many consecutive missing trading weekdays are tolerated
-        (holidays) before a ``gap`` issue is reported.
+    :param gap_days: daily files: how many consecutive missing trading days are tolerated before a
+        ``gap`` issue is reported; default 0 when the session has a holiday calendar (stocks), else 1
+        (one unlisted holiday, e.g. an FX Christmas, is tolerated).
     :returns: a :class:`LoadResult` whose ``bars`` are the good rows, oldest first.
     :raises FileNotFoundError: when the file does not exist. A file without the required columns is
         reported as one ``missing_column`` issue and yields no bars.
@@ -321,7 +324,7 @@ def load_bars(
             issue(line, "out_of_order", f"bar at {opened.isoformat()} comes after {last.datetime.isoformat()}; skipped")
             continue
         if last is not None:
-            gap = _gap(last, bar, iv, sess, gap_days)
+            gap = _gap(last, bar, iv, sess, gap_days if gap_days is not None else (0 if sess.holidays else 1))
             if gap:
                 issue(line, "gap", gap)
         seen.add(opened)
@@ -356,7 +359,7 @@ def _gap(prev: Bar, bar: Bar, iv: str, s: Session, gap_days: int) -> str | None:
             return f"bars missing between {prev.datetime.isoformat()} and {bar.datetime.isoformat()} (expected {expect_open.isoformat()})"
         return None
     if iv == "DAY":
-        d0, d1 = s.local(prev.datetime).date(), s.local(bar.datetime).date()
+        d0, d1 = s.day_of(prev.datetime), s.day_of(bar.datetime)
         missing = [d0 + dt.timedelta(days=k) for k in range(1, (d1 - d0).days)]
         missing = [d for d in missing if s.is_trading_day(d)]
         if len(missing) > gap_days:
