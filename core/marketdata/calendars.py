@@ -87,16 +87,20 @@ def early_closes(code: str, hours: Session) -> frozenset[tuple[dt.date, dt.time]
     return frozenset(out)
 
 
-@lru_cache(maxsize=None)
 def stock_session(country: str) -> Session:
-    """The stock session of ``country``: its regular hours with its exchange's holidays and early closes.
+    """The stock session of ``country`` (e.g. ``"US"``, any case): its regular hours with its
+    exchange's holidays and early closes; one shared instance per country.
 
     :raises ValueError: for a country without known stock hours (see ``STOCK_HOURS``).
     """
-    c = country.upper()
+    return _stock_session(country.strip().upper())
+
+
+@lru_cache(maxsize=None)
+def _stock_session(c: str) -> Session:
     hours = STOCK_HOURS.get(c)
     if hours is None:
-        raise ValueError(f"no stock session for country {country!r}: known are {' '.join(sorted(STOCK_HOURS))}")
+        raise ValueError(f"no stock session for country {c!r}: known are {' '.join(sorted(STOCK_HOURS))}")
     code = EXCHANGES[c]
     return Session(hours.name, hours.tz, hours.open, hours.close, hours.weekdays,
                    closed_days(code, hours), early_closes(code, hours))

@@ -33,6 +33,7 @@ from .align import Snapshot
 from .chart import Change
 from .flow import ChartFlow, FeedResult
 from .http_client import AsyncAitradosHTTPClient
+from .hydration import latest_closed_bars
 from .models import Bar, CalendarEvent, NewsItem, normalize_full_symbol
 from .ws_client import AitradosWSClient, ReplayEnd
 
@@ -115,7 +116,7 @@ class MarketDataHub:
             if fs not in self._subscribed:
                 self._subscribed.add(fs)
                 await self.ws.subscribe("ohlc", [fs])
-            bars = await self.http.ohlc_latest(fs, w.interval, limit=w.size - 1)
+            bars = await latest_closed_bars(self.http, fs, w.interval, w.size - 1)  # pages past 1000
             n = w.hydrate(bars)
             logger.debug("chart {} {}: hydrated {} closed bars", fs, w.interval, n)
         finally:

@@ -11,8 +11,9 @@ Sources (see docs/replay.md):
   a window needing more than :data:`MAX_GENERATED_MINUTES` generated bars is refused;
   every other interval is aggregated from those 1-minute bars with the chart's own
   :func:`~aitrados.marketdata.chart.resample_bars`;
-* news and calendar JSON/CSV files; holidays from JSON/CSV files, plus the US stock market's
-  closed days derived from the weekdays missing in a bundled/loaded daily US stock file.
+* news and calendar JSON/CSV files; holidays from JSON/CSV files, plus, for the US and every
+  served stock's country without such a file, the exchange calendar's closed days and early closes
+  (the same calendar the generator trades by, so ``/holiday/list`` and the bars agree).
 
 The WebSocket stream (:meth:`ReplayStore.stream_bars`) holds one interval per symbol: 1M for
 generated symbols, else the finest interval of its files (DAY for the bundled daily data).
@@ -37,7 +38,8 @@ from loguru import logger
 
 from aitrados.marketdata.chart import can_aggregate, resample_bars
 from aitrados.marketdata.generator import iter_bars
-from aitrados.marketdata.intervals import INTERVALS, normalize_interval, session_for
+from aitrados.marketdata.calendars import stock_session
+from aitrados.marketdata.intervals import INTERVALS, STOCK_HOURS, normalize_interval, session_for
 from aitrados.marketdata.loader import (
     DataIssue,
     bundled_bar_files,
@@ -170,22 +172,44 @@ def us_holiday_name(day: dt.date) -> tuple[str, str]:
     return rules.get(day, ("UNSCHEDULED_CLOSURE", "Market closed (unscheduled)"))
 
 
-def derive_us_holidays(bars: list[Bar]) -> list[dict[str, Any]]:
-    """Holiday records for the weekdays missing from a daily US stock series (its first to last day)."""
-    if not bars:
-        return []
-    s = session_for(bars[0].full_symbol)
-    present = {s.local(b.datetime).date() for b in bars}
-    day, last = min(present), max(present)
-    out = []
-    while day <= last:
-        if day.weekday() < 5 and day not in present:
-            code, name = us_holiday_name(day)
-            out.append({"name": name, "holiday_code": code, "calendar_date": day.isoformat(),
-                        "asset_name": "stock", "country_iso_code": "US", "symbol": "*", "priority": 1,
-                        "session_template": "CLOSED", "open_timestamp": None, "close_timestamp": None})
-        day += dt.timedelta(days=1)
-    return out
+def us_early_close_name(day: dt.date) -> tuple[str, str]:
+    """``(holiday_code, name)`` of a US stock-market half day (13:00 close)."""
+    if day.month == 12 and day.day == 24:
+        return "CHRISTMAS_EVE", "Christmas Eve (early close)"
+    if day.month == 7 and day.day in (2, 3):
+        return "INDEPENDENCE_DAY_EVE", "Day before Independence Day (early close)"
+    if day.month == 11 and day == _nth_weekday(day.year, 11, 3, 4) + dt.timedelta(days=1):
+        return "DAY_AFTER_THANKSGIVING", "Day after Thanksgiving (early close)"
+    return "EARLY_CLOSE", "Early close"
+
+
+def exchange_holidays(country: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    """Holiday records of a country's stock exchange in ``[first, last]``, from the same calendar as
+    the generator, the loader and the aligner (:func:`~aitrados.marketdata.calendars.stock_session`).
+
+    Closed weekdays have ``session_template`` ``CLOSED`` and null open/close timestamps; half days
+    have ``EARLY_CLOSE`` with their open and (early) close timestamps. US days are named by the
+    exchange's rules (``UNSCHEDULED_CLOSURE`` for 2001-09-11, 2012-10-29 ...); other countries'
+    closures are ``EXCHANGE_HOLIDAY``.
+    """
+    c = country.upper()
+    s = stock_session(c)
+    out: list[tuple[dt.date, dict[str, Any]]] = []
+    base = {"asset_name": "stock", "country_iso_code": c, "symbol": "*", "priority": 1}
+    for day in s.holidays:
+        if first <= day <= last:
+            code, name = us_holiday_name(day) if c == "US" else ("EXCHANGE_HOLIDAY", "Exchange holiday")
+            out.append((day, {"name": name, "holiday_code": code, "calendar_date": day.isoformat(), **base,
+                              "session_template": "CLOSED", "open_timestamp": None, "close_timestamp": None}))
+    for day, _ in s.early_closes:
+        if first <= day <= last:
+            code, name = us_early_close_name(day) if c == "US" else ("EARLY_CLOSE", "Early close")
+            out.append((day, {"name": name, "holiday_code": code, "calendar_date": day.isoformat(), **base,
+                              "session_template": "EARLY_CLOSE",
+                              "open_timestamp": format_timestamp(s.day_start(day)),
+                              "close_timestamp": format_timestamp(s.day_end(day))}))
+    out.sort(key=lambda x: x[0])
+    return [r for _, r in out]
 
 
 def load_holidays(path: str | Path) -> tuple[list[dict[str, Any]], list[DataIssue]]:
@@ -321,12 +345,23 @@ class ReplayStore:
             recs, iss = load_holidays(f)
             self.holidays += recs
             self.issues += iss
-        if not any(h["country_iso_code"] == "US" for h in self.holidays):
-            for fs, ivs in self._file_series.items():
-                if fs.startswith("STOCK:US:") and "DAY" in ivs:
-                    self.holidays = derive_us_holidays(ivs["DAY"]) + self.holidays
-                    break
+        self.holidays += self._calendar_holidays({h["country_iso_code"] for h in self.holidays})
         self.holidays.sort(key=lambda h: h["calendar_date"])
+
+    def _calendar_holidays(self, from_files: set[str]) -> list[dict[str, Any]]:
+        """Exchange-calendar holiday records (US, and the country of every served stock) for the
+        whole years spanned by the file bars and the replay window; countries with a holiday file
+        (``from_files``) keep only the file's records."""
+        firsts = [self.data_start.date()] + [b[0].datetime.date() for ivs in self._file_series.values() for b in ivs.values() if b]
+        lasts = [self.end.date()] + [b[-1].datetime.date() for ivs in self._file_series.values() for b in ivs.values() if b]
+        first, last = dt.date(min(firsts).year, 1, 1), dt.date(max(lasts).year, 12, 31)
+        countries = {"US"} | {parse_full_symbol(fs)[1] for fs in self.symbols()
+                              if parse_full_symbol(fs)[0] in ("STOCK", "OPTION")}
+        out: list[dict[str, Any]] = []
+        for c in sorted(countries - from_files):
+            if c in STOCK_HOURS:
+                out += exchange_holidays(c, first, last)
+        return out
 
     def _resolve_end(self, end: dt.datetime | str) -> dt.datetime:
         """The window end for an ``end`` argument (a time, or ``"data_end"``).
@@ -510,7 +545,8 @@ class ReplayStore:
         if minutes is None:
             minutes = (dt.datetime.combine(dt.date(2000, 1, 1), s.close)
                        - dt.datetime.combine(dt.date(2000, 1, 1), s.open)).seconds // 60
-        hours = f"{s.open.strftime('%H:%M:%S')}-{s.close.strftime('%H:%M:%S')}" if not s.is_24h else "00:00:00-24:00:00"
+        hours = (f"{s.open.strftime('%H:%M:%S')}-{s.close.strftime('%H:%M:%S')}"
+                 if not s.is_24h or s.rolls_over else "00:00:00-24:00:00")
         rec: dict[str, Any] = {
             "exchange": country, "name": symbol, "currency": "USD" if country in ("US", "GLOBAL") else None,
             "calendar_key": template, "open_time": s.open.strftime("%H:%M:%S"),
@@ -550,6 +586,6 @@ def event_record(ev: CalendarEvent, asof: dt.datetime | None = None) -> dict[str
     return rec
 
 
-__all__ = ["ReplayStore", "Series", "UnknownSymbol", "UnavailableInterval", "derive_us_holidays",
-           "load_holidays", "us_holiday_name", "ws_bar_record", "news_record", "event_record",
+__all__ = ["ReplayStore", "Series", "UnknownSymbol", "UnavailableInterval", "exchange_holidays",
+           "load_holidays", "us_holiday_name", "us_early_close_name", "ws_bar_record", "news_record", "event_record",
            "format_timestamp", "DEFAULT_REPLAY_START", "DATA_END", "MAX_GENERATED_MINUTES"]
