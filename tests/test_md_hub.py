@@ -46,6 +46,9 @@ def collect(sub, until: str = "replay.end", timeout: float = 30.0) -> list:
 
 
 def test_window_hydrates_once_and_is_shared_across_processes(runtime: Runtime) -> None:
+    # keep the replay clock still: a subscription would start it after a 0.3 s grace, and the
+    # window would then gain a live bar while the other process starts up
+    runtime.replay.server.autostart = "manual"
     c = runtime.mw.rpc_client(timeout=10)
     first = c.call("chart", "add", full_symbol=SYM, interval="15M", size=8)
     again = c.call("chart", "add", full_symbol=SYM, interval="15M", size=8)

@@ -189,10 +189,12 @@ def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar], as
             engine.on_mtf(msgspec.json.decode(msgspec.json.encode(snap.to_record())) if as_record else snap)
     assert engine.errors == []
 
-    # oracle: a week (W-FRI) is visible from its Friday on; trend = weekly close > SMA10 of weekly closes
+    # oracle: a week (W-FRI) is visible from its last trading day on (the Thursday before a Good
+    # Friday: the NYSE calendar closes the week then); trend = weekly close > SMA10 of weekly closes
     df = frame(bars)
     df["date"] = pd.to_datetime([b.datetime.date() for b in bars])
-    weekly = df.set_index("date").close.resample("W-FRI").last().dropna()
+    by_week = df.groupby(df["date"].dt.to_period("W-FRI"))
+    weekly = pd.Series(by_week.close.last().to_numpy(), index=pd.DatetimeIndex(by_week.date.max().to_numpy(), name="date"))
     trend_up = (weekly > weekly.rolling(10).mean()).rename("up").reset_index()
     merged = pd.merge_asof(df[["date"]], trend_up, on="date", direction="backward")
     up = merged["up"].fillna(False).astype(bool).to_numpy()

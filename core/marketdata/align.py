@@ -21,8 +21,10 @@ Definitions (also in docs/marketdata.md, "Alignment"):
 
 Holidays: a member whose session says the market is closed (weekend, outside hours, a holiday in
 ``Session.holidays``) is not due, so it is not waited for; it keeps showing its last closed bar and
-is absent from ``updated``. A closure the calendar does not know makes the member late: after the
-lateness timeout the snapshot is emitted partial, naming it in ``missing``.
+is absent from ``updated``. The default sessions (``session_for``) carry the exchange calendar for
+stocks (holidays, 13:00 early closes), the 24/5 FX week (Sunday to Friday 17:00 New York) and 24/7
+crypto. A closure the calendar does not know makes the member late: after the lateness timeout the
+snapshot is emitted partial, naming it in ``missing``.
 
 Start: pass ``start`` to :meth:`Aligner.add_group` to fix the first frontier (the first scheduled
 close after ``start``). Without it, the first frontier is the earliest bar close seen before the
