@@ -128,6 +128,11 @@ def test_generated_prices_by_asset_class() -> None:
         assert 3000 < min(b.low for b in btc) and max(b.high for b in btc) < 20000
     assert price_model("STOCK:US:AAPL").decimals == 2 and 20 <= price_model("STOCK:US:AAPL").level <= 520
     assert 0.5 <= price_model("FOREX:GLOBAL:ABCDEF").level <= 2.0
+    store = ReplayStore(generated_symbols=[EURUSD, "FOREX:GLOBAL:USDJPY", "CRYPTO:GLOBAL:BTCUSD"], bundled=False,
+                        days=0.1, history_days=0.1)
+    ticks = {fs: (store.reference(fs)["price_precision"], store.reference(fs)["tick_size"]) for fs in store.symbols()}
+    assert ticks == {EURUSD: (5, 0.00001), "FOREX:GLOBAL:USDJPY": (3, 0.001), "CRYPTO:GLOBAL:BTCUSD": (2, 0.01)}
+    assert 1.0 < store.latest_bars(EURUSD, "1M", store.end, 1)[0].close < 1.35
 
 
 def test_holiday_list_agrees_with_the_generated_bars() -> None:

@@ -37,7 +37,7 @@ import msgspec
 from loguru import logger
 
 from aitrados.marketdata.chart import can_aggregate, resample_bars
-from aitrados.marketdata.generator import iter_bars
+from aitrados.marketdata.generator import iter_bars, price_model
 from aitrados.marketdata.calendars import stock_session
 from aitrados.marketdata.intervals import INTERVALS, STOCK_HOURS, normalize_interval, session_for
 from aitrados.marketdata.loader import (
@@ -537,7 +537,8 @@ class ReplayStore:
     # ------------------------------------------------------------------ reference
 
     def reference(self, full_symbol: str) -> dict[str, Any]:
-        """An asset reference record (§1.7) built from the symbol and its session."""
+        """An asset reference record (§1.7) built from the symbol and its session; generated
+        symbols also carry the generator's ``price_precision`` and ``tick_size``."""
         fs = self.resolve(full_symbol)
         asset, country, symbol = parse_full_symbol(fs)
         s = session_for(fs)
@@ -562,6 +563,9 @@ class ReplayStore:
         }
         if asset in ("FOREX", "CRYPTO") and len(symbol) >= 6:
             rec["base_currency"], rec["quote_currency"] = symbol[:-3], symbol[-3:]
+        if fs in self._generated:  # the generator's rounding: 5 decimals for EURUSD, 3 for USDJPY, 2 for stocks
+            dec = price_model(fs, self.seed).decimals
+            rec["price_precision"], rec["tick_size"] = dec, round(10.0 ** -dec, dec)
         return rec
 
 
