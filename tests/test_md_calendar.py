@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from aitrados.marketdata.calendars import stock_session
-from aitrados.marketdata.chart import resample_bars
+from aitrados.marketdata.chart import ChartWindow, resample_bars
 from aitrados.marketdata.generator import generate_bars, price_model
 from aitrados.marketdata.intervals import (
     CRYPTO_GLOBAL,
@@ -66,6 +66,14 @@ def test_generator_follows_the_calendar() -> None:
     eve = [b for b in bars if b.datetime.astimezone(NY).date() == dt.date(2018, 12, 24)]
     assert eve[-1].close_datetime == ny(2018, 12, 24, 13)
     assert generate_bars("STOCK:US:SPX", "2001-09-11", "2001-09-15") == []
+    # a chart window closes the half day's 60M and DAY bars with its last minute, at 13:00
+    w = ChartWindow("STOCK:US:SPX", "60M", size=20)
+    d = ChartWindow("STOCK:US:SPX", "DAY", size=5)
+    for b in eve:
+        w.update(b)
+        d.update(b)
+    assert w.closed_bars()[-1].close_datetime == ny(2018, 12, 24, 13) and w.live_bar() is None
+    assert [(x.datetime, x.close_datetime, x.close) for x in d.closed_bars()] == [(ny(2018, 12, 24, 9, 30), ny(2018, 12, 24, 13), eve[-1].close)]
     # the bare hours (no calendar) still trade every weekday: the calendar is what removes them
     assert len(generate_bars("STOCK:US:SPX", "2018-12-25", "2018-12-26", session=US_STOCK_RTH)) == 390
 
