@@ -28,7 +28,7 @@ from .bus.addresses import Endpoints
 from .bus.client import AsyncRPCClient, RPCClient
 from .bus.pubsub import AsyncSubscriber, Publisher
 from .bus.service import Service, ServiceWorker
-from .marketdata.models import Bar, CalendarEvent, NewsItem
+from .events import CALLBACKS, Kind, Topic, decode, kind_of, parse_topic, topic_prefix
 from .plugins import (
     HookRunner,
     LoopThread,
@@ -39,31 +39,11 @@ from .plugins import (
     PluginRegistry,
 )
 
-#: Topic prefix -> the hook its messages go to.
-EVENT_HOOKS: dict[str, str] = {
-    "ohlc.": "on_bar",
-    "chart.": "on_chart",
-    "mtf.": "on_mtf",
-    "news.": "on_news",
-    "calendar.": "on_calendar_event",
-    "order.": "on_order",
-    "fill.": "on_fill",
-    "position.": "on_position",
-}
-
-
-_RECORDS: dict[str, type] = {"bar": Bar, "news": NewsItem, "event": CalendarEvent}
-
-
-def _as(data: Any, kind: str) -> Any:
-    """Convert a published mapping to the market-data record it holds; the mapping otherwise."""
-    cls = _RECORDS[kind]
-    if isinstance(data, dict):
-        try:
-            return msgspec.convert(data, cls)
-        except (msgspec.ValidationError, TypeError):
-            return data
-    return data
+#: Topic prefix -> the hook its messages go to (from the event vocabulary, :mod:`aitrados.events`).
+EVENT_HOOKS: dict[str, str] = {topic_prefix(kind): hook for kind, hook in CALLBACKS.items()}
+#: The argument name of the one-argument event hooks (hookspecs.py).
+_HOOK_ARG: dict[Kind, str] = {Kind.BAR: "bar", Kind.NEWS: "item", Kind.CALENDAR: "event", Kind.ORDER: "order",
+                              Kind.FILL: "fill", Kind.POSITION: "position"}
 
 
 def struct_name(value: Any) -> str | None:
@@ -93,23 +73,28 @@ def revive(value: Any, type_name: str | None) -> Any:
 
 
 def event_call(topic: str, data: Any) -> tuple[str, dict[str, Any]] | None:
-    """The hook and keyword arguments for a message on *topic*, or None if no hook takes it."""
-    for prefix, hook in EVENT_HOOKS.items():
-        if topic.startswith(prefix):
-            rest = topic[len(prefix):]
-            if hook == "on_bar":
-                return hook, {"bar": _as(data, "bar")}
-            if hook == "on_chart":
-                sym, _, interval = rest.rpartition(".")
-                return hook, {"full_symbol": sym, "interval": interval, "window": data}
-            if hook == "on_mtf":
-                return hook, {"group": rest, "snapshot": data}
-            if hook == "on_news":
-                return hook, {"item": _as(data, "news")}
-            if hook == "on_calendar_event":
-                return hook, {"event": _as(data, "event")}
-            return hook, {hook[3:]: data}
-    return None
+    """The hook and keyword arguments for a message on *topic*, or None if no hook takes it.
+
+    The payload is decoded as :func:`aitrados.events.decode` says for the topic's kind; a
+    payload that does not decode is passed on as it came (a hook sees what was published).
+    """
+    kind = kind_of(topic)
+    if kind not in CALLBACKS:
+        return None
+    try:
+        t = parse_topic(topic) or Topic(kind)
+    except ValueError:  # not the documented shape: still the kind's hook, parts as they come
+        t = Topic(kind, topic.partition(".")[2])
+    hook = CALLBACKS[t.kind]
+    try:
+        value = decode(t.kind, data)
+    except ValueError:
+        value = data
+    if t.kind is Kind.CHART:
+        return hook, {"full_symbol": t.subject, "interval": t.detail, "window": value}
+    if t.kind is Kind.MTF:
+        return hook, {"group": t.subject, "snapshot": data}
+    return hook, {_HOOK_ARG[t.kind]: value}
 
 
 class HostContext:

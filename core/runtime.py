@@ -21,6 +21,7 @@ from loguru import logger
 
 from .bus.pubsub import Publisher
 from .bus.service import ServiceWorker
+from .events import Kind
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
 from .marketdata.intervals import is_intraday
@@ -288,7 +289,7 @@ class Runtime:
             self.replay.call(self.replay.server.start_clock)
 
     def _on_progress(self, kind: str, obj: Any) -> None:
-        if kind == "step" and self.progress is not None and self.hub is not None:
+        if kind == Kind.STEP and self.progress is not None and self.hub is not None:
             self.progress.update(obj[1], self.hub.counts["bars_in"])
 
     def _finish(self) -> None:

@@ -37,7 +37,7 @@ def test_register_strategies_builds_the_strategy_from_the_plugin_settings(instal
     t0 = dt.datetime(2024, 1, 2, 21, tzinfo=dt.timezone.utc)
     bar = Bar("STOCK:US:IXIC", "DAY", t0 - dt.timedelta(hours=6, minutes=30), t0, 10, 11, 9, 10.5, 100)
     engine = TradingEngine([s], PaperBroker(BrokerSettings(initial_cash=1000)))
-    (ev,) = engine.on_bar(bar)
+    (ev,) = engine.handle_bar(bar)
     assert ev.topic == "order.accepted.STOCK:US:IXIC" and ev.payload.quantity == 3
     assert ev.payload.tag == "bar;Bar;close=10.5;pos=0;orders=0;fills=0"
 

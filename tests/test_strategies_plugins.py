@@ -135,9 +135,9 @@ def test_mtf_trend_defaults_trade_aligned_spx_days_and_weeks() -> None:
     events = []
     for bar in sorted(days + weeks, key=lambda b: (b.close_datetime, interval_rank(b.interval))):
         if bar.interval == "DAY":
-            events += engine.on_bar(bar)
+            events += engine.handle_bar(bar)
         for snap in aligner.feed(bar, now=bar.close_datetime):  # lateness: unknown holidays
-            events += engine.on_mtf(snap)
+            events += engine.handle_mtf(snap)
     fills = [e.payload for e in events if e.topic.startswith("fill.")]
     assert not engine.errors and len(fills) >= 4 and {f.side for f in fills} == {"buy", "sell"}
 

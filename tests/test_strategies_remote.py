@@ -170,7 +170,7 @@ def test_topics_follow_the_strategies_needs() -> None:
 def test_order_events_become_trading_records() -> None:
     order = Order(7, SPX, "buy", 2.0, "market", T0, strategy="s")
     assert record_of("order.accepted.X", msgspec.to_builtins(order)) == order
-    with pytest.raises(ValueError, match="order.accepted.X: payload is not a Order"):
+    with pytest.raises(ValueError, match="order.accepted.X: order event: payload is not a Order"):
         record_of("order.accepted.X", {"id": "seven"})
 
 

@@ -30,12 +30,12 @@ def submit(b: PaperBroker, side: str, qty: float, limit: float | None = None, in
 
 def test_market_order_next_open_with_commission_and_slippage() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, commission_per_share=0.01, commission_bps=5, slippage_bps=10))
-    b.on_bar(bar(2, 100, 101, 99, 100.5))
+    b.handle_bar(bar(2, 100, 101, 99, 100.5))
     ev = submit(b, "buy", 10)
     assert [e.topic for e in ev] == [f"order.accepted.{SYM}"]
     assert b.cash == 10_000 and b.position(SYM) == 0  # nothing fills before the next bar
 
-    ev = b.on_bar(bar(3, 101, 103, 100, 102))
+    ev = b.handle_bar(bar(3, 101, 103, 100, 102))
     assert [e.topic for e in ev] == [f"order.filled.{SYM}", f"fill.{SYM}", f"position.{SYM}"]
     fill = ev[1].payload
     # price = open 101 * (1 + 10/10_000) = 101.101
@@ -54,7 +54,7 @@ def test_market_order_next_open_with_commission_and_slippage() -> None:
     assert b.equity() == pytest.approx(10_008.384495, abs=1e-9)
 
     submit(b, "sell", 10)
-    b.on_bar(bar(4, 104, 105, 103, 104.5))
+    b.handle_bar(bar(4, 104, 105, 103, 104.5))
     # sell at 104 * (1 - 0.001) = 103.896; commission = 0.1 + 0.0005 * 1038.96 = 0.61948
     f2 = b.fills()[-1]
     assert f2.price == pytest.approx(103.896, abs=1e-12)
@@ -72,7 +72,7 @@ def test_market_order_next_open_with_commission_and_slippage() -> None:
 
 def test_market_order_at_current_close_setting() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, fill_at="close"))
-    b.on_bar(bar(2, 100, 101, 99, 100.5))
+    b.handle_bar(bar(2, 100, 101, 99, 100.5))
     ev = submit(b, "buy", 10)
     # fills at once at the current close 100.5, stamped with the bar's close time
     assert [e.topic for e in ev] == [f"order.accepted.{SYM}", f"order.filled.{SYM}", f"fill.{SYM}", f"position.{SYM}"]
@@ -94,9 +94,9 @@ def test_market_order_at_current_close_setting() -> None:
 )
 def test_limit_orders_fill_when_price_trades_through(side: str, limit: float, nxt: tuple, expected: float | None) -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, slippage_bps=50))  # no slippage on limit fills
-    b.on_bar(bar(2, 100, 101, 99, 100.5))
+    b.handle_bar(bar(2, 100, 101, 99, 100.5))
     submit(b, side, 5, limit=limit)
-    b.on_bar(bar(3, *nxt))
+    b.handle_bar(bar(3, *nxt))
     fills = b.fills()
     if expected is None:
         assert fills == [] and len(b.working_orders()) == 1
@@ -108,7 +108,7 @@ def test_add_reduce_flip_and_cover_arithmetic() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, fill_at="close"))
     steps = [(2, "buy", 10, 100), (3, "buy", 10, 110), (4, "sell", 5, 120), (5, "sell", 25, 100), (8, "buy", 10, 90)]
     for day, side, qty, px in steps:
-        b.on_bar(bar(day, px, px, px, px))
+        b.handle_bar(bar(day, px, px, px, px))
         submit(b, side, qty)
     p = b.positions()[0]
     # buy 10@100 + 10@110 -> 20 @ 105; sell 5@120 -> realised 5*15 = 75, 15 @ 105;
@@ -122,9 +122,9 @@ def test_add_reduce_flip_and_cover_arithmetic() -> None:
 
 def test_short_position_pnl_and_avg_price() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, fill_at="close"))
-    b.on_bar(bar(2, 50, 50, 50, 50))
+    b.handle_bar(bar(2, 50, 50, 50, 50))
     submit(b, "sell", 20)
-    b.on_bar(bar(3, 45, 46, 44, 44))
+    b.handle_bar(bar(3, 45, 46, 44, 44))
     p = b.positions()[0]
     # short 20 @ 50, mark 44: unrealised = (44 - 50) * -20 = +120; cash = 10_000 + 1000
     assert p.quantity == -20 and p.avg_price == 50 and p.unrealised_pnl == pytest.approx(120)
@@ -133,23 +133,23 @@ def test_short_position_pnl_and_avg_price() -> None:
 
 def test_cash_and_short_checks_reject_with_rule() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     submit(b, "buy", 200)  # 200 * 101 = 20_200 > 10_000 cash
-    ev = b.on_bar(bar(3, 101, 102, 100, 101))
+    ev = b.handle_bar(bar(3, 101, 102, 100, 101))
     assert [e.topic for e in ev] == [f"order.rejected.{SYM}"]
     o = ev[0].payload
     assert o.rule == "broker.cash" and "allow_margin" in o.reason
     assert b.cash == 10_000 and b.position(SYM) == 0
 
     nb = PaperBroker(BrokerSettings(allow_short=False))
-    nb.on_bar(bar(2, 100, 101, 99, 100))
+    nb.handle_bar(bar(2, 100, 101, 99, 100))
     ev = submit(nb, "sell", 1)
     assert ev[0].topic == f"order.rejected.{SYM}" and ev[0].payload.rule == "broker.short"
 
 
 def test_cancel_and_target_resolution() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, fill_at="close"))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     submit(b, "buy", 3)  # strategy "t" holds 3
     # target 10 with 3 held -> buy 7; target 10 again with 7 working (limit, not filled) -> nothing
     o = b.create_order(OrderIntent(SYM, target=10, order_type="limit", limit_price=90, strategy="t"), b.now)
@@ -170,13 +170,13 @@ def test_cancel_and_target_resolution() -> None:
 
 def test_order_waits_for_a_bar_opening_after_it_and_of_its_interval() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(3, 100, 101, 99, 100))
+    b.handle_bar(bar(3, 100, 101, 99, 100))
     submit(b, "buy", 1, interval="DAY")
-    b.on_bar(bar(1, 90, 91, 89, 90, interval="WEEK"))  # a bar that opened before the order: no fill
+    b.handle_bar(bar(1, 90, 91, 89, 90, interval="WEEK"))  # a bar that opened before the order: no fill
     assert b.fills() == []
-    b.on_bar(bar(4, 95, 96, 94, 95, interval="WEEK"))  # opened after, but another interval
+    b.handle_bar(bar(4, 95, 96, 94, 95, interval="WEEK"))  # opened after, but another interval
     assert b.fills() == []
-    b.on_bar(bar(4, 97, 98, 96, 97))
+    b.handle_bar(bar(4, 97, 98, 96, 97))
     assert b.fills()[0].price == 97
 
 
@@ -187,7 +187,7 @@ def test_listener_errors_do_not_break_the_broker() -> None:
         raise RuntimeError("listener bug")
 
     b = PaperBroker(BrokerSettings(fill_at="close"), listeners=[boom, lambda e: seen.append(e.topic)])
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     submit(b, "buy", 1)
     assert seen == [f"order.accepted.{SYM}", f"order.filled.{SYM}", f"fill.{SYM}", f"position.{SYM}"]
 
@@ -217,7 +217,7 @@ def test_accounting_identity_holds_for_any_order_sequence(steps: list[tuple[str,
                                    slippage_bps=5))
     for day, (side, qty, px) in enumerate(steps, start=1):
         when = dt.datetime(2024, 1, 1, tzinfo=UTC) + dt.timedelta(days=day)
-        b.on_bar(Bar(SYM, "DAY", when, when + dt.timedelta(hours=6), px, px, px, px, 1.0))
+        b.handle_bar(Bar(SYM, "DAY", when, when + dt.timedelta(hours=6), px, px, px, px, 1.0))
         o = b.create_order(OrderIntent(SYM, side=side, quantity=qty), b.now)
         b.accept(o)
     acct = b.account()

@@ -116,13 +116,13 @@ def test_kill_switch_pauses_orders_without_stopping_the_run(bars: list[Bar]) -> 
     engine = TradingEngine([SmaCross(SPX, fast=5, slow=20, quantity=10)], PaperBroker(BrokerSettings(**SETTINGS)))
     part = bars[:600]
     for b in part[:200]:
-        engine.on_bar(b)
+        engine.handle_bar(b)
     engine.trip("test")
     for b in part[200:400]:
-        engine.on_bar(b)
+        engine.handle_bar(b)
     engine.reset()
     for b in part[400:]:
-        engine.on_bar(b)
+        engine.handle_bar(b)
     orders = engine.broker.orders()
     paused = [o for o in orders if part[200].close_datetime <= o.created_at < part[400].close_datetime]
     after = [o for o in orders if o.created_at >= part[400].close_datetime]
@@ -157,7 +157,7 @@ def test_sma_cross_stands_aside_around_high_impact_events(bars: list[Bar]) -> No
     aside = SmaCross(SPX, fast=5, slow=20, stand_aside_impact="high")
     engine = TradingEngine([aside], PaperBroker())
     for ev in events:
-        engine.on_calendar_event(ev)
+        engine.handle_calendar_event(ev)
     engine.run(bars[:400])
     got = [o for o in engine.broker.orders() if o.tag == "entry"]
     assert aside.skipped_entries >= 1
@@ -183,10 +183,10 @@ def test_mtf_trend_uses_only_closed_weeks_and_matches_pandas(bars: list[Bar], as
     stream = sorted([(b.close_datetime, 0, b) for b in bars] + [(w.close_datetime, 1, w) for w in weeks],
                     key=lambda t: (t[0], t[1]))
     for when, _, b in stream:
-        engine.on_bar(b)
+        engine.handle_bar(b)
         for snap in aligner.feed(b, now=when):
             # over the bus a snapshot arrives as its record; the engine rebuilds it
-            engine.on_mtf(msgspec.json.decode(msgspec.json.encode(snap.to_record())) if as_record else snap)
+            engine.handle_mtf(msgspec.json.decode(msgspec.json.encode(snap.to_record())) if as_record else snap)
     assert engine.errors == []
 
     # oracle: a week (W-FRI) is visible from its last trading day on (the Thursday before a Good
@@ -226,9 +226,9 @@ class ChartWatcher(Strategy):
 def test_chart_news_and_calendar_delivery(bars: list[Bar]) -> None:
     w = ChartWatcher()
     engine = TradingEngine([w], PaperBroker())
-    engine.on_bar(bars[0])
-    engine.on_chart(SPX, "WEEK", bars[:2])  # not an interval it wants
-    events = engine.on_chart(SPX, "DAY", bars[:3])
+    engine.handle_bar(bars[0])
+    engine.handle_chart(SPX, "WEEK", bars[:2])  # not an interval it wants
+    events = engine.handle_chart(SPX, "DAY", bars[:3])
     assert w.seen == [(SPX, "DAY", 3)]
     assert [e.topic for e in events] == [f"order.accepted.{SPX}"] and events[0].payload.interval == "DAY"
     # records as published on the bus are turned back into typed items
@@ -237,8 +237,8 @@ def test_chart_news_and_calendar_delivery(bars: list[Bar]) -> None:
     got: list = []
     w.on_news = got.append  # type: ignore[method-assign]
     w.on_calendar_event = got.append  # type: ignore[method-assign]
-    engine.on_news(news_to_record(NewsItem(bars[0].close_datetime, "headline", full_symbol=SPX)))
-    engine.on_calendar_event(event_to_record(CalendarEvent("US", "CPI", "cpi", bars[0].close_datetime, impact="high")))
+    engine.handle_news(news_to_record(NewsItem(bars[0].close_datetime, "headline", full_symbol=SPX)))
+    engine.handle_calendar_event(event_to_record(CalendarEvent("US", "CPI", "cpi", bars[0].close_datetime, impact="high")))
     assert type(got[0]).__name__ == "NewsItem" and got[0].title == "headline"
     assert type(got[1]).__name__ == "CalendarEvent" and got[1].impact == "high"
 
@@ -305,7 +305,7 @@ def test_stand_aside_with_the_bundled_calendar(bars: list[Bar]) -> None:
     aside = SmaCross(SPX, fast=5, slow=20, stand_aside_impact="high")
     engine = TradingEngine([aside], PaperBroker())
     for ev in calendar:  # the schedule is known ahead, as a calendar provider publishes it
-        engine.on_calendar_event(ev)
+        engine.handle_calendar_event(ev)
     engine.run(recent)
     plain_entries = [o.created_at for o in plain.broker.orders() if o.tag == "entry"]
     aside_entries = [o.created_at for o in engine.broker.orders() if o.tag == "entry"]

@@ -216,7 +216,7 @@ def test_llm_gated_strategy(server: FakeOpenAI) -> None:
 
     approving = LlmGated(fast=10, slow=30, model=client(server))
     e1 = TradingEngine([approving], PaperBroker())
-    e1.on_news(NewsItem(bars[40].close_datetime, "Sample headline", full_symbol="STOCK:US:SPX"))
+    e1.handle_news(NewsItem(bars[40].close_datetime, "Sample headline", full_symbol="STOCK:US:SPX"))
     e1.run(bars)
     # the model approves every entry: same fills as the ungated strategy, one request per entry signal
     assert [f.datetime for f in e1.broker.fills()] == [f.datetime for f in plain.broker.fills()]
@@ -282,7 +282,7 @@ def test_a_slow_model_does_not_stall_the_event_loop(server: FakeOpenAI) -> None:
         for b in bars:
             before = len(strat.decisions)
             start_ticks = ticks
-            await asyncio.to_thread(engine.on_bar, b)
+            await asyncio.to_thread(engine.handle_bar, b)
             if len(strat.decisions) > before:
                 during_model_call = max(during_model_call, ticks - start_ticks)
         done.set()

@@ -9,10 +9,15 @@ through :class:`~aitrados.marketdata.flow.ChartFlow` and publishes what changed:
 * ``mtf.<group>``: one aligned snapshot per time frontier (``Snapshot.to_record()``)
 * ``news.<full_symbol>`` / ``calendar.<COUNTRY>.<EVENT_CODE>``: news items and calendar events
   (``preview_interval`` ``1DAY``: the schedule a day ahead, outcome masked; ``REAL_TIME``: the release)
-* ``replay.step`` ``{step, time}``: after all events of one data time step; ``replay.end`` at the end
+* ``replay.step`` ``{step, time}``: after all events of one data time step; ``replay.end``
+  ``{clock, bars, step}`` at the end (``step`` follows the last ``replay.step``: lock-step
+  consumers acknowledge it once they finished)
 
-In-process consumers (the trading runtime) get the same events, in the same order, through
-``consumers`` — awaited one after the other, so a replay is deterministic. The hub is
+Topics and consumer kinds come from :mod:`aitrados.events`. In-process consumers (the trading
+runtime) get the same events, in the same order, through ``consumers`` — awaited one after the
+other, so a replay is deterministic. A closed bar goes to the consumers *before* it is published:
+the trading runtime then publishes the fills of working orders at that bar before the bar, so a
+strategy in another process hears of them first, like an in-process one. The hub is
 reachable over RPC as the ``chart`` and ``mtf`` services: every module, process and language
 shares this one instance, and the data is fetched once.
 """
@@ -29,6 +34,7 @@ from loguru import logger
 
 from ..bus.pubsub import Publisher
 from ..bus.service import Service
+from ..events import Kind, build_topic
 from .align import Snapshot
 from .chart import Change
 from .flow import ChartFlow, FeedResult
@@ -137,15 +143,6 @@ class MarketDataHub:
         return {"group": name, "members": self.flow.aligner.groups()[name]}
 
     # ------------------------------------------------------------------ stream
-    def _time_of(self, kind: str, obj: Any) -> dt.datetime | None:
-        if kind == "bar":
-            return obj.close_datetime
-        if kind == "news":
-            return obj.published_date
-        if kind == "calendar":
-            return obj.event_timestamp
-        return None
-
     async def _advance(self, t: dt.datetime | None) -> None:
         """Close the current time step when data time moves past it."""
         if t is None:
@@ -159,8 +156,8 @@ class MarketDataHub:
     async def _end_step(self) -> None:
         self.step += 1
         self.counts["steps"] += 1
-        self._publish("replay.step", {"step": self.step, "time": self.step_time})
-        await self._emit("step", (self.step, self.step_time))
+        self._publish(build_topic(Kind.STEP), {"step": self.step, "time": self.step_time})
+        await self._emit(Kind.STEP, (self.step, self.step_time))
 
     async def _on_bar(self, bar: Bar) -> None:
         self.counts["bars_in"] += 1
@@ -178,46 +175,47 @@ class MarketDataHub:
         pub = self._publish
         for u in res.updates:
             w = u.window
-            stem = f"{w.full_symbol}.{w.interval}"
+            ohlc_topic = build_topic(Kind.BAR, w.full_symbol, w.interval)
             live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
             if u.change is Change.CLOSED:
                 for b in u.closed:
-                    pub(f"ohlc.{stem}", b)
-                    await self._emit("bar", b)
+                    await self._emit(Kind.BAR, b)  # first: fills at this bar are published before it
+                    pub(ohlc_topic, b)
             if live is not None:
-                pub(f"ohlc.{stem}", live)
+                pub(ohlc_topic, live)
             closed_n = w.closed_count
             chart = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
                      "count": closed_n + (live is not None),
                      "last": live if live is not None else (u.closed[-1] if u.closed else None),
                      "closed": list(u.closed)}
-            pub(f"chart.{stem}", chart)
-            await self._emit("chart", chart)
+            pub(build_topic(Kind.CHART, w.full_symbol, w.interval), chart)
+            await self._emit(Kind.CHART, chart)
         for snap in res.snapshots:
             self.counts["snapshots"] += 1
-            pub(f"mtf.{snap.group}", snap.to_record())
-            await self._emit("mtf", snap)
+            pub(build_topic(Kind.MTF, snap.group), snap.to_record())
+            await self._emit(Kind.MTF, snap)
 
     async def _on_news(self, item: NewsItem) -> None:
         self.counts["news"] += 1
         await self._advance(item.published_date)
-        self._publish(f"news.{item.full_symbol or 'GENERAL'}", item)
-        await self._emit("news", item)
+        self._publish(build_topic(Kind.NEWS, item.full_symbol or ""), item)
+        await self._emit(Kind.NEWS, item)
 
     async def _on_event(self, ev: CalendarEvent) -> None:
         self.counts["events"] += 1
         # a preview (the schedule ahead, outcome masked) arrives before its event: data time is the push time
         ahead = PREVIEW_AHEAD.get(ev.preview_interval or "", dt.timedelta(0))
         await self._advance(ev.event_timestamp - ahead)
-        self._publish(f"calendar.{ev.country_iso_code}.{ev.event_code}", ev)
-        await self._emit("calendar", ev)
+        self._publish(build_topic(Kind.CALENDAR, ev.country_iso_code, ev.event_code), ev)
+        await self._emit(Kind.CALENDAR, ev)
 
     async def _on_end(self, end: ReplayEnd) -> None:
         await self._deliver(self.flow.tick(end.clock))
         if self.step_time is not None:
             await self._end_step()
-        self._publish("replay.end", {"clock": end.clock, "bars": self.counts["bars_in"]})
-        await self._emit("end", end)
+        record = {"clock": end.clock, "bars": self.counts["bars_in"], "step": self.step + 1}
+        self._publish(build_topic(Kind.END), record)
+        await self._emit(Kind.END, record)
         self.ended.set()
 
     async def _on_error(self, err: BaseException) -> None:
@@ -286,7 +284,7 @@ class AlignService(Service):
         hub.consumers.append(self._remember)
 
     def _remember(self, kind: str, obj: Any) -> None:
-        if kind == "mtf":
+        if kind == Kind.MTF:
             self._last[obj.group] = obj
 
     async def add_group(self, name: str, members: dict[str, list[str]], size: int | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import msgspec
 from loguru import logger
 from pydantic import BaseModel, Field
 
+from aitrados.events import Kind, build_topic
 from aitrados.marketdata.models import Bar
 
 from .orders import Account, Event, Fill, Order, OrderIntent, Position
@@ -225,7 +226,7 @@ class PaperBroker:
         return []
 
     # ------------------------------------------------------------------ bars
-    def on_bar(self, bar: Bar) -> list[Event]:
+    def handle_bar(self, bar: Bar) -> list[Event]:
         """Fill the working orders this bar reaches, then mark positions to its close.
 
         Returns the events; appends/updates the equity point at ``bar.close_datetime``.
@@ -316,8 +317,8 @@ class PaperBroker:
         self._record_equity()
         return [
             self._order_event(o),
-            Event(f"fill.{o.full_symbol}", fill),
-            Event(f"position.{o.full_symbol}", msgspec.structs.replace(pos)),
+            Event(build_topic(Kind.FILL, o.full_symbol), fill),
+            Event(build_topic(Kind.POSITION, o.full_symbol), msgspec.structs.replace(pos)),
         ]
 
     @staticmethod
@@ -349,7 +350,7 @@ class PaperBroker:
 
     @staticmethod
     def _order_event(o: Order) -> Event:
-        return Event(f"order.{o.status}.{o.full_symbol}", msgspec.structs.replace(o))
+        return Event(build_topic(Kind.ORDER, o.full_symbol, o.status), msgspec.structs.replace(o))
 
     def _emit(self, events: list[Event]) -> list[Event]:
         return deliver(events, self.listeners, "broker")

@@ -1,16 +1,19 @@
 """The trading loop without I/O: events in, strategies, risk, paper broker, events out.
 
 :class:`TradingEngine` is what the host calls for each bar, snapshot, news item and
-calendar event (in replay and live alike); a backtest is :meth:`TradingEngine.run` over a
-sequence of bars. Per bar it (1) lets the broker fill working orders at this bar and mark
-to its close, (2) tells the risk engine the bar clock and equity, (3) calls the
-strategies that want the bar, and (4) turns their intents into orders: resolve, risk
-check, accept or reject. Every resulting event goes back to the caller (and to
-``listeners``) for publishing on ``order.*``, ``fill.*``, ``position.*``.
+calendar event (in replay and live alike), through :meth:`TradingEngine.handle` or the
+``handle_*`` entry points (``on_*`` names are the strategies' callbacks); a backtest is
+:meth:`TradingEngine.run` over a sequence of bars. Per bar it (1) lets the broker fill
+working orders at this bar and mark to its close (the owners hear of it first), (2) tells
+the risk engine the bar clock and equity, (3) calls the strategies that want the bar, and
+(4) turns their intents into orders: resolve, risk check, accept or reject. Every resulting
+event goes back to the caller (and to ``listeners``) for publishing on ``order.*``,
+``fill.*``, ``position.*``.
 
-A strategy callback that raises is logged with the strategy's name and counted in
-``errors``; the loop goes on. Everything is ordered, so the same inputs give the same
-events.
+Strategy callbacks are called by the :class:`~aitrados.trading.driver.StrategyDriver`, the
+same one an isolated worker uses. A callback that raises is logged with the strategy's name
+and counted in ``errors``; the loop goes on. Everything is ordered, so the same inputs give
+the same events.
 """
 
 from __future__ import annotations
@@ -21,24 +24,16 @@ from typing import Any
 
 from loguru import logger
 
-from aitrados.marketdata.models import (
-    Bar,
-    CalendarEvent,
-    NewsItem,
-    bar_from_record,
-    event_from_record,
-    news_from_record,
-    parse_timestamp,
-)
+from aitrados.events import Kind, decode, snapshot_from_record
+from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
 
 from .broker import PaperBroker, deliver
-from .orders import Event, Fill, Order, OrderIntent
+from .driver import StrategyDriver
+from .orders import Event, OrderIntent
 from .risk import RiskContext, RiskEngine
-from .strategy import Cancel, Strategy, StrategyContext
+from .strategy import Cancel, Strategy
 
 __all__ = ["TradingEngine", "snapshot_from_record"]
-
-_MAX_ROUNDS = 8  # bounded re-entry: on_fill/on_order may place orders that fill at once
 
 
 class TradingEngine:
@@ -53,97 +48,74 @@ class TradingEngine:
     ) -> None:
         self.broker = broker or PaperBroker()
         self.risk = risk or RiskEngine()
-        self.strategies: list[Strategy] = list(strategies)
-        names = [s.strategy_name for s in self.strategies]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"strategy names must be unique in one engine; duplicated: {', '.join(dupes)} (set `name`)")
-        self._by_name = {s.strategy_name: s for s in self.strategies}
-        for s in self.strategies:
-            s.bind(StrategyContext(s.strategy_name, self.broker))
+        self.driver = StrategyDriver(strategies, self.broker, self._submit, clock=lambda: self.broker.now)
+        self.strategies: list[Strategy] = self.driver.strategies
         self.listeners = list(listeners or [])
         self.events: list[Event] = []
-        self.errors: list[str] = []
-        self._started = False
+        #: What went wrong (strategy errors, refused orders), one line each; shared with the driver.
+        self.errors: list[str] = self.driver.errors
         self.bars_seen = 0
-        self._depth = 0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Call every strategy's ``on_start`` once."""
-        if self._started:
-            return
-        self._started = True
-        for s in self.strategies:
-            self._call(s, "on_start")
+    def start(self) -> list[Event]:
+        """Call every strategy's ``on_start`` once; returns the events (orders before any bar are dropped)."""
+        return self.driver.start()
 
     def stop(self) -> list[Event]:
         """Call every strategy's ``on_stop`` (orders placed there are processed) and return the events."""
-        out: list[Event] = []
-        for s in self.strategies:
-            out += self._call(s, "on_stop")
-        return out
+        return self.driver.stop()
 
     def run(self, bars: Iterable[Bar]) -> list[Event]:
         """Replay ``bars`` in order through the whole loop; returns all events of the run."""
-        self.start()
-        out: list[Event] = []
+        out = self.start()
         for bar in bars:
-            out += self.on_bar(bar)
+            out += self.handle_bar(bar)
         out += self.stop()
         return out
 
     # ------------------------------------------------------------------ inputs
-    def on_bar(self, bar: Bar | Mapping[str, Any]) -> list[Event]:
+    def handle(self, kind: Kind | str, payload: Any) -> list[Event]:
+        """Take one market event of *kind* (bar, chart, mtf, news, calendar) as the hub hands it
+        (or its bus payload, decoded first); returns the events it caused."""
+        k = Kind(kind)
+        if k is Kind.BAR:
+            return self.handle_bar(payload)
+        if k is Kind.CHART:
+            return self.handle_chart(payload["full_symbol"], payload["interval"], payload)
+        return self.driver.handle(k, decode(k, payload))
+
+    def handle_bar(self, bar: Bar | Mapping[str, Any]) -> list[Event]:
         """Process one closed bar (a Bar or its protocol record); returns the events it caused."""
-        if isinstance(bar, Mapping):
-            bar = bar_from_record(bar)
+        bar = decode(Kind.BAR, bar)
         if not bar.closed:
             return []  # live, still-forming bars do not drive orders or fills
-        self.start()
+        out = self.start()
         self.bars_seen += 1
-        out = self._publish(self.broker.on_bar(bar))
-        out += self._notify(out)
+        fills = self._publish(self.broker.handle_bar(bar))
+        out += fills
+        out += self.driver.handle_execution(fills)
         self.risk.observe(bar.close_datetime, self.broker.equity())
-        for s in self.strategies:
-            if s.wants_bar(bar.full_symbol, bar.interval):
-                out += self._call(s, "on_bar", bar, interval=bar.interval)
-        return out
+        return out + self.driver.handle_bar(bar)
 
-    def on_chart(self, full_symbol: str, interval: str, window: Any) -> list[Event]:
+    def handle_chart(self, full_symbol: str, interval: str, window: Any) -> list[Event]:
         """Deliver a chart-window change to the strategies that want that symbol and interval; returns the events."""
-        out: list[Event] = []
-        for s in self.strategies:
-            if s.wants_bar(full_symbol, interval):
-                out += self._call(s, "on_chart", full_symbol, interval, window, interval=interval)
-        return out
+        return self.driver.handle_chart(full_symbol, interval, window)
 
-    def on_mtf(self, snapshot: Any, group: str | None = None) -> list[Event]:
+    def handle_mtf(self, snapshot: Any, group: str | None = None) -> list[Event]:
         """Deliver an aligned snapshot to the strategies whose ``groups`` name its group (all if it has none).
 
         ``snapshot`` is an ``aitrados.marketdata.align.Snapshot`` or its published record
         (``Snapshot.to_record()``), which is turned back into a Snapshot first.
         """
-        if isinstance(snapshot, Mapping):
-            snapshot = snapshot_from_record(snapshot)
-        group = group or getattr(snapshot, "group", None)
-        out: list[Event] = []
-        for s in self.strategies:
-            if group is None or not s.groups or group in s.groups:
-                out += self._call(s, "on_mtf", snapshot)
-        return out
+        return self.driver.handle_mtf(decode(Kind.MTF, snapshot), group)
 
-    def on_news(self, item: NewsItem | Mapping[str, Any]) -> list[Event]:
+    def handle_news(self, item: NewsItem | Mapping[str, Any]) -> list[Event]:
         """Deliver a news item (or its protocol record) to every strategy; returns the events."""
-        if isinstance(item, Mapping):
-            item = news_from_record(item)
-        return self._broadcast("on_news", item)
+        return self.driver.handle(Kind.NEWS, decode(Kind.NEWS, item))
 
-    def on_calendar_event(self, event: CalendarEvent | Mapping[str, Any]) -> list[Event]:
+    def handle_calendar_event(self, event: CalendarEvent | Mapping[str, Any]) -> list[Event]:
         """Deliver a calendar event (or its protocol record) to every strategy; returns the events."""
-        if isinstance(event, Mapping):
-            event = event_from_record(event)
-        return self._broadcast("on_calendar_event", event)
+        return self.driver.handle(Kind.CALENDAR, decode(Kind.CALENDAR, event))
 
     def submit(self, item: OrderIntent | Cancel) -> list[Event]:
         """Submit an order intent (or a cancel) from outside the engine's strategies, e.g. a
@@ -160,40 +132,6 @@ class TradingEngine:
         self.risk.reset()
 
     # ------------------------------------------------------------------ internals
-    def _broadcast(self, method: str, arg: Any) -> list[Event]:
-        out: list[Event] = []
-        for s in self.strategies:
-            out += self._call(s, method, arg)
-        return out
-
-    def _call(self, s: Strategy, method: str, *args: Any, interval: str | None = None) -> list[Event]:
-        ctx = s.ctx
-        ctx.now = self.broker.now
-        ctx.interval = interval
-        try:
-            getattr(s, method)(*args)
-        except Exception as exc:
-            msg = f"strategy {s.strategy_name}.{method} raised {type(exc).__name__}: {exc}"
-            logger.exception(msg)
-            self.errors.append(msg)
-        out: list[Event] = []
-        rounds = 0
-        while True:
-            queued = ctx.drain()
-            if not queued or rounds >= _MAX_ROUNDS:
-                if queued:
-                    msg = f"strategy {s.strategy_name} keeps placing orders from on_fill/on_order; dropped {len(queued)}"
-                    logger.error(msg)
-                    self.errors.append(msg)
-                break
-            rounds += 1
-            new: list[Event] = []
-            for item in queued:
-                new += self._submit(item)
-            out += new
-            out += self._notify(new)
-        return out
-
     def _submit(self, item: OrderIntent | Cancel) -> list[Event]:
         if isinstance(item, Cancel):
             return self._publish(self.broker.cancel(item.client_id))
@@ -225,56 +163,7 @@ class TradingEngine:
             return self._publish(self.broker.accept(order))
         return self._publish(self.broker.reject(order, decision.rule, decision.reason))
 
-    def _notify(self, events: list[Event]) -> list[Event]:
-        """Tell the owning strategies about their order changes and fills; returns events that caused."""
-        out: list[Event] = []
-        if self._depth >= _MAX_ROUNDS:
-            if events:
-                msg = f"order callbacks nested {self._depth} deep; not notifying {len(events)} more events"
-                logger.error(msg)
-                self.errors.append(msg)
-            return out
-        self._depth += 1
-        try:
-            out = self._notify_now(events)
-        finally:
-            self._depth -= 1
-        return out
-
-    def _notify_now(self, events: list[Event]) -> list[Event]:
-        out: list[Event] = []
-        for ev in events:
-            p = ev.payload
-            if isinstance(p, (Order, Fill)) and p.strategy in self._by_name:
-                s = self._by_name[p.strategy]
-                out += self._call(s, "on_order" if isinstance(p, Order) else "on_fill", p)
-        return out
-
     def _publish(self, events: list[Event]) -> list[Event]:
         self.events.extend(events)
         return deliver(events, self.listeners, "engine")
 
-
-def snapshot_from_record(rec: Mapping[str, Any]) -> Any:
-    """Rebuild an aligned ``Snapshot`` from its published record (``Snapshot.to_record()``).
-
-    :raises ValueError: when the record lacks ``group``, ``frontier`` or ``bars``.
-    """
-    from aitrados.marketdata.align import Snapshot
-
-    missing = [k for k in ("group", "frontier", "bars") if k not in rec]
-    if missing:
-        raise ValueError(f"snapshot record lacks {', '.join(missing)}; expected Snapshot.to_record() output")
-    bars = {
-        (fs, iv): bar_from_record(b, fs, iv)
-        for fs, by_iv in rec["bars"].items()
-        for iv, b in by_iv.items()
-    }
-    return Snapshot(
-        group=str(rec["group"]),
-        frontier=parse_timestamp(rec["frontier"]),
-        bars=bars,
-        updated=tuple((m[0], m[1]) for m in rec.get("updated", ())),
-        partial=bool(rec.get("partial", False)),
-        missing=tuple((m[0], m[1]) for m in rec.get("missing", ())),
-    )

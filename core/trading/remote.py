@@ -1,19 +1,22 @@
 """Strategies in another process, trading against the middleware's one account over the bus.
 
 :class:`RemoteStrategyRunner` is what an isolated plugin's worker runs for the strategies the
-plugin registered. It subscribes to the topics the strategies need, turns each message into
-the typed record the in-process :class:`~aitrados.trading.engine.TradingEngine` would give
-(closed ``Bar``, ``Snapshot``, ``NewsItem``, ``CalendarEvent``, ``Order``, ``Fill``), calls the
-strategy callbacks one message at a time in arrival order, and sends what they order to the
-middleware's ``trading`` RPC service:
+plugin registered. It subscribes to the topics the strategies need, decodes each message with
+:mod:`aitrados.events` into the record the in-process engine gives (closed ``Bar``, chart
+message, ``Snapshot``, ``NewsItem``, ``CalendarEvent``, ``Order``, ``Fill``) and hands it, one
+message at a time in arrival order, to the same :class:`~aitrados.trading.driver.StrategyDriver`
+the in-process :class:`~aitrados.trading.engine.TradingEngine` uses (same callbacks, same order),
+which sends what the strategies order to the middleware's ``trading`` RPC service:
 
 * ``trading.attach(strategy) -> {"step": int}`` / ``trading.detach(strategy)``
 * ``trading.submit(strategy, intent) -> [{"topic", "payload"}, ...]`` (``intent`` is
   ``msgspec.to_builtins(OrderIntent)``) and ``trading.cancel(strategy, client_id)``
 * ``trading.position(strategy, full_symbol) -> float``, ``trading.positions()``, ``trading.account()``
 * ``trading.ack(strategy, step)`` after the ``replay.step`` message of that step: everything
-  published before it, and the submits it caused, has been processed. The replay waits for
-  the acks, so a replay with remote strategies stays deterministic.
+  published before it, and the submits it caused, has been processed (and after ``on_stop``
+  for the step ``replay.end`` carries). The replay waits for the acks, so a replay with
+  remote strategies stays deterministic. An ack is idempotent: one that timed out or found
+  the service momentarily unavailable is sent again.
 
 After attaching it asks the middleware's market-data hub for the data the strategies need
 (``chart.add`` for each symbol and interval, ``mtf.add_group`` for each group), so bars flow
@@ -42,110 +45,33 @@ from aitrados.bus.addresses import Endpoints
 from aitrados.bus.client import RPCClient
 from aitrados.bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
 from aitrados.bus.pubsub import Message, Publisher, Subscriber
-from aitrados.marketdata.models import (
-    Bar,
-    CalendarEvent,
-    NewsItem,
-    bar_from_record,
-    event_from_record,
-    news_from_record,
-    parse_timestamp,
-)
+from aitrados.events import MARKET_KINDS, Kind, decode, parse_topic
 
-from .engine import snapshot_from_record
-from .orders import Account, Fill, Order, OrderIntent, Position
-from .strategy import Cancel, Strategy, StrategyContext
+from .driver import StrategyDriver, topics_for
+from .orders import Account, Event, Fill, Order, OrderIntent
+from .strategy import Cancel, Strategy
 
 __all__ = ["RemotePortfolio", "RemoteStrategyRunner", "record_of", "topics_for"]
 
-#: Bounded re-entry, as in the engine: on_order/on_fill may place orders that fill at once.
-_MAX_ROUNDS = 8
+
 #: Order events from submit replies remembered to drop their copies arriving on the bus.
 _SEEN_LIMIT = 10_000
-
-
-def _overrides(s: Strategy, method: str) -> bool:
-    """True when *s* implements *method* itself (not the base class's no-op)."""
-    return getattr(type(s), method, None) is not getattr(Strategy, method, None)
-
-
-def topics_for(strategies: Iterable[Strategy]) -> list[str]:
-    """The topic prefixes a runner subscribes to for *strategies* (``replay.`` included).
-
-    Bars of each strategy's symbols x intervals (all bars when it names none), ``mtf.<group>``
-    of its groups (every group when it has none but overrides ``on_mtf``), and ``chart.``,
-    ``news.``, ``calendar.``, ``order.``, ``fill.``, ``position.`` only when some strategy
-    overrides the callback that takes them.
-    """
-    out: list[str] = ["replay."]
-
-    def add(prefix: str) -> None:
-        if prefix not in out:
-            out.append(prefix)
-
-    for s in strategies:
-        needs = s.needs()
-        if needs.symbols and needs.intervals:
-            for sym in needs.symbols:
-                for iv in needs.intervals:
-                    add(f"ohlc.{sym}.{iv}")
-        elif needs.symbols:
-            for sym in needs.symbols:
-                add(f"ohlc.{sym}.")
-        else:
-            add("ohlc.")
-        if _overrides(s, "on_chart"):
-            if needs.symbols and needs.intervals:
-                for sym in needs.symbols:
-                    for iv in needs.intervals:
-                        add(f"chart.{sym}.{iv}")
-            else:
-                add("chart.")
-        if needs.groups:
-            for g in needs.groups:
-                add(f"mtf.{g}")
-        elif _overrides(s, "on_mtf"):
-            add("mtf.")
-        for method, prefix in (("on_news", "news."), ("on_calendar_event", "calendar."),
-                               ("on_order", "order."), ("on_fill", "fill.")):
-            if _overrides(s, method):
-                add(prefix)
-        if callable(getattr(s, "on_position", None)):
-            add("position.")
-    # a broader prefix makes the narrower ones redundant (and would deliver twice)
-    return [p for p in out if not any(q != p and p.startswith(q) for q in out)]
+#: Attempts per step acknowledgement (an ack is idempotent, so a lost one is sent again).
+_ACK_ATTEMPTS = 4
 
 
 def record_of(topic: str, payload: Any) -> Any:
     """The typed trading record of an event published on *topic* (``order.*``, ``fill.*``, ``position.*``).
 
-    :raises ValueError: when the payload does not fit the record its topic names.
+    :raises ValueError: when the topic is not one of those or the payload does not fit its record.
     """
-    cls: type[msgspec.Struct]
-    if topic.startswith("order."):
-        cls = Order
-    elif topic.startswith("fill."):
-        cls = Fill
-    elif topic.startswith("position."):
-        cls = Position
-    else:
+    t = parse_topic(topic)
+    if t is None or t.kind not in (Kind.ORDER, Kind.FILL, Kind.POSITION):
         raise ValueError(f"{topic!r} is not an order, fill or position topic")
-    if isinstance(payload, cls):
-        return payload
     try:
-        return msgspec.convert(payload, cls)
-    except (msgspec.ValidationError, TypeError) as exc:
-        raise ValueError(f"{topic}: payload is not a {cls.__name__}: {exc}") from None
-
-
-def _struct(data: Any, cls: type[Any], from_record: Any) -> Any:
-    """A published map as *cls*: the struct's own fields first, else the protocol record shape."""
-    if isinstance(data, cls):
-        return data
-    try:
-        return msgspec.convert(data, cls)
-    except (msgspec.ValidationError, TypeError):
-        return from_record(data)
+        return decode(t.kind, payload)
+    except ValueError as exc:
+        raise ValueError(f"{topic}: {exc}") from None
 
 
 def _event_key(rec: Any) -> tuple[Any, ...] | None:
@@ -165,17 +91,22 @@ class RemotePortfolio:
     :param timeout: seconds per call
     """
 
-    def __init__(self, rpc: RPCClient, service: str = "trading", timeout: float | None = None) -> None:
+    def __init__(self, rpc: RPCClient | None, service: str = "trading", timeout: float | None = None) -> None:
         self.rpc = rpc
         self.service = service
         self.timeout = timeout
 
+    def _rpc(self) -> RPCClient:
+        if self.rpc is None:
+            raise RuntimeError("the remote portfolio has no RPC client: start the runner first")
+        return self.rpc
+
     def position(self, full_symbol: str, strategy: str | None = None) -> float:
         """The strategy's own signed position (or the account's when *strategy* is None)."""
         if strategy:
-            return float(self.rpc.call(self.service, "position", strategy=strategy, full_symbol=full_symbol,
+            return float(self._rpc().call(self.service, "position", strategy=strategy, full_symbol=full_symbol,
                                        timeout=self.timeout))
-        positions = self.rpc.call(self.service, "positions", timeout=self.timeout)
+        positions = self._rpc().call(self.service, "positions", timeout=self.timeout)
         items = positions.values() if isinstance(positions, Mapping) else positions
         for p in items or ():
             if isinstance(p, Mapping) and p.get("full_symbol") == full_symbol:
@@ -184,7 +115,7 @@ class RemotePortfolio:
 
     def account(self) -> Account:
         """The account summary."""
-        return msgspec.convert(self.rpc.call(self.service, "account", timeout=self.timeout), Account)
+        return msgspec.convert(self._rpc().call(self.service, "account", timeout=self.timeout), Account)
 
 
 class RemoteStrategyRunner:
@@ -209,24 +140,22 @@ class RemoteStrategyRunner:
         for s in self.strategies:
             if not isinstance(s, Strategy):
                 raise TypeError(f"RemoteStrategyRunner: {s!r} is not an aitrados.trading.Strategy")
-        names = [s.strategy_name for s in self.strategies]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"strategy names must be unique; duplicated: {', '.join(dupes)} (set `name`)")
+        self.portfolio = RemotePortfolio(None, service, timeout)
+        #: Calls the strategies' callbacks, exactly as the in-process engine does.
+        self.driver = StrategyDriver(self.strategies, self.portfolio, self._submit, clock=lambda: self.now)
         self.endpoints = endpoints
         self.bus = bus
         self.service = service
         self.timeout = timeout
         self.attach_timeout = attach_timeout
         self._zctx = context
-        self._by_name = {s.strategy_name: s for s in self.strategies}
+        self._by_name = self.driver.by_name
         self.rpc: RPCClient | None = None
         self._sub: Subscriber | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._early: list[Message] = []
         self._seen: collections.OrderedDict[tuple[Any, ...], None] = collections.OrderedDict()
-        self._depth = 0
         self.now: dt.datetime | None = None
         #: Attach reply per strategy (``{"step": int}``).
         self.attached: dict[str, Any] = {}
@@ -235,9 +164,9 @@ class RemoteStrategyRunner:
         self.ended = threading.Event()
         #: Set once every strategy is attached and its data requested (then ``on_start`` runs).
         self.ready = threading.Event()
-        #: What went wrong (strategy errors, refused submits), one line each.
-        self.errors: list[str] = []
-        #: Messages handled, by topic prefix.
+        #: What went wrong (strategy errors, refused submits), one line each; shared with the driver.
+        self.errors: list[str] = self.driver.errors
+        #: Messages handled, by event kind.
         self.counts: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------ lifecycle
@@ -262,9 +191,7 @@ class RemoteStrategyRunner:
         except BaseException:
             self._close()
             raise
-        portfolio = RemotePortfolio(self.rpc, self.service, self.timeout)
-        for s in self.strategies:
-            s.bind(StrategyContext(s.strategy_name, portfolio))
+        self.portfolio.rpc = self.rpc
         self._thread = threading.Thread(target=self._main, name="aitrados-remote-strategies", daemon=True)
         self._thread.start()
         return self
@@ -373,8 +300,7 @@ class RemoteStrategyRunner:
                         self.service, {n: a.get("step") if isinstance(a, Mapping) else a
                                        for n, a in self.attached.items()}, ", ".join(self.topics()))
             self.ready.set()
-            for s in self.strategies:
-                self._call(s, "on_start")
+            self.driver.start()
             early, self._early = self._early, []
             for msg in early:
                 self._safe_handle(msg)
@@ -398,111 +324,71 @@ class RemoteStrategyRunner:
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, topic: str, data: Any) -> None:
-        """Deliver one published message to the strategies (called in arrival order)."""
-        kind, _, rest = topic.partition(".")
-        self.counts[kind] += 1
-        if kind == "ohlc":
-            bar = _struct(data, Bar, bar_from_record)
-            if not bar.closed:
-                return  # live, still-forming bars do not drive strategies (as in the engine)
-            self._advance(bar.close_datetime)
-            for s in self.strategies:
-                if s.wants_bar(bar.full_symbol, bar.interval):
-                    self._call(s, "on_bar", bar, interval=bar.interval)
-        elif kind == "chart":
-            sym, _, interval = rest.rpartition(".")
-            for s in self.strategies:
-                if _overrides(s, "on_chart") and s.wants_bar(sym, interval):
-                    self._call(s, "on_chart", sym, interval, data, interval=interval)
-        elif kind == "mtf":
-            snapshot = snapshot_from_record(data) if isinstance(data, Mapping) else data
-            group = getattr(snapshot, "group", None) or rest
-            for s in self.strategies:
-                if (group in s.groups) if s.groups else _overrides(s, "on_mtf"):
-                    self._call(s, "on_mtf", snapshot)
-        elif kind == "news":
-            item = _struct(data, NewsItem, news_from_record)
-            for s in self.strategies:
-                if _overrides(s, "on_news"):
-                    self._call(s, "on_news", item)
-        elif kind == "calendar":
-            event = _struct(data, CalendarEvent, event_from_record)
-            for s in self.strategies:
-                if _overrides(s, "on_calendar_event"):
-                    self._call(s, "on_calendar_event", event)
-        elif kind in ("order", "fill"):
-            rec = record_of(topic, data)
+        """Deliver one published message to the strategies (called in arrival order).
+
+        :raises ValueError: when the payload does not decode as its topic's kind says.
+        """
+        t = parse_topic(topic)
+        if t is None:
+            return
+        k = t.kind
+        self.counts[k.value] += 1
+        if k in MARKET_KINDS:
+            payload = decode(k, data)
+            if k is Kind.BAR:
+                if not payload.closed:
+                    return  # live, still-forming bars do not drive strategies (as in the engine)
+                self._advance(payload.close_datetime)
+            if k is Kind.MTF:
+                self.driver.handle_mtf(payload, payload.group or t.subject)
+            else:
+                self.driver.handle(k, payload)
+        elif k in (Kind.ORDER, Kind.FILL):
+            rec = decode(k, data)
             key = _event_key(rec)
             if key is not None and key in self._seen:
                 del self._seen[key]  # delivered already, from the submit reply
                 return
-            self._notify(rec)
-        elif kind == "position":
-            rec = record_of(topic, data)
-            for s in self.strategies:
-                fn = getattr(s, "on_position", None)
-                if callable(fn):
-                    self._call(s, "on_position", rec)
-        elif topic == "replay.step":
-            step = int(data["step"])
-            if data.get("time") is not None:
-                self._advance(parse_timestamp(data["time"]))
-            self._ack(step)
-        elif topic == "replay.end":
-            for s in self.strategies:
-                self._call(s, "on_stop")
-            if isinstance(data, Mapping) and data.get("step") is not None:
-                self._ack(int(data["step"]))
+            self.driver.handle_execution([Event(topic, rec)])
+        elif k is Kind.STEP:
+            rec = decode(k, data)
+            if rec.get("time") is not None:
+                self._advance(rec["time"])
+            self._ack(rec["step"])
+        elif k is Kind.END:
+            rec = decode(k, data)
+            self.driver.stop()
+            if rec.get("step") is not None:
+                self._ack(rec["step"])
             self.ended.set()
+        # position events are account-wide: strategies ask ctx.position(), plugins get the on_position hook
 
     def _advance(self, t: dt.datetime) -> None:
         if self.now is None or t > self.now:
             self.now = t
 
     def _ack(self, step: int) -> None:
-        """Acknowledge *step* for every strategy; an ack is idempotent, so a timed-out one is sent again."""
+        """Acknowledge *step* for every strategy; an ack is idempotent, so one that timed out or
+        met an unavailable service is sent again (a few times, then the error is raised)."""
         assert self.rpc is not None
         for name in self._by_name:
-            for attempt in range(3):
+            for attempt in range(1, _ACK_ATTEMPTS + 1):
                 try:
                     self.rpc.call(self.service, "ack", strategy=name, step=step)
                     break
-                except RPCTimeoutError:
-                    if attempt == 2:
+                except (RPCTimeoutError, ServiceUnavailableError) as exc:
+                    if attempt == _ACK_ATTEMPTS or self._stop.is_set():
                         raise
-                    logger.warning("ack of step {} for strategy {!r} timed out; sending it again", step, name)
+                    logger.warning("ack of step {} for strategy {!r} failed ({}); sending it again", step, name,
+                                   type(exc).__name__)
+                    self._stop.wait(0.05 * attempt)
         self.step = step
 
-    # ------------------------------------------------------------------ strategies and orders
-    def _call(self, s: Strategy, method: str, *args: Any, interval: str | None = None) -> None:
-        """Call one strategy callback, then send what it queued (and what the replies cause)."""
-        ctx = s.ctx
-        ctx.now = self.now
-        ctx.interval = interval
-        try:
-            getattr(s, method)(*args)
-        except Exception as exc:
-            line = f"strategy {s.strategy_name}.{method} raised {type(exc).__name__}: {exc}"
-            logger.opt(exception=exc).error(line)
-            self.errors.append(line)
-        rounds = 0
-        while True:
-            queued = ctx.drain()
-            if not queued:
-                break
-            if rounds >= _MAX_ROUNDS:
-                line = f"strategy {s.strategy_name} keeps placing orders from on_fill/on_order; dropped {len(queued)}"
-                logger.error(line)
-                self.errors.append(line)
-                break
-            rounds += 1
-            for item in queued:
-                for rec in self._submit(s.strategy_name, item):
-                    self._notify(rec)
-
-    def _submit(self, strategy: str, item: OrderIntent | Cancel) -> list[Any]:
-        """Send one intent or cancellation; returns the order and fill records of the reply."""
+    # ------------------------------------------------------------------ orders
+    def _submit(self, item: OrderIntent | Cancel) -> list[Event]:
+        """Send one intent or cancellation of a strategy; returns the events of the reply."""
         assert self.rpc is not None
+        strategy = item.strategy
         try:
             if isinstance(item, Cancel):
                 reply = self.rpc.call(self.service, "cancel", strategy=strategy, client_id=item.client_id)
@@ -514,32 +400,17 @@ class RemoteStrategyRunner:
             logger.error(line)
             self.errors.append(line)
             return []
-        out: list[Any] = []
+        out: list[Event] = []
         for ev in reply or ():
             topic = ev.get("topic", "") if isinstance(ev, Mapping) else ""
-            if not topic.startswith(("order.", "fill.")):
+            t = parse_topic(topic) if isinstance(topic, str) else None
+            if t is None or t.kind not in (Kind.ORDER, Kind.FILL, Kind.POSITION):
                 continue
-            rec = record_of(topic, ev.get("payload"))
+            rec = decode(t.kind, ev.get("payload"))
             key = _event_key(rec)
             if key is not None:
                 self._seen[key] = None
                 while len(self._seen) > _SEEN_LIMIT:
                     self._seen.popitem(last=False)
-            out.append(rec)
+            out.append(Event(topic, rec))
         return out
-
-    def _notify(self, rec: Any) -> None:
-        """Give an order or fill record to the strategy that owns it (nesting bounded)."""
-        owner = self._by_name.get(getattr(rec, "strategy", ""))
-        if owner is None:
-            return
-        if self._depth >= _MAX_ROUNDS:
-            line = f"order callbacks nested {self._depth} deep; {type(rec).__name__} not given to {owner.strategy_name}"
-            logger.error(line)
-            self.errors.append(line)
-            return
-        self._depth += 1
-        try:
-            self._call(owner, "on_order" if isinstance(rec, Order) else "on_fill", rec)
-        finally:
-            self._depth -= 1

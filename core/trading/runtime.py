@@ -11,6 +11,7 @@ it (lock-step), so a replay gives the same orders and fills run after run.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import msgspec
 from loguru import logger
 
 from ..bus.pubsub import Publisher
+from ..events import Kind
 from ..bus.service import Service
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
@@ -65,27 +67,25 @@ class TradingRuntime:
 
     # ------------------------------------------------------------------ hub consumer
     async def consume(self, kind: str, obj: Any) -> None:
-        """Take one hub event (``bar``, ``chart``, ``mtf``, ``news``, ``calendar``, ``step``, ``end``).
+        """Take one hub event (kinds of :class:`aitrados.events.Kind`: bar, chart, mtf, news, calendar, step, end).
 
-        ``on_chart`` gets the published chart message (``{full_symbol, interval, seq, size, count,
-        last, closed}``), the same in-process and in an isolated worker.
+        Market events go to :meth:`TradingEngine.handle`; ``on_chart`` gets the published chart
+        message (``{full_symbol, interval, seq, size, count, last, closed}``), the same in-process
+        and in an isolated worker. At ``step`` (and ``end``) the replay waits until every attached
+        remote strategy has acknowledged it; at ``end`` the run is finished (``on_stop``, report).
         """
-        e = self.engine
-        if kind == "bar":
-            await self.run_engine(e.on_bar, obj)
-        elif kind == "chart":
-            await self.run_engine(e.on_chart, obj["full_symbol"], obj["interval"], obj)
-        elif kind == "mtf":
-            await self.run_engine(e.on_mtf, obj, obj.group)
-        elif kind == "news":
-            await self.run_engine(e.on_news, obj)
-        elif kind == "calendar":
-            await self.run_engine(e.on_calendar_event, obj)
-        elif kind == "step":
+        k = Kind(kind)
+        if k is Kind.STEP:
             self.step = obj[0]
             await self._wait_for_remote(obj[0])
-        elif kind == "end":
+        elif k is Kind.END:
+            # the hub's replay.end carries the step after the last one: remote strategies ack it after on_stop
+            end_step = obj.get("step") if isinstance(obj, Mapping) else None
+            if end_step is not None:
+                await self._wait_for_remote(int(end_step))
             await self.finish()
+        else:
+            await self.run_engine(self.engine.handle, k, obj)
 
     async def _wait_for_remote(self, step: int) -> None:
         if not self.remote:
