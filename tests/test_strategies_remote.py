@@ -332,3 +332,47 @@ def test_an_isolated_strategy_trades_exactly_like_in_process_in_a_real_replay(ip
     assert {o[0] for o in remote} == {"sma_cross", "rsi_reversion"}
     assert sum(o[0] == "sma_cross" for o in remote) >= 10
     assert remote == local and remote_equity == local_equity
+
+
+class ServiceUnavailable(Exception):
+    """Raised by a service method, it answers with the same error type the router sends for a lost worker."""
+
+
+class FlakyAcks(RecordingTrading):
+    """The trading recorder whose first ``refusals`` acks answer ServiceUnavailable."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def ack(self, strategy: str, step: int) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            self._rec("refused", strategy, step)
+            raise ServiceUnavailable("the worker serving this request left")
+        super().ack(strategy, step)
+
+
+@pytest.mark.parametrize("refusals,acked", [(2, True), (10, False)])
+def test_an_ack_that_meets_service_unavailable_is_sent_again(mw, refusals: int, acked: bool) -> None:
+    from aitrados.trading.remote import RemoteStrategyRunner
+    from aitrados_testplugins.ticker import Ticker
+
+    svc = FlakyAcks(refusals)
+    mw.serve(svc)
+    runner = RemoteStrategyRunner([Ticker(SPX, "DAY", 1.0, "g1")], mw.endpoints("inproc"), mw.settings.bus,
+                                  context=mw.context, timeout=5.0).start()
+    try:
+        assert runner.ready.wait(15), "never attached"
+        pub = ready_publisher(mw)
+        pub.publish("replay.step", {"step": 1, "time": T0})
+        if acked:  # refused twice, then the third attempt gets through
+            assert wait_for(lambda: ("ack", "ticker", 1) in svc.entries("ack"))
+            assert svc.entries("refused") == [("refused", "ticker", 1)] * 2 and runner.step == 1
+        else:  # a bounded number of attempts, then the failure is reported, not swallowed
+            assert wait_for(lambda: any("replay.step" in e for e in runner.errors))
+            assert len(svc.entries("refused")) == 4 and svc.entries("ack") == [] and runner.step is None
+            assert "ServiceUnavailableError" in runner.errors[-1]
+        pub.close()
+    finally:
+        runner.stop()
