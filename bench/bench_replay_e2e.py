@@ -38,13 +38,14 @@ def md_settings(days: float) -> MarketDataSettings:
 def role_counter(address: str) -> None:
     """Subscriber process: count closed 1M bars until replay.end; print the rate."""
     from aitrados.bus import Subscriber
+    from aitrados.events import END_TOPIC, Kind, build_topic
 
-    sub = Subscriber(address, [f"ohlc.{SYM}.1M", "replay.end"])
+    sub = Subscriber(address, [build_topic(Kind.BAR, SYM, "1M"), END_TOPIC])
     print("ready", flush=True)
     n, t0 = 0, None
     while True:
         m = sub.recv(timeout=60)
-        if m is None or m.topic == "replay.end":
+        if m is None or m.topic == END_TOPIC:
             break
         if m.data["closed"]:
             t0 = t0 or time.perf_counter()

@@ -30,6 +30,7 @@ is decoded), so every layer may use it.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -120,11 +121,13 @@ def _part(value: str, what: str, kind: Kind) -> str:
     return s
 
 
+@functools.lru_cache(maxsize=8192)
 def build_topic(kind: Kind | str, subject: str = "", detail: str = "") -> str:
     """The topic an event of *kind* about *subject* (and *detail*) is published on.
 
     ``build_topic("bar", "STOCK:US:SPX", "DAY") == "ohlc.STOCK:US:SPX.DAY"``; news without a
-    symbol go to ``news.GENERAL``. See the module table for each kind's parts.
+    symbol go to ``news.GENERAL``. See the module table for each kind's parts. Results are
+    cached (the hub asks for the same few topics once per bar).
 
     :raises ValueError: for an unknown kind, a missing part, a space, or over 255 bytes.
     """

@@ -135,8 +135,7 @@ def on_chart(full_symbol: str, interval: str, window: Any) -> None:
 
     :param full_symbol: ``ASSET:COUNTRY:SYMBOL``, e.g. ``STOCK:US:SPY``.
     :param interval: one of ``1M ... DAY WEEK MON``.
-    :param window: the published window update (``full_symbol, interval, seq, size, count, last,
-        closed``) with its bars as ``Bar``; the published mapping when it does not decode.
+    :param window: the published window update, as sent by the chart flow manager.
     :returns: nothing.
     """
 
@@ -207,7 +206,7 @@ def register_risk_rules(register: Any) -> None:
 def on_order(order: Any) -> None:
     """An order changed state: accepted, rejected (with rule and reason), cancelled (topic ``order.*``).
 
-    :param order: an ``aitrados.trading.orders.Order``; the published mapping when it does not decode as one.
+    :param order: the published order event.
     :returns: nothing.
     """
 
@@ -216,8 +215,7 @@ def on_order(order: Any) -> None:
 def on_fill(fill: Any) -> None:
     """An order was filled, fully or in part (topic ``fill.*``).
 
-    :param fill: an ``aitrados.trading.orders.Fill`` (order id, symbol, side, quantity, price, commission,
-        time); the published mapping when it does not decode as one.
+    :param fill: the published fill: order id, symbol, side, quantity, price, commission, time.
     :returns: nothing.
     """
 
@@ -226,8 +224,7 @@ def on_fill(fill: Any) -> None:
 def on_position(position: Any) -> None:
     """A position changed (topic ``position.*``).
 
-    :param position: an ``aitrados.trading.orders.Position`` (account-wide: symbol, quantity, average
-        price, PnL); the published mapping when it does not decode as one.
+    :param position: the published position: symbol, quantity, average price, PnL.
     :returns: nothing.
     """
 

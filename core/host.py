@@ -41,6 +41,8 @@ from .plugins import (
 
 #: Topic prefix -> the hook its messages go to (from the event vocabulary, :mod:`aitrados.events`).
 EVENT_HOOKS: dict[str, str] = {topic_prefix(kind): hook for kind, hook in CALLBACKS.items()}
+#: Kinds whose hooks get the typed record (the others get the published map, as documented).
+_TYPED = (Kind.BAR, Kind.NEWS, Kind.CALENDAR)
 #: The argument name of the one-argument event hooks (hookspecs.py).
 _HOOK_ARG: dict[Kind, str] = {Kind.BAR: "bar", Kind.NEWS: "item", Kind.CALENDAR: "event", Kind.ORDER: "order",
                               Kind.FILL: "fill", Kind.POSITION: "position"}
@@ -75,8 +77,8 @@ def revive(value: Any, type_name: str | None) -> Any:
 def event_call(topic: str, data: Any) -> tuple[str, dict[str, Any]] | None:
     """The hook and keyword arguments for a message on *topic*, or None if no hook takes it.
 
-    The payload is decoded as :func:`aitrados.events.decode` says for the topic's kind; a
-    payload that does not decode is passed on as it came (a hook sees what was published).
+    Bars, news items and calendar events are decoded (:func:`aitrados.events.decode`) into
+    their records; other payloads, and those that do not decode, are passed on as published.
     """
     kind = kind_of(topic)
     if kind not in CALLBACKS:
@@ -86,10 +88,12 @@ def event_call(topic: str, data: Any) -> tuple[str, dict[str, Any]] | None:
     except ValueError:  # not the documented shape: still the kind's hook, parts as they come
         t = Topic(kind, topic.partition(".")[2])
     hook = CALLBACKS[t.kind]
-    try:
-        value = decode(t.kind, data)
-    except ValueError:
-        value = data
+    value = data
+    if t.kind in _TYPED:
+        try:
+            value = decode(t.kind, data)
+        except ValueError:
+            pass
     if t.kind is Kind.CHART:
         return hook, {"full_symbol": t.subject, "interval": t.detail, "window": value}
     if t.kind is Kind.MTF:
