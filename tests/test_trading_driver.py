@@ -98,7 +98,7 @@ def test_orders_are_submitted_after_the_callback_and_their_events_go_to_the_owne
     log: list[tuple[str, str]] = []
     ex = Exchange()
     a, b = Log("a", log, plan={f"bar {SPX}": 1}), Log("b", log)
-    d = StrategyDriver([a, b], None, ex, clock=lambda: T0)
+    d = StrategyDriver([a, b], None, ex)
     events = d.handle_bar(bar())
     assert [i.client_id for i in ex.sent] == ["a-1"] and a.ctx.now == T0 and ex.sent[0].interval == "DAY"
     assert [e.topic for e in events] == ["order.accepted.X", "order.filled.X", "fill.X"]
@@ -153,3 +153,22 @@ def test_topics_follow_overrides_and_broader_prefixes_win() -> None:
 
     assert topics_for([Bars()]) == ["replay.", f"ohlc.{SPX}.DAY"]
     assert topics_for([Bars(), Log("all", [])]) == ["replay.", "ohlc.", "mtf.", "news.", "order.", "fill."]
+
+
+def test_the_clock_is_the_latest_data_time_of_the_events_handled() -> None:
+    seen: list[Any] = []
+
+    class Clock(Log):
+        def _seen(self, what: str) -> None:
+            seen.append((what, self.ctx.now))
+            super()._seen(what)
+
+    d = StrategyDriver([Clock("c", [], plan={f"bar {SPX}": 1})], None, Exchange())
+    d.start()
+    later = T0 + dt.timedelta(hours=2)
+    d.handle("news", NewsItem(later, "late news"))
+    d.handle("news", NewsItem(T0 - dt.timedelta(days=1), "old news"))  # never back
+    d.handle_bar(bar())  # closes at T0, before the news: the clock stays
+    assert seen[:4] == [("start", None), ("news", later), ("news", later), (f"bar {SPX}", later)]
+    d.handle_execution([Event("fill.X", Fill(9, SPX, "buy", 1.0, 1.0, 0.0, later + dt.timedelta(hours=1), "c"))])
+    assert seen[-1] == ("fill", later + dt.timedelta(hours=1))

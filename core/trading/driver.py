@@ -5,6 +5,9 @@ which strategy gets which event (its symbols, intervals and groups), the order o
 what an order placed in a callback causes (submitted at once; the order and fill events that
 come back go to the owning strategy's ``on_order``/``on_fill``, which may order again, bounded)
 and what a raising callback does (logged with the strategy's name, counted, the loop goes on).
+It also keeps the clock strategies see (``ctx.now``): the latest data time of the events it
+handled — a bar's close, a snapshot's frontier, a news item's publication, a fill's time —
+so the clock too is the same wherever a strategy runs.
 
 The :class:`~aitrados.trading.engine.TradingEngine` drives it with the paper broker as the
 portfolio and its own risk-checked submit; :class:`~aitrados.trading.remote.RemoteStrategyRunner`
@@ -45,12 +48,10 @@ class StrategyDriver:
     :param strategies: the strategies (unique ``strategy_name``)
     :param portfolio: what their contexts answer position and account questions from
     :param submit: sends one intent or cancellation; returns the events it caused
-    :param clock: the data time strategies see as ``ctx.now``
     :raises ValueError: when two strategies share a name
     """
 
-    def __init__(self, strategies: Iterable[Strategy], portfolio: Portfolio | None, submit: Submit,
-                 clock: Callable[[], dt.datetime | None] = lambda: None) -> None:
+    def __init__(self, strategies: Iterable[Strategy], portfolio: Portfolio | None, submit: Submit) -> None:
         self.strategies: list[Strategy] = list(strategies)
         names = [s.strategy_name for s in self.strategies]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -61,7 +62,8 @@ class StrategyDriver:
         for s in self.strategies:
             s.bind(StrategyContext(s.strategy_name, portfolio))
         self.submit = submit
-        self.clock = clock
+        #: The data time strategies see as ``ctx.now`` (None before the first timed event).
+        self.now: dt.datetime | None = None
         #: What went wrong (raising callbacks, runaway re-entry), one line each.
         self.errors: list[str] = []
         self.started = False
@@ -103,6 +105,7 @@ class StrategyDriver:
         if k is Kind.MTF:
             return self.handle_mtf(payload)
         if k is Kind.NEWS:
+            self.advance(getattr(payload, "published_date", None))
             return self.broadcast("on_news", payload)
         if k is Kind.CALENDAR:
             return self.broadcast("on_calendar_event", payload)
@@ -112,6 +115,7 @@ class StrategyDriver:
         """``on_bar`` of the strategies that want the bar's symbol and interval (closed bars only)."""
         if not getattr(bar, "closed", True):
             return []
+        self.advance(bar.close_datetime)
         out = self.start()
         for s in self.strategies:
             if s.wants_bar(bar.full_symbol, bar.interval):
@@ -129,6 +133,7 @@ class StrategyDriver:
     def handle_mtf(self, snapshot: Any, group: str | None = None) -> list[Event]:
         """``on_mtf`` of the strategies whose ``groups`` name the snapshot's group (all when they name none)."""
         group = group or getattr(snapshot, "group", None)
+        self.advance(getattr(snapshot, "frontier", None))
         out = self.start()
         for s in self.strategies:
             if group is None or not s.groups or group in s.groups:
@@ -160,6 +165,8 @@ class StrategyDriver:
             out: list[Event] = []
             for ev in events:
                 p = ev.payload
+                if isinstance(p, Fill):
+                    self.advance(p.datetime)
                 if isinstance(p, (Order, Fill)) and p.strategy in self.by_name:
                     out += self.call(self.by_name[p.strategy], "on_order" if isinstance(p, Order) else "on_fill", p)
             return out
@@ -174,7 +181,7 @@ class StrategyDriver:
         are still submitted. Returns every event caused.
         """
         ctx = s.ctx
-        ctx.now = self.clock()
+        ctx.now = self.now
         ctx.interval = interval
         try:
             getattr(s, method)(*args)
@@ -196,6 +203,11 @@ class StrategyDriver:
             out += new
             out += self.handle_execution(new)
         return out
+
+    def advance(self, t: dt.datetime | None) -> None:
+        """Move the strategies' clock to *t* when it is later (data time never goes back)."""
+        if t is not None and (self.now is None or t > self.now):
+            self.now = t
 
     def _error(self, msg: str) -> None:
         logger.error(msg)

@@ -48,7 +48,7 @@ class TradingEngine:
     ) -> None:
         self.broker = broker or PaperBroker()
         self.risk = risk or RiskEngine()
-        self.driver = StrategyDriver(strategies, self.broker, self._submit, clock=lambda: self.broker.now)
+        self.driver = StrategyDriver(strategies, self.broker, self._submit)
         self.strategies: list[Strategy] = self.driver.strategies
         self.listeners = list(listeners or [])
         self.events: list[Event] = []

@@ -30,7 +30,6 @@ is :class:`RemotePortfolio`, whose answers come over RPC.
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import os
 import threading
 import time
@@ -142,7 +141,7 @@ class RemoteStrategyRunner:
                 raise TypeError(f"RemoteStrategyRunner: {s!r} is not an aitrados.trading.Strategy")
         self.portfolio = RemotePortfolio(None, service, timeout)
         #: Calls the strategies' callbacks, exactly as the in-process engine does.
-        self.driver = StrategyDriver(self.strategies, self.portfolio, self._submit, clock=lambda: self.now)
+        self.driver = StrategyDriver(self.strategies, self.portfolio, self._submit)
         self.endpoints = endpoints
         self.bus = bus
         self.service = service
@@ -156,7 +155,6 @@ class RemoteStrategyRunner:
         self._stop = threading.Event()
         self._early: list[Message] = []
         self._seen: collections.OrderedDict[tuple[Any, ...], None] = collections.OrderedDict()
-        self.now: dt.datetime | None = None
         #: Attach reply per strategy (``{"step": int}``).
         self.attached: dict[str, Any] = {}
         #: The last ``replay.step`` acknowledged.
@@ -338,7 +336,6 @@ class RemoteStrategyRunner:
             if k is Kind.BAR:
                 if not payload.closed:
                     return  # live, still-forming bars do not drive strategies (as in the engine)
-                self._advance(payload.close_datetime)
             if k is Kind.MTF:
                 self.driver.handle_mtf(payload, payload.group or t.subject)
             else:
@@ -351,10 +348,7 @@ class RemoteStrategyRunner:
                 return
             self.driver.handle_execution([Event(topic, rec)])
         elif k is Kind.STEP:
-            rec = decode(k, data)
-            if rec.get("time") is not None:
-                self._advance(rec["time"])
-            self._ack(rec["step"])
+            self._ack(decode(k, data)["step"])
         elif k is Kind.END:
             rec = decode(k, data)
             self.driver.stop()
@@ -362,10 +356,6 @@ class RemoteStrategyRunner:
                 self._ack(rec["step"])
             self.ended.set()
         # position events are account-wide: strategies ask ctx.position(), plugins get the on_position hook
-
-    def _advance(self, t: dt.datetime) -> None:
-        if self.now is None or t > self.now:
-            self.now = t
 
     def _ack(self, step: int) -> None:
         """Acknowledge *step* for every strategy; an ack is idempotent, so one that timed out or
