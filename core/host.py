@@ -26,6 +26,7 @@ from loguru import logger
 
 from .bus.addresses import Endpoints
 from .bus.client import AsyncRPCClient, RPCClient
+from .bus.probe import aprove
 from .bus.pubsub import AsyncSubscriber, Publisher
 from .bus.service import Service, ServiceWorker
 from .events import CALLBACKS, Kind, Topic, decode, kind_of, parse_topic, topic_prefix
@@ -432,49 +433,35 @@ class PluginHost:
     async def _pump(self, endpoints: Endpoints, zctx: zmq.Context, prefixes: list[str]) -> None:
         """Receive events and call their hooks; first prove the subscription works with a probe."""
         bus = getattr(self.settings, "bus", None)
-        probe = f"plugins.probe.{os.urandom(6).hex()}"
-        sub = AsyncSubscriber(endpoints.subscribe, [*prefixes, probe], bus=bus, context=zctx)
-        ready = self._pump_ready
+        sub = AsyncSubscriber(endpoints.subscribe, prefixes, bus=bus, context=zctx)
         ctx = self.context_obj
         assert ctx is not None
-
-        async def send_probes() -> None:
-            for _ in range(300):
-                if ready.is_set():
-                    return
-                ctx.publish(probe, {"probe": True})
-                await asyncio.sleep(0.05)
-            self._pump_error = RuntimeError(f"no probe came back through the pub/sub router at {endpoints.subscribe}")
-            ready.set()
-
-        prober = asyncio.get_running_loop().create_task(send_probes())
-        events = self.events
-        runner = self.runner
         try:
+            early = await aprove(sub, ctx.publish, endpoints.subscribe, "plugins")
+            self._pump_ready.set()
+            for msg in early:
+                await self._deliver(msg)
             while True:
                 msg = await sub.recv()
-                if msg is None:
-                    continue
-                if msg.topic == probe:
-                    if not ready.is_set():
-                        sub.unsubscribe(probe)
-                        ready.set()
-                    continue
-                call = event_call(msg.topic, msg.data)
-                if call is None:
-                    continue
-                hook, kwargs = call
-                events[hook] = events.get(hook, 0) + 1
-                await runner.anotify(hook, **kwargs)
+                if msg is not None:
+                    await self._deliver(msg)
         except asyncio.CancelledError:
             pass
         except BaseException as exc:
             self._pump_error = exc
-            ready.set()
+            self._pump_ready.set()
             logger.exception("plugin event pump stopped: {}", exc)
         finally:
-            prober.cancel()
             sub.close()
+
+    async def _deliver(self, msg: Any) -> None:
+        """Call the hook a message's topic goes to (counted in ``events``)."""
+        call = event_call(msg.topic, msg.data)
+        if call is None:
+            return
+        hook, kwargs = call
+        self.events[hook] = self.events.get(hook, 0) + 1
+        await self.runner.anotify(hook, **kwargs)
 
     def stop(self) -> None:
         """Stop workers, the event pump and services; call ``on_shutdown``; close everything."""

@@ -30,7 +30,6 @@ is :class:`RemotePortfolio`, whose answers come over RPC.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -43,6 +42,7 @@ from loguru import logger
 from aitrados.bus.addresses import Endpoints
 from aitrados.bus.client import RPCClient
 from aitrados.bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
+from aitrados.bus.probe import prove
 from aitrados.bus.pubsub import Message, Publisher, Subscriber
 from aitrados.events import MARKET_KINDS, Kind, decode, parse_topic
 
@@ -195,26 +195,12 @@ class RemoteStrategyRunner:
         return self
 
     def _prove_subscription(self, ctx: zmq.Context) -> None:
-        """Publish a probe until it comes back through the router (subscriptions propagate asynchronously)."""
+        """Publish a probe until it comes back through the router (subscriptions propagate asynchronously);
+        real traffic that came meanwhile is handled first, in order."""
         assert self._sub is not None
-        probe = f"remote.probe.{os.urandom(6).hex()}"
-        self._sub.subscribe(probe)
         pub = Publisher(self.endpoints.publish, bus=self.bus, context=ctx)
         try:
-            deadline = time.monotonic() + 15.0
-            while time.monotonic() < deadline:
-                pub.publish(probe, {"probe": True})
-                end = time.monotonic() + 0.05
-                while (left := end - time.monotonic()) > 0:
-                    msg = self._sub.recv(timeout=left)
-                    if msg is None:
-                        break
-                    if msg.topic == probe:
-                        self._sub.unsubscribe(probe)
-                        return
-                    self._early.append(msg)  # real traffic: handled first, in order
-            raise RuntimeError(f"no probe came back through the pub/sub router at {self.endpoints.subscribe} "
-                               "within 15s; is the middleware running?")
+            self._early += prove(self._sub, pub.publish, self.endpoints.subscribe, "remote")
         finally:
             pub.close()
 
