@@ -363,14 +363,14 @@ def test_an_ack_that_meets_service_unavailable_is_sent_again(mw, refusals: int, 
     runner = RemoteStrategyRunner([Ticker(SPX, "DAY", 1.0, "g1")], mw.endpoints("inproc"), mw.settings.bus,
                                   context=mw.context, timeout=5.0).start()
     try:
-        assert runner.ready.wait(15), "never attached"
+        assert runner.ready.wait(30), "never attached"
         pub = ready_publisher(mw)
         pub.publish("replay.step", {"step": 1, "time": T0})
         if acked:  # refused twice, then the third attempt gets through
-            assert wait_for(lambda: ("ack", "ticker", 1) in svc.entries("ack"))
+            assert wait_for(lambda: ("ack", "ticker", 1) in svc.entries("ack"), 30)
             assert svc.entries("refused") == [("refused", "ticker", 1)] * 2 and runner.step == 1
         else:  # a bounded number of attempts, then the failure is reported, not swallowed
-            assert wait_for(lambda: any("replay.step" in e for e in runner.errors))
+            assert wait_for(lambda: any("replay.step" in e for e in runner.errors), 30)
             assert len(svc.entries("refused")) == 4 and svc.entries("ack") == [] and runner.step is None
             assert "ServiceUnavailableError" in runner.errors[-1]
         pub.close()

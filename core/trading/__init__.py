@@ -1,11 +1,12 @@
 """Trading: strategy runtime, incremental indicators, risk engine, paper broker, reports and the LLM client.
 
-Pure logic, no sockets: the host feeds :class:`TradingEngine` with bars, snapshots, news
-and calendar events and publishes the events it returns (``order.*``, ``fill.*``,
+Pure logic, no sockets: the host feeds :class:`TradingEngine` (``handle(kind, payload)``) with
+bars, snapshots, news and calendar events and publishes the events it returns (``order.*``, ``fill.*``,
 ``position.*``). See docs/trading.md.
 """
 
 from .broker import BrokerSettings, EquityPoint, PaperBroker
+from .driver import StrategyDriver
 from .engine import TradingEngine
 from .orders import Account, Event, Fill, Order, OrderIntent, Position
 from .report import Metrics, Report, Trade, build_report
@@ -30,6 +31,7 @@ __all__ = [
     "RiskLimits",
     "Strategy",
     "StrategyContext",
+    "StrategyDriver",
     "StrategyNeeds",
     "Trade",
     "TradingEngine",

@@ -52,7 +52,6 @@ from .strategy import Cancel, Strategy
 
 __all__ = ["RemotePortfolio", "RemoteStrategyRunner", "record_of", "topics_for"]
 
-
 #: Order events from submit replies remembered to drop their copies arriving on the bus.
 _SEEN_LIMIT = 10_000
 #: Attempts per step acknowledgement (an ack is idempotent, so a lost one is sent again).
