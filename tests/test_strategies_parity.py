@@ -4,7 +4,9 @@ Each strategy runs twice through the real `aitrados run` runtime (replay server,
 hub, trading runtime): once in the middleware's process, once in an isolated worker process
 (``--isolate``) trading over the ``trading`` RPC service. A recording subclass (the fixture
 plugin ``callbacks``) writes down every callback with the key fields of its arguments; the two
-runs must give the same lines, and the broker the same orders, fills and equity.
+runs must give the same lines, and the broker the same orders, fills and equity. ``llm_gated``
+runs without its model: every entry signal takes the fallback, and its gate decisions are
+written down too.
 """
 
 from __future__ import annotations
@@ -36,8 +38,12 @@ PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def run(name: str, ipc_dir: str, tmp: Path, isolate: bool) -> tuple[list[list[Any]], list[tuple[Any, ...]], float]:
-    """Replay 2018's SPX days with strategy *name* (recorded); returns its callbacks, the orders and the equity."""
+Run = tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[Any, ...]], float]
+
+
+def run(name: str, ipc_dir: str, tmp: Path, isolate: bool) -> Run:
+    """Replay 2018's SPX days with strategy *name* (recorded); returns its callbacks, the orders,
+    the fills and the equity."""
     out = tmp / f"{name}-{'isolated' if isolate else 'local'}.jsonl"
     s = bus_settings(ipc_dir)
     md = s.marketdata
@@ -60,20 +66,22 @@ def run(name: str, ipc_dir: str, tmp: Path, isolate: bool) -> tuple[list[list[An
         broker = rt.trading.engine.broker
         orders = [(o.strategy, o.client_id, o.side, o.quantity, o.status, o.created_at, o.filled_at, o.fill_price)
                   for o in sorted(broker.orders(), key=lambda o: o.id)]
+        fills = [(f.order_id, f.strategy, f.client_id, f.side, f.quantity, f.price, f.commission, f.datetime)
+                 for f in broker.fills()]
         equity = broker.equity()
     finally:
         rt.stop()
     # the worker wrote its last line before it acknowledged replay.end, which the report waited for
     calls = [json.loads(line) for line in out.read_text().splitlines()]
-    return calls, orders, equity
+    return calls, orders, fills, equity
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_in_process_and_isolated_give_the_same_callbacks_and_fills(name: str, ipc_dir: str, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     install(tmp_path, monkeypatch, {"callbacks": "aitrados_testplugins.callbacks"})
-    local, local_orders, local_equity = run(name, ipc_dir, tmp_path, isolate=False)
-    remote, remote_orders, remote_equity = run(name, ipc_dir, tmp_path, isolate=True)
+    local, local_orders, local_fills, local_equity = run(name, ipc_dir, tmp_path, isolate=False)
+    remote, remote_orders, remote_fills, remote_equity = run(name, ipc_dir, tmp_path, isolate=True)
 
     kinds = [c[0] for c in local]
     # the run is worth comparing: it started, saw the year's bars, traded, and stopped once
@@ -83,8 +91,13 @@ def test_in_process_and_isolated_give_the_same_callbacks_and_fills(name: str, ip
     if name == "mtf_trend":
         assert kinds.count("on_mtf") >= 200
     assert "on_calendar_event" in kinds and "on_news" in kinds  # the 2018 samples reach every strategy
+    gates = [c[2] for c in local if c[0] == "gate"]
+    if name == "llm_gated":  # no model: every entry signal took the stated fallback (approve)
+        assert len(gates) >= 4 and all(g[1:3] == [True, "fallback"] and "'absent'" in g[3] for g in gates)
+    else:
+        assert gates == []
     # the same callbacks, in the same order, with the same arguments; the same orders and equity
     for i, (a, b) in enumerate(zip(local, remote)):
         assert a == b, f"callback #{i} differs: in-process {a} vs isolated {b}"
     assert len(remote) == len(local)
-    assert remote_orders == local_orders and remote_equity == local_equity
+    assert remote_orders == local_orders and remote_fills == local_fills and remote_equity == local_equity
