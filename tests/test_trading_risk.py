@@ -123,7 +123,7 @@ def test_checks_that_raise_or_answer_nonsense_reject() -> None:
 
 
 def test_builtin_rule_that_raises_rejects() -> None:
-    r = RiskEngine(RiskLimits(max_position=10))
+    r = RiskEngine(RiskLimits(max_position=10, max_order_equity_multiple=None))
     # a malformed context (position None) makes the rule raise: the order is rejected, not passed
     d = r.check(order(), RiskContext(now=T0, position=None, price=100.0, equity=1.0))  # type: ignore[arg-type]
     assert not d.approved and d.rule == "max_position" and "TypeError" in d.reason
