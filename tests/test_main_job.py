@@ -22,11 +22,14 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def pandas_backtest(fast: int, slow: int, qty: float, cash: float = 100_000.0) -> tuple[float, int, pd.DataFrame]:
-    """Long *qty* while SMA(fast) > SMA(slow) at a close, filled at the next day's open; no costs."""
+    """Long *qty* from a close where SMA(fast) crossed above SMA(slow) until one where it crossed below,
+    filled at the next day's open; no costs."""
     df = pd.read_csv(CSV)
     df["Date"] = pd.to_datetime(df["Date"], format="%m/%d/%Y")
-    want = np.where(df["Close"].rolling(slow).mean().notna(),
-                    np.where(df["Close"].rolling(fast).mean() > df["Close"].rolling(slow).mean(), qty, 0.0), np.nan)
+    f, s = df["Close"].rolling(fast).mean(), df["Close"].rolling(slow).mean()
+    up = (f.shift() < s.shift()) & (f > s)
+    down = (f.shift() > s.shift()) & (f < s)
+    want = pd.Series(np.where(up, qty, np.where(down, 0.0, np.nan))).ffill().to_numpy()  # NaN before the first cross
     pos, fills = 0.0, []
     for i in range(len(df) - 1):
         if np.isnan(want[i]) or want[i] == pos:

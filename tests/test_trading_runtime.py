@@ -52,11 +52,14 @@ def run_to_end(rt: Runtime, prefixes: list[str]) -> list:
 
 
 def pandas_fills(bars: list[dict], fast: int, slow: int, qty: float) -> list[tuple[str, str, float, float]]:
-    """Independent oracle: long qty while SMA(fast) > SMA(slow) at a close, traded at the next open."""
+    """Independent oracle: long qty from a close where SMA(fast) crossed above SMA(slow) until one where
+    it crossed below, traded at the next open."""
     df = pd.DataFrame(bars)
     f = df["close"].rolling(fast).mean()
     s = df["close"].rolling(slow).mean()
-    want = np.where(s.notna(), np.where(f > s, qty, 0.0), np.nan)
+    up = (f.shift() < s.shift()) & (f > s)
+    down = (f.shift() > s.shift()) & (f < s)
+    want = pd.Series(np.where(up, qty, np.where(down, 0.0, np.nan))).ffill().to_numpy()  # NaN before the first cross
     fills, pos = [], 0.0
     for i in range(len(df) - 1):
         if np.isnan(want[i]) or want[i] == pos:
