@@ -6,7 +6,8 @@ default, as backtesting.py's ``crossover``): when the fast average crosses above
 below, it goes flat (or short with ``allow_short``); before the first cross it stays flat.
 With ``entry="state"`` it holds the side given by the averages as soon as both are ready
 (long while ``SMA(fast) > SMA(slow)``, else flat or short). ``size`` is per position: units
-(``10``) or a share of equity sized at the fill price (``"99.99%"``). Orders go out only
+(``10``) or a share of equity sized at the fill price (``"99.99%"``). ``stop_loss_pct`` /
+``take_profit_pct`` attach a bracket to each entry, at that distance from the entry bar's close. Orders go out only
 when the wanted side changes (:meth:`StrategyContext.hold`: a reversal is a close then an
 open), so with the default ``next_open`` broker setting a cross seen at bar t's close is
 traded at bar t+1's open.
@@ -56,6 +57,8 @@ class SmaCross(Strategy):
         stand_aside_before: dt.timedelta = dt.timedelta(hours=24),
         stand_aside_after: dt.timedelta = dt.timedelta(hours=12),
         entry: Literal["cross", "state"] = "cross",
+        stop_loss_pct: float | None = None,
+        take_profit_pct: float | None = None,
         quantity: float | None = None,
     ) -> None:
         super().__init__()
@@ -66,7 +69,11 @@ class SmaCross(Strategy):
         self.size = resolve_size(self.strategy_name, size, quantity)
         #: units per position, or None when the size is a share of equity
         self.quantity: float | None = self.size if isinstance(self.size, float) else None
+        for name, pct in (("stop_loss_pct", stop_loss_pct), ("take_profit_pct", take_profit_pct)):
+            if pct is not None and not 0 < pct < 1:
+                raise ValueError(f"sma_cross: {name} must be a fraction in (0, 1), got {pct}")
         self.entry = entry
+        self.stop_loss_pct, self.take_profit_pct = stop_loss_pct, take_profit_pct
         self.full_symbol = full_symbol
         self.symbols = (full_symbol,)
         self.intervals = (interval,)
@@ -148,7 +155,13 @@ class SmaCross(Strategy):
                     self.ctx.hold(self.full_symbol, 0, self.size, tag="exit")
                     self.wanted = 0
                 return
-        self.ctx.hold(self.full_symbol, target, self.size, tag="entry" if entering else "exit")
+        sl = tp = None
+        if entering:  # bracket levels from this close: a long's stop below it, a short's above
+            if self.stop_loss_pct is not None:
+                sl = bar.close * (1 - self.stop_loss_pct) if target > 0 else bar.close * (1 + self.stop_loss_pct)
+            if self.take_profit_pct is not None:
+                tp = bar.close * (1 + self.take_profit_pct) if target > 0 else bar.close * (1 - self.take_profit_pct)
+        self.ctx.hold(self.full_symbol, target, self.size, tag="entry" if entering else "exit", stop_loss=sl, take_profit=tp)
         self.wanted = target
 
 
@@ -166,6 +179,10 @@ class SmaCrossSettings(SymbolStrategySettings):
     entry: Literal["cross", "state"] = Field(
         "cross", description="'cross': enter on a crossover (as backtesting.py); 'state': hold the averages' side from the start"
     )
+    stop_loss_pct: float | None = Field(None, gt=0, lt=1, description="attach a stop-loss this far from the entry "
+                                        "bar's close (0.05 = 5 %)")
+    take_profit_pct: float | None = Field(None, gt=0, lt=1, description="attach a take-profit this far from the entry "
+                                          "bar's close")
 
     @model_validator(mode="after")
     def _periods(self) -> SmaCrossSettings:

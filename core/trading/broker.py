@@ -20,9 +20,12 @@ Fill rules (documented in docs/trading.md):
   ``min(S, L)`` (buy) / ``max(S, L)`` (sell) when the limit is reached, except that a limit
   on the far side of the stop is assumed hit before the stop and waits for the next bar.
 * **Brackets**: an entry with ``stop_loss``/``take_profit`` gets, once it fills, a stop and a
-  limit order closing the filled quantity; they can fill on the entry bar itself (the stop is
-  checked first), one filling cancels the other, and both are cancelled when the strategy's
-  position is closed otherwise.
+  limit order closing the filled quantity. After a market entry they can fill on the entry
+  bar itself (after a limit or stop entry, from the next bar). On a bar, orders are tried
+  newest stop-loss and newest close (``reduce_only``) first, then the rest in submission order,
+  take-profits last (as backtesting.py does): a close decided at the last bar exits at the open
+  before a stop-loss placed earlier can trigger. One bracket leg filling cancels the other;
+  both are cancelled when the strategy's position is closed otherwise.
 * **Time in force**: ``DAY`` orders expire after the last bar of the first UTC day they could
   trade on; ``GTC`` ones work until filled or cancelled.
 * **Sizes**: an order for a ``fraction`` of equity gets, at fill time,
@@ -303,7 +306,11 @@ class PaperBroker:
                 return self.reject(order, "broker.short", f"sell would leave position {after:g}; shorting is off (allow_short)")
         self._orders[order.id] = order
         events = [self._order_event(order)]
-        self._working.append(order.id)
+        # a close goes to the front: at the next bar it exits at the open, before any stop can trigger
+        if order.reduce_only:
+            self._working.insert(0, order.id)
+        else:
+            self._working.append(order.id)
         if self.settings.fill_at == "close":
             last = self._last_price.get(order.full_symbol)
             if last is not None:
@@ -511,7 +518,9 @@ class PaperBroker:
                     side=exit_side,
                     quantity=o.quantity,
                     order_type=kind,  # type: ignore[arg-type]
-                    created_at=when,
+                    # after a market entry the bracket may act on the same bar (it opened at the bar's
+                    # open); after a limit/stop entry the path within the bar is unknown: next bar
+                    created_at=when if o.order_type == "market" else (self.now or when),
                     limit_price=level if kind == "limit" else None,
                     stop_price=level if kind == "stop" else None,
                     strategy=o.strategy,

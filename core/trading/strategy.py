@@ -136,24 +136,27 @@ class StrategyContext:
             return None
         return self._order(full_symbol, "sell" if held > 0 else "buy", abs(held), None, None, tag, reduce_only=True)
 
-    def hold(self, full_symbol: str, direction: int, size: float | str, tag: str = "") -> None:
+    def hold(self, full_symbol: str, direction: int, size: float | str, tag: str = "", *,
+             stop_loss: float | None = None, take_profit: float | None = None) -> None:
         """Be long (``direction`` +1), short (-1) or flat (0) in ``full_symbol`` with ``size`` per position.
 
-        With a size in units this is :meth:`target_position` (``direction * units``). With a share
-        of equity (``"99.99%"``) an opposite position is closed (:meth:`close`) and the new one
-        opened with that share, sized at its fill; nothing is sent when the strategy already holds
-        that side. Use it on signal changes: a share-of-equity order still waiting to fill is not
-        seen as held.
+        With a size in units and no bracket this is :meth:`target_position` (``direction * units``).
+        Otherwise (a share of equity such as ``"99.99%"``, or ``stop_loss``/``take_profit`` prices
+        to attach to the entry) an opposite position is closed (:meth:`close`) and the new one
+        opened with a market order (a share of equity is sized at its fill); nothing is sent when
+        the strategy already holds that side. Use it on signal changes: an entry still waiting to
+        fill is not seen as held on this path.
         """
         units, _ = parse_size(size)
-        if units is not None:
+        if units is not None and stop_loss is None and take_profit is None:
             self.target_position(full_symbol, direction * units, tag=tag)
             return
         held = self.position(full_symbol)
         if held != 0 and (direction == 0 or (held > 0) != (direction > 0)):
             self.close(full_symbol, tag="exit")
         if direction != 0 and (held == 0 or (held > 0) != (direction > 0)):
-            (self.buy if direction > 0 else self.sell)(full_symbol, size, tag=tag)
+            (self.buy if direction > 0 else self.sell)(full_symbol, size, tag=tag, stop_loss=stop_loss,
+                                                       take_profit=take_profit)
 
     def size_for_risk(self, full_symbol: str, stop_distance: float, risk: float | str) -> float:
         """Whole units such that a move of ``stop_distance`` against the position loses at most ``risk`` of equity.
