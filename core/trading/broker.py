@@ -212,6 +212,8 @@ class PaperBroker:
         :raises ValueError: when the intent is inconsistent (see :meth:`OrderIntent.validate`).
         """
         intent.validate()
+        if intent.stop_loss is not None or intent.take_profit is not None:
+            self._check_bracket(intent)
         if intent.target is None:
             if intent.fraction is not None:
                 qty = self._estimate_units(intent.full_symbol, intent.fraction)
@@ -238,6 +240,17 @@ class PaperBroker:
         if abs(target) > _EPS:
             out.append(self._new_order(intent, now, "buy" if target > 0 else "sell", abs(target), False, intent.client_id))
         return out
+
+    def _check_bracket(self, intent: OrderIntent) -> None:
+        """ValueError unless the bracket lies on both sides of the entry (its limit/stop, else the last price)."""
+        ref = intent.limit_price or intent.stop_price or self._last_price.get(intent.full_symbol)
+        if ref is None:
+            return
+        lo, hi = (intent.stop_loss, intent.take_profit) if intent.side == "buy" else (intent.take_profit, intent.stop_loss)
+        if not ((lo is None or lo < ref) and (hi is None or ref < hi)):
+            raise ValueError(f"order intent {intent.client_id}: a {intent.side} bracket needs "
+                             f"{'stop_loss < entry < take_profit' if intent.side == 'buy' else 'take_profit < entry < stop_loss'}"
+                             f" (entry {ref:g}, stop_loss {intent.stop_loss}, take_profit {intent.take_profit})")
 
     def create_order(self, intent: OrderIntent, now: dt.datetime) -> Order | None:
         """The single order ``intent`` resolves to (None when its target is reached).

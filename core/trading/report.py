@@ -80,6 +80,8 @@ class Metrics(msgspec.Struct, frozen=True):
     exposure: float
     commission: float
     points: int
+    rejected: int = 0
+    margin_calls: int = 0
 
 
 def periods_per_year(interval: str) -> float:
@@ -326,4 +328,5 @@ def build_report(broker: PaperBroker, interval: str = "DAY", periods: float | No
     trades = trades_from_fills(broker.fills(), last)
     ppy = periods if periods is not None else periods_per_year(interval)
     metrics = compute_metrics(curve, float(broker.settings.initial_cash), trades, ppy, broker.commission_paid)
+    metrics = msgspec.structs.replace(metrics, rejected=len(broker.orders("rejected")), margin_calls=len(broker.margin_calls))
     return Report(metrics=metrics, trades=trades, equity_curve=curve)
