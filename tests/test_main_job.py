@@ -53,7 +53,7 @@ def run_main_job(tmp_path: Path, ipc_dir: str) -> subprocess.CompletedProcess[st
 def test_main_job_matches_pandas_and_writes_the_report(tmp_path: Path, ipc_dir: str) -> None:
     r = run_main_job(tmp_path, ipc_dir)
     assert r.returncode == 0, r.stderr[-3000:]
-    report = tmp_path / "report"
+    report = tmp_path / "report" / "latest"
     metrics = json.loads((report / "metrics.json").read_text())
     equity, n_fills, fills = pandas_backtest(10, 30, 10.0)
     assert metrics["final_equity"] == pytest.approx(equity, abs=1e-6)
@@ -79,7 +79,8 @@ def test_main_job_is_deterministic(tmp_path: Path, ipc_dir: str) -> None:
         d.mkdir()
         r = run_main_job(d, ipc_dir)
         assert r.returncode == 0, r.stderr[-2000:]
-        runs.append(((d / "report" / "trades.csv").read_text(), (d / "report" / "metrics.json").read_text()))
+        runs.append(((d / "report" / "latest" / "trades.csv").read_text(),
+                     (d / "report" / "latest" / "metrics.json").read_text()))
     assert runs[0] == runs[1]
 
 

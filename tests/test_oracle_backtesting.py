@@ -125,3 +125,27 @@ def test_with_stop_loss_and_take_profit_matches_backtesting_py() -> None:
     fills = engine.broker.fills()
     tags = {f.tag for f in fills}
     assert {"sl", "tp"} <= tags  # both legs of the bracket closed some trades
+
+
+@pytest.mark.parametrize("commission,sl,tp", [(0.0, None, None), (0.002, 0.05, 0.10)])
+def test_shared_metrics_equal_backtesting_py(commission: float, sl: float | None, tp: float | None) -> None:
+    stats = run_backtesting(commission=commission, sl_pct=sl, tp_pct=tp)
+    engine = run_ours(commission_bps=commission * 10_000, sl_pct=sl, tp_pct=tp)
+    m = build_report(engine.broker, "DAY").metrics
+    same = {  # ours (fractions) -> theirs (percent unless noted)
+        "final_equity": ("Equity Final [$]", 1), "equity_peak": ("Equity Peak [$]", 1),
+        "total_return": ("Return [%]", 100), "cagr": ("CAGR [%]", 100), "return_ann": ("Return (Ann.) [%]", 100),
+        "volatility_ann": ("Volatility (Ann.) [%]", 100), "sortino": ("Sortino Ratio", 1),
+        "calmar": ("Calmar Ratio", 1), "max_drawdown": ("Max. Drawdown [%]", -100), "trades": ("# Trades", 1),
+        "win_rate": ("Win Rate [%]", 100), "best_trade": ("Best Trade [%]", 100),
+        "worst_trade": ("Worst Trade [%]", 100), "avg_trade": ("Avg. Trade [%]", 100),
+        "expectancy": ("Expectancy [%]", 100), "sqn": ("SQN", 1), "kelly": ("Kelly Criterion", 1),
+    }
+    for ours, (theirs, scale) in same.items():
+        assert getattr(m, ours) * scale == pytest.approx(float(stats[theirs]), rel=1e-9), ours
+    assert pd.Timedelta(m.max_drawdown_duration) == stats["Max. Drawdown Duration"]
+    assert pd.Timedelta(m.max_trade_duration) == stats["Max. Trade Duration"]
+    assert pd.Timedelta(m.avg_trade_duration).ceil("D") == stats["Avg. Trade Duration"]  # theirs is rounded up
+    if commission:
+        assert sum(t.commission for t in build_report(engine.broker).trades if t.closed) == pytest.approx(
+            stats["Commissions [$]"], rel=1e-9)

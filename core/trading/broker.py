@@ -133,6 +133,10 @@ class PaperBroker:
         self.equity_curve: list[EquityPoint] = []
         self.commission_paid = 0.0
         self.margin_calls: list[MarginCall] = []
+        #: closes per symbol as (bar close time, close), of the first interval seen for it: the report's
+        #: price lines and buy-and-hold
+        self.closes: dict[str, list[tuple[dt.datetime, float]]] = {}
+        self._close_interval: dict[str, str] = {}
 
     # ------------------------------------------------------------------ queries
     def position(self, full_symbol: str, strategy: str | None = None) -> float:
@@ -389,6 +393,8 @@ class PaperBroker:
             if not progressed:
                 break
         self._last_price[sym] = bar.close
+        if self._close_interval.setdefault(sym, bar.interval) == bar.interval:
+            self.closes.setdefault(sym, []).append((bar.close_datetime, bar.close))
         pos = self._positions.get(sym)
         if pos is not None:
             pos.last_price = bar.close
