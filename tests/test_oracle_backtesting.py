@@ -149,3 +149,38 @@ def test_shared_metrics_equal_backtesting_py(commission: float, sl: float | None
     if commission:
         assert sum(t.commission for t in build_report(engine.broker).trades if t.closed) == pytest.approx(
             stats["Commissions [$]"], rel=1e-9)
+
+
+@pytest.mark.timeout(180)
+def test_aitrados_run_on_the_goog_file_matches_backtesting_py(tmp_path, ipc_dir: str) -> None:
+    """The same comparison through the whole process: ``aitrados run --plugins sma_cross`` replaying GOOG as a
+    user bar file (Yahoo-style CSV), the report read back from ``report/latest``."""
+    import json
+    import subprocess
+
+    from conftest import AITRADOS, bus_settings, cli_env
+
+    csv_path = tmp_path / "STOCK_US_GOOG_DAY.csv"
+    GOOG.rename_axis("Date").reset_index().to_csv(csv_path, index=False)
+    plugin = {"sma_cross": {"full_symbol": SYM, "fast": 10, "slow": 20, "size": "99.99%", "allow_short": True}}
+    env = cli_env(bus_settings(ipc_dir), AITRADOS_PLUGINS=json.dumps(plugin),
+                  AITRADOS_MARKETDATA__PROVIDER="replay", AITRADOS_MARKETDATA__REPLAY_BUNDLED="false",
+                  AITRADOS_MARKETDATA__REPLAY_BAR_FILES=json.dumps([str(csv_path)]),
+                  AITRADOS_TRADING__BROKER__INITIAL_CASH=str(CASH), AITRADOS_TRADING__BROKER__COMMISSION_BPS="20")
+    env.pop("AITRADOS_SECRET_KEY", None)
+    r = subprocess.run([*AITRADOS, "run", "--plugins", "sma_cross", "--report-dir", str(tmp_path / "report")],
+                       env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    latest = tmp_path / "report" / "latest"
+    metrics = json.loads((latest / "metrics.json").read_text())
+    trades = pd.read_csv(latest / "trades.csv")
+    closed = trades[trades.closed]
+    stats = run_backtesting(commission=0.002)
+    theirs = theirs_trades(stats)
+    ours = [(dt.date.fromisoformat(e[:10]), dt.date.fromisoformat(x[:10]), d, int(q), ep, xp)
+            for e, x, d, q, ep, xp in closed[["entry_time", "exit_time", "direction", "quantity", "entry_price",
+                                              "exit_price"]].itertuples(index=False)]
+    assert [t[:4] for t in ours] == [t[:4] for t in theirs] and len(theirs) > 10
+    assert [p for t in ours for p in t[4:]] == pytest.approx([p for t in theirs for p in t[4:]], rel=1e-12)
+    assert metrics["final_equity"] == pytest.approx(stats["Equity Final [$]"], rel=1e-9)
+    assert metrics["run"]["data"][SYM]["bars"] == len(GOOG) and metrics["run"]["strategies"][0]["size"] == "99.99%"
