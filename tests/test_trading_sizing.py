@@ -166,6 +166,17 @@ def test_equity_never_goes_below_zero_silently() -> None:
     assert len(b.margin_calls) == 1 and b.position(SYM) == 0
     assert "liquidating" in b.margin_calls[0].reason
 
+    # a close through a gap leaves the account flat in deficit: a margin call says so, once
+    b = PaperBroker(BrokerSettings(initial_cash=1_000))
+    b.on_bar(bar(2, 5))
+    place(b, side="sell", fraction=0.1)  # short 20 at 5
+    b.on_bar(bar(3, 5))
+    place(b, target=0)
+    b.on_bar(bar(4, 56))  # covered at 56: cash 1 000 + 100 - 1 120 = -20
+    b.on_bar(bar(5, 56))
+    assert b.position(SYM) == 0 and b.equity() == pytest.approx(-20)
+    assert [c.gross_exposure for c in b.margin_calls] == [0.0] and "at or below zero" in b.margin_calls[0].reason
+
 
 def test_margin_settings_are_checked() -> None:
     from pydantic import ValidationError
@@ -174,3 +185,60 @@ def test_margin_settings_are_checked() -> None:
         BrokerSettings(initial_margin=0.3, maintenance_margin=0.5)
     with pytest.raises(ValidationError):
         BrokerSettings(initial_margin=0)
+
+
+class Targets(Strategy):
+    """Moves to the next target of a fixed list on each bar (units or a share of equity, long or short)."""
+
+    name = "targets"
+    symbols = (SYM,)
+
+    def __init__(self, plan: list[tuple[int, object]]) -> None:
+        super().__init__()
+        self.plan = list(plan)
+        self.i = 0
+        self.asked: list[int] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.i < len(self.plan):
+            direction, size = self.plan[self.i]
+            self.ctx.hold(SYM, direction, size)  # type: ignore[arg-type]
+            self.asked.append(direction)
+        self.i += 1
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prices=st.lists(st.floats(5, 500, allow_nan=False), min_size=4, max_size=25),
+    plan=st.lists(st.tuples(st.sampled_from([-1, 0, 1]),
+                            st.one_of(st.integers(1, 400), st.sampled_from(["10%", "99.99%", "100%"]))),
+                  min_size=1, max_size=20),
+    cash=st.sampled_from([1_000.0, 10_000.0]),
+    bps=st.sampled_from([0.0, 20.0]),
+)
+def test_never_stuck_on_the_old_side_and_the_books_add_up(prices: list[float], plan: list, cash: float, bps: float) -> None:
+    bars = [bar(2 + i, p) for i, p in enumerate(prices)]
+    strat = Targets(plan)
+    engine = TradingEngine([strat], PaperBroker(BrokerSettings(initial_cash=cash, commission_bps=bps)))
+    held: list[float] = []
+    for b in bars:
+        engine.on_bar(b)
+        held.append(engine.broker.position(SYM, "targets"))
+    assert engine.errors == []
+    b = engine.broker
+    # after the fills of bar i+1, the side held is the side asked at bar i, or flat (an open refused or
+    # cut by the margin); never the other side; and with no margin call, equity never went below zero
+    for i, want in enumerate(strat.asked[: len(held) - 1]):
+        got = held[i + 1]
+        assert got == 0 or (got > 0) == (want > 0), (i, want, got)
+    if not b.margin_calls:
+        assert all(p.equity >= -1e-6 for p in b.equity_curve)
+    # the books: equity = cash + position x last close; trade pnl adds up to the equity change
+    assert b.equity() == pytest.approx(b.cash + b.position(SYM) * bars[-1].close, abs=1e-6)
+    rep = build_report(b)
+    assert sum(t.pnl for t in rep.trades) == pytest.approx(b.equity() - cash, abs=1e-6)
+    assert rep.metrics.rejected == len(b.orders("rejected"))

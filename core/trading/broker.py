@@ -40,8 +40,10 @@ Fill rules (documented in docs/trading.md):
   zero is rejected too (rule ``broker.cash``). Orders that reduce a position always fill.
   After each bar, when equity is at most zero or below ``maintenance_margin * gross exposure``,
   a **margin call** liquidates every position at its last price (logged, published on
-  ``margin.call`` and counted in the report). Unless ``allow_short``, a sell that would leave
-  a negative position is rejected when submitted (rule ``broker.short``).
+  ``margin.call`` and counted in the report); a flat account left at or below zero (a close
+  through a gap) gets one margin call too. Unless ``allow_short``, a sell that would leave a
+  negative position (or any share-of-equity sell that is not a close) is rejected when
+  submitted (rule ``broker.short``).
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class PaperBroker:
         self.equity_curve: list[EquityPoint] = []
         self.commission_paid = 0.0
         self.margin_calls: list[MarginCall] = []
+        self._deficit = False
         #: closes per symbol as (bar close time, close), of the first interval seen for it: the report's
         #: price lines and buy-and-hold
         self.closes: dict[str, list[tuple[dt.datetime, float]]] = {}
@@ -560,11 +563,25 @@ class PaperBroker:
         return events
 
     def _check_margin(self) -> list[Event]:
-        """Liquidate every position when equity is at most zero or below the maintenance margin."""
+        """Liquidate every position when equity is at most zero or below the maintenance margin.
+
+        An account already flat whose equity fell to zero or below (a gap through a close) gets a
+        margin call too, once until its equity is positive again: nothing goes below zero silently.
+        """
         gross = self.gross_exposure()
-        if gross <= _EPS:
-            return []
         equity = self.equity()
+        if gross <= _EPS:
+            if equity > 0:
+                self._deficit = False
+            elif not self._deficit:
+                self._deficit = True
+                assert self.now is not None
+                reason = f"equity {equity:.2f} is at or below zero with no position left"
+                logger.warning("margin call at {}: {}", self.now.isoformat(), reason)
+                call = MarginCall(datetime=self.now, equity=equity, gross_exposure=0.0, reason=reason)
+                self.margin_calls.append(call)
+                return [Event("margin.call", call)]
+            return []
         floor = self.settings.maintenance_margin * gross
         if equity > 0 and equity >= floor:
             return []

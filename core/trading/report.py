@@ -250,6 +250,14 @@ def _drawdown_duration(curve: Sequence[EquityPoint], initial_cash: float) -> dt.
     return longest
 
 
+def _power(base: float, exp: float) -> float | None:
+    """``base ** exp``, or None when it overflows a float (absurd returns compounded over a year)."""
+    try:
+        return base**exp
+    except OverflowError:
+        return None
+
+
 def _curve_metrics(curve: Sequence[EquityPoint], initial_cash: float, periods: float, mdd: float) -> dict[str, Any]:
     eq = [p.equity for p in curve]
     out: dict[str, Any] = {}
@@ -259,18 +267,22 @@ def _curve_metrics(curve: Sequence[EquityPoint], initial_cash: float, periods: f
     out["equity_peak"] = max(eq)
     years = (curve[-1].datetime - curve[0].datetime).total_seconds() / 86400 / 365.25
     if years > 0 and initial_cash > 0 and eq[-1] / initial_cash >= 0:
-        out["cagr"] = (eq[-1] / initial_cash) ** (1 / years) - 1
+        growth = _power(eq[-1] / initial_cash, 1 / years)
+        out["cagr"] = None if growth is None else growth - 1
     rets = [b / a - 1 for a, b in zip(eq, eq[1:]) if a]
     if len(rets) >= 2:
         g = _geometric_mean(rets)
-        ann = (1 + g) ** periods - 1
+        ann = _power(1 + g, periods)
+        if ann is not None:
+            ann -= 1
         out["return_ann"] = ann
         var = _std(rets) ** 2  # type: ignore[operator]
-        inner = (var + (1 + g) ** 2) ** periods - (1 + g) ** (2 * periods)
-        out["volatility_ann"] = math.sqrt(inner) if inner >= 0 else None
+        hi, lo = _power(var + (1 + g) ** 2, periods), _power(1 + g, 2 * periods)
+        inner = hi - lo if hi is not None and lo is not None else None
+        out["volatility_ann"] = math.sqrt(inner) if inner is not None and inner >= 0 else None
         downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in rets) / len(rets)) * math.sqrt(periods)
-        out["sortino"] = ann / downside if downside > 0 else None
-        out["calmar"] = ann / mdd if mdd > 0 else None
+        out["sortino"] = ann / downside if ann is not None and downside > 0 else None
+        out["calmar"] = ann / mdd if ann is not None and mdd > 0 else None
     out["max_drawdown_duration"] = _drawdown_duration(curve, initial_cash)
     return out
 
