@@ -242,3 +242,17 @@ def test_never_stuck_on_the_old_side_and_the_books_add_up(prices: list[float], p
     rep = build_report(b)
     assert sum(t.pnl for t in rep.trades) == pytest.approx(b.equity() - cash, abs=1e-6)
     assert rep.metrics.rejected == len(b.orders("rejected"))
+
+
+def test_each_leg_of_a_reversal_is_checked_by_risk() -> None:
+    from aitrados.trading.risk import RiskEngine, RiskLimits
+
+    # the daily loss limit is hit when the flip comes: the close (a reduction) passes, the open is refused
+    engine = TradingEngine([Flipper()], PaperBroker(BrokerSettings(initial_cash=100_000)),
+                           RiskEngine(RiskLimits(daily_loss_limit=100)))
+    engine.run([bar(2, 100), bar(3, 100), bar(4, 100), bar(5, 110), bar(8, 110), bar(9, 110)])
+    b = engine.broker
+    assert [(f.side, f.quantity, f.price) for f in b.fills()] == [("sell", 50, 100), ("buy", 50, 110)]
+    (refused,) = b.orders("rejected")
+    assert (refused.rule, refused.client_id, refused.reduce_only) == ("daily_loss", "flipper-2", False)
+    assert b.position(SYM) == 0
