@@ -185,7 +185,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--provider", choices=["auto", "replay", "cloud"],
                      help="market data: local replay server or AiTrados cloud (default auto: cloud with a key)")
     run.add_argument("--speed", type=float, help="replay speed: 0 = as fast as possible, 1 = real time, N = N times")
-    run.add_argument("--report-dir", help="folder for the end-of-replay report (setting trading.report_dir)")
+    run.add_argument("--report-dir", help="folder for the end-of-replay reports, one run-<UTC time> folder per run and a latest link "
+                     "(setting trading.report_dir)")
     run.add_argument("--serve", action="store_true", help="keep serving after the replay ends (until Ctrl-C)")
     add("config", cmd_config, "print the effective settings (secrets masked)")
     for name, fn, help_ in (("call", cmd_call, "call a service method"), ("status", cmd_status, "show services, topics, rates"),

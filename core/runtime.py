@@ -304,7 +304,8 @@ class Runtime:
         self.report_paths = self.trading.write_report(folder, title=", ".join(
             st.strategy_name for st in self.trading.engine.strategies) or "Equity")
         print(report.summary(), flush=True)
-        print(f"report: {folder.resolve()} (trades.csv, equity.png, equity.csv, metrics.json, summary.txt)", flush=True)
+        print(f"report: {self.report_paths['folder'].resolve()} (trades.csv, equity.png, equity.csv, metrics.json, "
+              f"summary.txt; {folder.resolve() / 'latest'} is the latest run)", flush=True)
         logger.info("replay finished: {} bars in, {} messages published, {} orders/fills/position events",
                     self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 from loguru import logger
 from pydantic import Field, model_validator
@@ -50,7 +50,7 @@ class LlmGated(SmaCross):
         interval: str = "DAY",
         fast: int = 10,
         slow: int = 30,
-        quantity: float = 10.0,
+        size: float | str | None = None,
         model: Any = None,
         llm: LLMSettings | None = None,
         fallback_approve: bool = False,
@@ -59,13 +59,13 @@ class LlmGated(SmaCross):
         news_lookback: dt.timedelta = dt.timedelta(days=3),
         **kwargs: Any,
     ) -> None:
-        super().__init__(full_symbol=full_symbol, interval=interval, fast=fast, slow=slow, quantity=quantity, **kwargs)
+        super().__init__(full_symbol=full_symbol, interval=interval, fast=fast, slow=slow, size=size, **kwargs)
         self.gate = Gate(model if model is not None else ChatClient(llm), fallback=fallback_approve, timeout=timeout)
         self.recent: deque[Bar] = deque(maxlen=context_bars)
         self.news: deque[Any] = deque(maxlen=50)
         self.news_lookback = news_lookback
         self.decisions: list[tuple[dt.datetime, float, GateDecision]] = []
-        self._vetoed: float | None = None
+        self._vetoed: int | None = None
 
     def on_news(self, item: Any) -> None:
         """Keep recent news items for the model's context."""
@@ -79,15 +79,16 @@ class LlmGated(SmaCross):
         if self._vetoed is not None and self.slow.ready and self.signal() != self._vetoed:
             self._vetoed = None
 
-    def approve_entry(self, bar: Bar, target: float) -> bool:
+    def approve_entry(self, bar: Bar, target: int) -> bool:
         """Ask the model once per signal; a veto holds until the signal changes."""
         if self._vetoed == target:
             return False
         side = "BUY (go long)" if target > 0 else "SELL SHORT"
         since = bar.close_datetime - self.news_lookback
         news = [n for n in self.news if since <= n.published_date <= bar.close_datetime]
+        amount = f"{self.size:g}" if isinstance(self.size, float) else f"{self.size} of equity in"
         signal = (
-            f"{side} {abs(target):g} {self.full_symbol} at the next open; SMA{self.fast.period}="
+            f"{side} {amount} {self.full_symbol} at the next open; SMA{self.fast.period}="
             f"{self.fast.value:.2f} crossed SMA{self.slow.period}={self.slow.value:.2f} on {bar.close_datetime:%Y-%m-%d}"
         )
         decision = self.gate.decide(signal, list(self.recent), news)
@@ -111,6 +112,7 @@ class LlmGatedSettings(SymbolStrategySettings):
     timeout: float = Field(5.0, gt=0, description="seconds the strategy waits for the model per signal")
     context_bars: int = Field(20, gt=0, description="recent bars shown to the model")
     news_lookback: dt.timedelta = Field(dt.timedelta(days=3), description="news age shown to the model")
+    entry: Literal["cross", "state"] = Field("cross", description="enter on a crossover, or hold the averages' side")
 
     @model_validator(mode="after")
     def _periods(self) -> LlmGatedSettings:

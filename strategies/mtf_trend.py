@@ -4,8 +4,8 @@ Works on aligned snapshots (``on_mtf``) of one group ``{full_symbol: [lower, hig
 so the higher bar it sees has always closed (no look-ahead). Each time the higher bar in
 a snapshot is new, the trend is updated: up while the higher close is above its
 ``trend_period`` SMA, down when below. Each time the lower bar is new, its fast/slow EMAs
-are updated and the wanted position is ``+quantity`` when the trend is up and EMA(fast) >
-EMA(slow); ``-quantity`` when the trend is down, EMA(fast) < EMA(slow) and ``allow_short``;
+are updated and the wanted side is long (``size``: units or a share of equity) when the trend is up and EMA(fast) >
+EMA(slow); short when the trend is down, EMA(fast) < EMA(slow) and ``allow_short``;
 flat otherwise. Orders go out only when the wanted position changes.
 
 As a plugin (entry point ``mtf_trend``) it registers one ``MtfTrend`` configured by
@@ -24,7 +24,7 @@ from aitrados.marketdata.intervals import interval_rank
 from aitrados.trading.indicators import EMA, SMA
 from aitrados.trading.strategy import Strategy
 
-from ._settings import SymbolSettings, check_interval
+from ._settings import SymbolSettings, check_interval, resolve_size
 
 __all__ = ["MtfTrend", "MtfTrendSettings"]
 
@@ -43,8 +43,9 @@ class MtfTrend(Strategy):
         trend_period: int = 10,
         fast: int = 5,
         slow: int = 20,
-        quantity: float = 10.0,
+        size: float | str | None = None,
         allow_short: bool = False,
+        quantity: float | None = None,
     ) -> None:
         super().__init__()
         if not 0 < fast < slow:
@@ -58,10 +59,12 @@ class MtfTrend(Strategy):
         self.window = slow
         self.trend_sma = SMA(trend_period)
         self.fast, self.slow = EMA(fast), EMA(slow)
-        self.quantity = float(quantity)
+        self.size = resolve_size(self.strategy_name, size, quantity)
+        #: units per position, or None when the size is a share of equity
+        self.quantity: float | None = self.size if isinstance(self.size, float) else None
         self.allow_short = allow_short
         self.trend = 0  # +1 up, -1 down, 0 unknown
-        self.wanted = 0.0
+        self.wanted = 0  # the side held: +1 long, -1 short, 0 flat
         self._last_higher: Any = None
 
     def on_bar(self, bar: Any) -> None:
@@ -85,13 +88,13 @@ class MtfTrend(Strategy):
         if not self.slow.ready:
             return
         assert self.fast.value is not None and self.slow.value is not None
-        target = 0.0
+        target = 0
         if self.trend > 0 and self.fast.value > self.slow.value:
-            target = self.quantity
+            target = 1
         elif self.allow_short and self.trend < 0 and self.fast.value < self.slow.value:
-            target = -self.quantity
+            target = -1
         if target != self.wanted:
-            self.ctx.target_position(self.full_symbol, target, tag="entry" if target else "exit")
+            self.ctx.hold(self.full_symbol, target, self.size, tag="entry" if target else "exit")
             self.wanted = target
 
 

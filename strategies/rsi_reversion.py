@@ -1,7 +1,7 @@
 """RSI mean reversion on one symbol.
 
 Rule on closed bars of ``interval``, with the incremental Wilder RSI (same values as
-``ta.momentum.RSIIndicator``): when flat, buy ``quantity`` when RSI < ``oversold``; when
+``ta.momentum.RSIIndicator``): when flat, buy ``size`` (units or a share of equity) when RSI < ``oversold``; when
 long, exit when RSI > ``exit_long``. With ``allow_short``: when flat, sell short when
 RSI > ``overbought``; when short, cover when RSI < ``exit_short``.
 
@@ -20,7 +20,7 @@ from aitrados.marketdata.models import Bar
 from aitrados.trading.indicators import RSI
 from aitrados.trading.strategy import Strategy
 
-from ._settings import SymbolStrategySettings
+from ._settings import SymbolStrategySettings, resolve_size
 
 __all__ = ["RsiReversion", "RsiReversionSettings"]
 
@@ -39,8 +39,9 @@ class RsiReversion(Strategy):
         exit_long: float = 55.0,
         overbought: float = 70.0,
         exit_short: float = 45.0,
-        quantity: float = 10.0,
+        size: float | str | None = None,
         allow_short: bool = False,
+        quantity: float | None = None,
     ) -> None:
         super().__init__()
         if not (0 < oversold < exit_long < 100 and 0 < exit_short < overbought < 100):
@@ -54,9 +55,11 @@ class RsiReversion(Strategy):
         self.rsi = RSI(period)
         self.oversold, self.exit_long = oversold, exit_long
         self.overbought, self.exit_short = overbought, exit_short
-        self.quantity = float(quantity)
+        self.size = resolve_size(self.strategy_name, size, quantity)
+        #: units per position, or None when the size is a share of equity
+        self.quantity: float | None = self.size if isinstance(self.size, float) else None
         self.allow_short = allow_short
-        self.wanted = 0.0
+        self.wanted = 0  # the side held: +1 long, -1 short, 0 flat
 
     def on_bar(self, bar: Bar) -> None:
         """Update the RSI and act on the thresholds."""
@@ -66,15 +69,15 @@ class RsiReversion(Strategy):
         target = self.wanted
         if self.wanted == 0:
             if value < self.oversold:
-                target = self.quantity
+                target = 1
             elif self.allow_short and value > self.overbought:
-                target = -self.quantity
+                target = -1
         elif self.wanted > 0 and value > self.exit_long:
-            target = 0.0
+            target = 0
         elif self.wanted < 0 and value < self.exit_short:
-            target = 0.0
+            target = 0
         if target != self.wanted:
-            self.ctx.target_position(self.full_symbol, target, tag="entry" if target else "exit")
+            self.ctx.hold(self.full_symbol, target, self.size, tag="entry" if target else "exit")
             self.wanted = target
 
 

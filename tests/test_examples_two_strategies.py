@@ -28,4 +28,4 @@ def test_two_strategies_share_one_chart_flow(ipc_dir: str, tmp_path: Path) -> No
     assert set(workers) == {"rsi_reversion"} and workers["rsi_reversion"] != mw_pid  # its own process
     assert fills.get("sma_cross", 0) > 0 and fills.get("rsi_reversion", 0) > 0  # both traded one account
     assert requests == {"ohlc_latest": 1}  # the shared window was fetched once for both
-    assert (tmp_path / "report" / "equity.png").exists()
+    assert (tmp_path / "report" / "latest" / "equity.png").exists()

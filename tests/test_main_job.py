@@ -22,11 +22,14 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def pandas_backtest(fast: int, slow: int, qty: float, cash: float = 100_000.0) -> tuple[float, int, pd.DataFrame]:
-    """Long *qty* while SMA(fast) > SMA(slow) at a close, filled at the next day's open; no costs."""
+    """Long *qty* from a close where SMA(fast) crossed above SMA(slow) until one where it crossed below,
+    filled at the next day's open; no costs."""
     df = pd.read_csv(CSV)
     df["Date"] = pd.to_datetime(df["Date"], format="%m/%d/%Y")
-    want = np.where(df["Close"].rolling(slow).mean().notna(),
-                    np.where(df["Close"].rolling(fast).mean() > df["Close"].rolling(slow).mean(), qty, 0.0), np.nan)
+    f, s = df["Close"].rolling(fast).mean(), df["Close"].rolling(slow).mean()
+    up = (f.shift() < s.shift()) & (f > s)
+    down = (f.shift() > s.shift()) & (f < s)
+    want = pd.Series(np.where(up, qty, np.where(down, 0.0, np.nan))).ffill().to_numpy()  # NaN before the first cross
     pos, fills = 0.0, []
     for i in range(len(df) - 1):
         if np.isnan(want[i]) or want[i] == pos:
@@ -50,7 +53,7 @@ def run_main_job(tmp_path: Path, ipc_dir: str) -> subprocess.CompletedProcess[st
 def test_main_job_matches_pandas_and_writes_the_report(tmp_path: Path, ipc_dir: str) -> None:
     r = run_main_job(tmp_path, ipc_dir)
     assert r.returncode == 0, r.stderr[-3000:]
-    report = tmp_path / "report"
+    report = tmp_path / "report" / "latest"
     metrics = json.loads((report / "metrics.json").read_text())
     equity, n_fills, fills = pandas_backtest(10, 30, 10.0)
     assert metrics["final_equity"] == pytest.approx(equity, abs=1e-6)
@@ -76,7 +79,8 @@ def test_main_job_is_deterministic(tmp_path: Path, ipc_dir: str) -> None:
         d.mkdir()
         r = run_main_job(d, ipc_dir)
         assert r.returncode == 0, r.stderr[-2000:]
-        runs.append(((d / "report" / "trades.csv").read_text(), (d / "report" / "metrics.json").read_text()))
+        runs.append(((d / "report" / "latest" / "trades.csv").read_text(),
+                     (d / "report" / "latest" / "metrics.json").read_text()))
     assert runs[0] == runs[1]
 
 

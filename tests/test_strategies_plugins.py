@@ -81,6 +81,9 @@ def test_a_strategy_plugin_registers_its_strategy_from_its_settings(name: str) -
     ("openai_llm", {"base_ulr": "http://x/v1"}, "base_ulr"),
     ("sma_cross", {"interval": "2D"}, "interval"),
     ("mtf_trend", {"full_symbol": "SPX"}, "full_symbol"),
+    ("sma_cross", {"size": "lots"}, "size"),
+    ("rsi_reversion", {"size": "150%"}, "size"),
+    ("sma_cross", {"entry": "sometimes"}, "entry"),
 ])
 def test_a_misspelt_setting_fails_the_plugin_naming_plugin_and_field(name: str, bad: dict, field: str) -> None:
     reg = registry({name: bad})

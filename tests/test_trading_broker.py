@@ -156,8 +156,12 @@ def test_cancel_and_target_resolution() -> None:
     assert o is not None and o.side == "buy" and o.quantity == 7
     b.accept(o)
     assert b.create_order(OrderIntent(SYM, target=10, strategy="t"), b.now) is None
-    o2 = b.create_order(OrderIntent(SYM, target=-2, strategy="t"), b.now)
-    assert o2.side == "sell" and o2.quantity == 12
+    # a reversal is a close (reduce-only, of what is held and working) then an open
+    close, open_ = b.create_orders(OrderIntent(SYM, target=-2, strategy="t", client_id="t-9"), b.now)
+    assert (close.side, close.quantity, close.reduce_only, close.client_id) == ("sell", 10, True, "t-9.close")
+    assert (open_.side, open_.quantity, open_.reduce_only, open_.client_id) == ("sell", 2, False, "t-9")
+    with pytest.raises(ValueError, match="create_orders"):
+        b.create_order(OrderIntent(SYM, target=-2, strategy="t"), b.now)
     # another strategy's target counts only its own position: it starts from 0
     o3 = b.create_order(OrderIntent(SYM, target=4, strategy="u"), b.now)
     assert o3.side == "buy" and o3.quantity == 4

@@ -62,7 +62,9 @@ def test_sma_cross_whole_run_matches_pandas(bars: list[Bar]) -> None:
     df = frame(bars)
     fast = df.close.rolling(10).mean()
     slow = df.close.rolling(30).mean()
-    target = pd.Series(np.where(fast > slow, 10.0, 0.0))  # NaN compares False: flat while warming up
+    up = (fast.shift() < slow.shift()) & (fast > slow)
+    down = (fast.shift() > slow.shift()) & (fast < slow)
+    target = pd.Series(np.where(up, 10.0, np.where(down, 0.0, np.nan))).ffill().fillna(0.0)  # flat before the first cross
     want_fills, want_dates, want_final, want_curve = oracle_run(df, target, SETTINGS)
 
     fills = engine.broker.fills()

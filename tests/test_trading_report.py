@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from pathlib import Path
 
@@ -128,3 +129,64 @@ def test_periods_per_year() -> None:
     assert periods_per_year("15M") == 252 * 26 and periods_per_year("60M") == 252 * 6.5
     with pytest.raises(ValueError, match="unknown interval"):
         periods_per_year("2D")
+
+
+def test_trade_columns_buy_and_hold_and_run_metadata(run: PaperBroker, tmp_path: Path) -> None:
+    from aitrados import __version__
+    from aitrados.trading.report import run_params
+
+    class FakeEngine:  # run_params reads only these
+        broker = run
+        strategies = [SmaCross("STOCK:US:SPX", fast=10, slow=30, size="50%")]
+        risk = type("R", (), {"limits": __import__("aitrados.trading.risk", fromlist=["RiskLimits"]).RiskLimits()})()
+        bars_seen = 5031
+
+    rep = build_report(run, "DAY", params=run_params(FakeEngine(), "DAY"))
+    closes = pd.Series([c for _, c in run.closes["STOCK:US:SPX"]])
+    assert rep.metrics.buy_and_hold_return == pytest.approx(closes.iloc[-1] / closes.iloc[0] - 1)
+    paths = rep.write(tmp_path / "out", title="SMA cross on SPX")
+    trades = pd.read_csv(paths["trades"])
+    closed = trades[trades.closed]
+    # return % = pnl / (quantity * entry price), in percent; duration = exit - entry
+    assert closed.return_pct.to_numpy() == pytest.approx((closed.pnl / (closed.quantity * closed.entry_price) * 100).to_numpy())
+    durations = pd.to_timedelta(closed.duration)
+    assert (durations == pd.to_datetime(closed.exit_time) - pd.to_datetime(closed.entry_time)).all()
+    assert set(trades.tag) == {"entry"}
+    doc = json.loads(paths["metrics"].read_text())
+    assert doc["final_equity"] == pytest.approx(run.equity()) and doc["run"]["version"] == __version__
+    assert doc["run"]["broker"]["commission_bps"] == 2 and doc["run"]["strategies"][0]["size"] == "50%"
+    span = doc["run"]["data"]["STOCK:US:SPX"]
+    assert span["bars"] == 5031 and span["first"] < span["last"]
+    for key in ("cagr", "sortino", "calmar", "profit_factor", "expectancy", "sqn", "best_trade", "worst_trade",
+                "buy_and_hold_return", "max_drawdown_duration_days", "avg_trade_duration_days", "rejected", "margin_calls"):
+        assert key in doc and doc[key] is not None, key
+    wins = closed.pnl[closed.pnl > 0].sum()
+    assert doc["profit_factor"] == pytest.approx(wins / -closed.pnl[closed.pnl < 0].sum())
+    text = rep.summary()
+    assert "buy and hold return" in text and "rejected orders" in text and "margin calls" in text
+
+
+def test_each_run_gets_its_own_folder_and_latest_points_at_it(tmp_path: Path) -> None:
+    from aitrados.trading.report import run_folder
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = run_folder(tmp_path, when)
+    second = run_folder(tmp_path, when)  # same second: a suffix, never the same folder
+    assert (first.name, second.name) == ("run-20260102T030405Z", "run-20260102T030405Z-2")
+    latest = tmp_path / "latest"
+    assert latest.is_symlink() and latest.resolve() == second.resolve()
+    third = run_folder(tmp_path)
+    assert latest.resolve() == third.resolve() and third.name.startswith("run-")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == sorted([first.name, second.name, third.name])
+
+
+def test_png_shows_price_markers_and_buy_and_hold(run: PaperBroker, tmp_path: Path) -> None:
+    from aitrados.trading.report import plot_report
+
+    rep = build_report(run, "DAY")
+    with_trades = plot_report(rep.equity_curve, rep.trades, rep.prices, tmp_path / "a.png", "x", 100_000)
+    bare = plot_report(rep.equity_curve, [], {}, tmp_path / "b.png", "x", 100_000)
+    import matplotlib.image as mpimg
+
+    a, b = mpimg.imread(with_trades), mpimg.imread(bare)
+    assert a.shape[0] > b.shape[0]  # a price panel was added for the traded symbol

@@ -123,7 +123,7 @@ def test_checks_that_raise_or_answer_nonsense_reject() -> None:
 
 
 def test_builtin_rule_that_raises_rejects() -> None:
-    r = RiskEngine(RiskLimits(max_position=10))
+    r = RiskEngine(RiskLimits(max_position=10, max_order_equity_multiple=None))
     # a malformed context (position None) makes the rule raise: the order is rejected, not passed
     d = r.check(order(), RiskContext(now=T0, position=None, price=100.0, equity=1.0))  # type: ignore[arg-type]
     assert not d.approved and d.rule == "max_position" and "TypeError" in d.reason
@@ -151,3 +151,62 @@ def test_max_position_stops_a_reduction_that_flips_past_the_limit() -> None:
     assert not d.approved and d.rule == "max_position" and "-9" in d.reason
     assert r.check(order("sell", 7), ctx(position=10)).approved  # 10 -> 3: a plain reduction
     assert r.check(order("sell", 14), ctx(position=10)).approved  # 10 -> -4: flips, but within the limit
+
+
+def test_orders_are_valued_at_their_worst_case() -> None:
+    from aitrados.trading.risk import order_value_price
+
+    r = RiskEngine(RiskLimits(max_order_notional=10_000))
+    # the case: a sell limit at 0.01 with the market at 1228.10 fills near the market, not at 0.01
+    d = r.check(order("sell", 10, limit=0.01), ctx(price=1228.10, position=10))
+    assert not d.approved and d.rule == "max_order_notional" and "12281.00" in d.reason
+    assert order_value_price(order("sell", 1, limit=2000), 1228.10) == 2000  # a limit above: at the limit
+    # a buy cannot pay more than its limit; without one, the worse of last and stop
+    assert order_value_price(order("buy", 1, limit=5), 100) == 5
+    stop_buy = Order(9, SYM, "buy", 1, "stop", T0, stop_price=110)
+    assert order_value_price(stop_buy, 100) == 110
+    assert r.check(order("buy", 99, limit=100), ctx(price=1000)).approved  # 99 * 100 = 9 900 <= 10 000
+
+
+def test_default_limits_bound_every_order() -> None:
+    r = RiskEngine()
+    d = r.check(order("sell", 1e17), ctx())
+    assert not d.approved and d.rule == "order_size" and "max_order_quantity" in d.reason
+    # 300 * 100 = 30 000 > 2 x equity 10 000
+    d = r.check(order("buy", 300), ctx())
+    assert not d.approved and d.rule == "order_size" and "max_order_equity_multiple" in d.reason
+    assert r.check(order("buy", 200), ctx()).approved  # 20 000 = 2 x equity
+    assert r.check(order("sell", 300), ctx(position=300)).approved  # a reduction is never bounded by equity
+    d = r.check(order("buy", 1), ctx(equity=-5))
+    assert not d.approved and "no order may add exposure" in d.reason
+
+
+def test_unknown_and_empty_symbols_are_refused() -> None:
+    import math
+
+    r = RiskEngine()
+    d = r.check(order(limit=10), ctx(price=math.nan))  # no price seen for the symbol, limit or not
+    assert not d.approved and d.rule == "symbol" and "unknown symbol" in d.reason
+    blank = Order(3, " ", "buy", 1, "market", T0)
+    assert r.check(blank, ctx()).rule == "symbol"
+
+
+def test_engine_defaults_refuse_absurd_orders_and_unknown_symbols() -> None:
+    from aitrados.marketdata.models import Bar
+    from aitrados.trading.broker import BrokerSettings, PaperBroker
+    from aitrados.trading.engine import TradingEngine
+    from aitrados.trading.orders import OrderIntent
+
+    engine = TradingEngine([], PaperBroker(BrokerSettings(initial_cash=10_000)))
+    t = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.timezone.utc)
+    engine.on_bar(Bar(SYM, "DAY", t, t.replace(hour=21), 100, 101, 99, 100, 1.0))
+    out = []
+    for intent in (OrderIntent(SYM, side="sell", quantity=1e17, strategy="x", client_id="x-1"),
+                   OrderIntent(SYM, target=-1e300, strategy="x", client_id="x-2"),
+                   OrderIntent("STOCK:US:NOPE", side="buy", quantity=1, order_type="limit", limit_price=5,
+                               strategy="x", client_id="x-3")):
+        out += engine.submit(intent)
+    rejected = [e.payload for e in out if e.topic.startswith("order.rejected")]
+    assert [(o.client_id, o.rule) for o in rejected] == [("x-1", "order_size"), ("x-2", "order_size"), ("x-3", "symbol")]
+    engine.on_bar(Bar(SYM, "DAY", t + dt.timedelta(days=1), t.replace(hour=21) + dt.timedelta(days=1), 100, 101, 99, 100, 1.0))
+    assert engine.broker.fills() == [] and engine.broker.equity() == 10_000

@@ -52,11 +52,14 @@ def run_to_end(rt: Runtime, prefixes: list[str]) -> list:
 
 
 def pandas_fills(bars: list[dict], fast: int, slow: int, qty: float) -> list[tuple[str, str, float, float]]:
-    """Independent oracle: long qty while SMA(fast) > SMA(slow) at a close, traded at the next open."""
+    """Independent oracle: long qty from a close where SMA(fast) crossed above SMA(slow) until one where
+    it crossed below, traded at the next open."""
     df = pd.DataFrame(bars)
     f = df["close"].rolling(fast).mean()
     s = df["close"].rolling(slow).mean()
-    want = np.where(s.notna(), np.where(f > s, qty, 0.0), np.nan)
+    up = (f.shift() < s.shift()) & (f > s)
+    down = (f.shift() > s.shift()) & (f < s)
+    want = pd.Series(np.where(up, qty, np.where(down, 0.0, np.nan))).ffill().to_numpy()  # NaN before the first cross
     fills, pos = [], 0.0
     for i in range(len(df) - 1):
         if np.isnan(want[i]) or want[i] == pos:
@@ -83,9 +86,12 @@ def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str,
         assert acct["equity"] == pytest.approx(rt.trading.engine.broker.equity())
         rep = c.call("trading", "report")
         assert rep["trades"] >= 2 and "total return" in rep["summary"]
-        files = sorted(p.name for p in (tmp_path / "report").iterdir())
+        latest = tmp_path / "report" / "latest"  # each run in its own folder, `latest` pointing at it
+        assert latest.is_symlink() and latest.resolve().parent == (tmp_path / "report").resolve()
+        assert latest.resolve().name.startswith("run-") and latest.resolve() == rt.report_paths["folder"].resolve()
+        files = sorted(p.name for p in latest.iterdir())
         assert files == ["equity.csv", "equity.png", "metrics.json", "summary.txt", "trades.csv"]
-        assert (tmp_path / "report" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (latest / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         rt.stop()
 
@@ -114,7 +120,8 @@ def test_replay_is_deterministic(ipc_dir: str, tmp_path) -> None:
             run_to_end(rt, ["replay."])
         finally:
             rt.stop()
-        outputs.append(((tmp_path / f"r{i}" / "trades.csv").read_text(), (tmp_path / f"r{i}" / "metrics.json").read_text()))
+        latest = tmp_path / f"r{i}" / "latest"
+        outputs.append(((latest / "trades.csv").read_text(), (latest / "metrics.json").read_text()))
     assert outputs[0] == outputs[1] and outputs[0][0].count("\n") > 2
 
 

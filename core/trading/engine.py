@@ -134,7 +134,7 @@ class TradingEngine:
     # ------------------------------------------------------------------ internals
     def _submit(self, item: OrderIntent | Cancel) -> list[Event]:
         if isinstance(item, Cancel):
-            return self._publish(self.broker.cancel(item.client_id))
+            return self._publish(self.broker.cancel(item.client_id, item.strategy or None))
         now = self.broker.now
         if now is None:
             msg = f"strategy {item.strategy} placed order {item.client_id} before any bar: no clock or price yet; dropped"
@@ -142,26 +142,28 @@ class TradingEngine:
             self.errors.append(msg)
             return []
         try:
-            order = self.broker.create_order(item, now)
+            orders = self.broker.create_orders(item, now)
         except ValueError as exc:
             msg = f"strategy {item.strategy}: {exc}"
             logger.error(msg)
             self.errors.append(msg)
             return []
-        if order is None:
-            return []
-        last = self.broker.last_price(order.full_symbol)
-        ctx = RiskContext(
-            now=now,
-            position=self.broker.position(order.full_symbol),
-            price=last if last is not None else (order.limit_price or math.nan),
-            equity=self.broker.equity(),
-            pending=self.broker.pending(order.full_symbol),
-        )
-        decision = self.risk.check(order, ctx)
-        if decision.approved:
-            return self._publish(self.broker.accept(order))
-        return self._publish(self.broker.reject(order, decision.rule, decision.reason))
+        out: list[Event] = []
+        for order in orders:  # a reversal: the close, then the open, each checked on its own
+            last = self.broker.last_price(order.full_symbol)
+            ctx = RiskContext(
+                now=now,
+                position=self.broker.position(order.full_symbol),
+                price=last if last is not None else math.nan,
+                equity=self.broker.equity(),
+                pending=self.broker.pending(order.full_symbol),
+            )
+            decision = self.risk.check(order, ctx)
+            if decision.approved:
+                out += self._publish(self.broker.accept(order))
+            else:
+                out += self._publish(self.broker.reject(order, decision.rule, decision.reason))
+        return out
 
     def _publish(self, events: list[Event]) -> list[Event]:
         self.events.extend(events)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 import msgspec
@@ -24,18 +25,58 @@ __all__ = [
     "Position",
     "Account",
     "Event",
+    "MarginCall",
+    "TimeInForce",
+    "parse_size",
 ]
 
 Side = Literal["buy", "sell"]
-OrderType = Literal["market", "limit"]
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
 OrderStatus = Literal["accepted", "rejected", "filled", "cancelled"]
+#: ``GTC`` works until filled or cancelled; ``DAY`` expires after the last bar of the first
+#: (UTC) day on which it could trade.
+TimeInForce = Literal["GTC", "DAY"]
+
+
+def parse_size(size: float | int | str) -> tuple[float | None, float | None]:
+    """Read an order size: a number of units (``50``) or a share of equity (``"99.99%"``).
+
+    Returns ``(units, None)`` or ``(None, fraction)`` with ``fraction`` in (0, 1] (``"99.99%"`` ->
+    0.9999, the nearest double to the decimal, as backtesting.py's ``size=0.9999``).
+    :raises ValueError: when the size is not a positive finite number or a percentage in (0, 100].
+    """
+    if isinstance(size, str):
+        text = size.strip()
+        if not text.endswith("%"):
+            try:
+                return parse_size(float(text))
+            except ValueError:
+                raise ValueError(f"size {size!r}: give a number of units (50) or a percentage of equity ('99.99%')") from None
+        try:
+            pct = Decimal(text[:-1].strip())
+        except InvalidOperation:
+            raise ValueError(f"size {size!r}: the percentage is not a number; e.g. '99.99%'") from None
+        if not (pct.is_finite() and 0 < pct <= 100):
+            raise ValueError(f"size {size!r}: a percentage of equity must be in (0, 100]")
+        return None, float(pct / 100)
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        raise ValueError(f"size {size!r}: give a number of units (50) or a percentage of equity ('99.99%')")
+    units = float(size)
+    if not (math.isfinite(units) and units > 0):
+        raise ValueError(f"size {size!r}: units must be a positive finite number")
+    return units, None
 
 
 class OrderIntent(msgspec.Struct, frozen=True):
-    """What a strategy wants: buy/sell a quantity, or move to a target position.
+    """What a strategy wants: buy/sell a quantity or a share of equity, or move to a target position.
 
-    Exactly one of ``quantity`` (positive, with ``side``) and ``target`` (signed position
-    to reach; ``side`` is then derived) is set. ``limit_price`` makes it a limit order.
+    Exactly one of ``quantity`` (positive units, with ``side``), ``fraction`` (share of the
+    available equity in (0, 1], with ``side``; resolved into whole units at fill time at the
+    fill price) and ``target`` (signed position to reach; ``side`` is then derived) is set.
+    ``limit_price`` makes it a limit order, ``stop_price`` a stop order, both a stop-limit.
+    ``stop_loss``/``take_profit`` attach a bracket: once the entry fills, a stop and a limit
+    order close it (one cancels the other). ``reduce_only`` orders only close what the
+    strategy holds in the other direction (cut to it at fill time, cancelled when flat).
     ``client_id`` is the strategy's own id for the order (deterministic, see
     :class:`aitrados.trading.strategy.StrategyContext`). ``interval`` is the interval of the
     bar the strategy reacted to: a pending market order fills on the next bar of that interval.
@@ -51,27 +92,54 @@ class OrderIntent(msgspec.Struct, frozen=True):
     client_id: str = ""
     interval: str | None = None
     tag: str = ""
+    fraction: float | None = None
+    stop_price: float | None = None
+    time_in_force: TimeInForce = "GTC"
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    reduce_only: bool = False
 
     def validate(self) -> None:
         """Raise ValueError saying what is wrong when the intent is inconsistent."""
         what = f"order intent {self.client_id or '?'} for {self.full_symbol!r}"
-        if (self.quantity is None) == (self.target is None):
-            raise ValueError(f"{what}: give exactly one of quantity (with side) or target position")
-        if self.quantity is not None:
+        if not isinstance(self.full_symbol, str) or not self.full_symbol.strip():
+            raise ValueError(f"{what}: full_symbol is empty; give ASSET:COUNTRY:SYMBOL")
+        given = [n for n in ("quantity", "fraction", "target") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"{what}: give exactly one of quantity or fraction (with side) or target position")
+        if self.target is None:
             if self.side not in ("buy", "sell"):
-                raise ValueError(f"{what}: side must be 'buy' or 'sell' with a quantity, got {self.side!r}")
-            if not (math.isfinite(self.quantity) and self.quantity > 0):
-                raise ValueError(f"{what}: quantity must be a positive finite number, got {self.quantity!r}")
+                raise ValueError(f"{what}: side must be 'buy' or 'sell' with a {given[0]}, got {self.side!r}")
+        if self.quantity is not None and not (math.isfinite(self.quantity) and self.quantity > 0):
+            raise ValueError(f"{what}: quantity must be a positive finite number, got {self.quantity!r}")
+        if self.fraction is not None and not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
+            raise ValueError(f"{what}: fraction of equity must be in (0, 1], got {self.fraction!r}")
         if self.target is not None and not math.isfinite(self.target):
             raise ValueError(f"{what}: target position must be finite, got {self.target!r}")
-        if self.order_type == "limit":
-            if self.limit_price is None or not (math.isfinite(self.limit_price) and self.limit_price > 0):
-                raise ValueError(f"{what}: a limit order needs a positive limit_price, got {self.limit_price!r}")
-        elif self.order_type == "market":
-            if self.limit_price is not None:
-                raise ValueError(f"{what}: a market order takes no limit_price; use order_type='limit'")
-        else:
-            raise ValueError(f"{what}: order_type must be 'market' or 'limit', got {self.order_type!r}")
+        needs = {"market": (False, False), "limit": (True, False), "stop": (False, True), "stop_limit": (True, True)}
+        if self.order_type not in needs:
+            raise ValueError(f"{what}: order_type must be one of {', '.join(needs)}, got {self.order_type!r}")
+        want_limit, want_stop = needs[self.order_type]
+        for name, want in (("limit_price", want_limit), ("stop_price", want_stop)):
+            value = getattr(self, name)
+            if want and (value is None or not (math.isfinite(value) and value > 0)):
+                raise ValueError(f"{what}: a {self.order_type} order needs a positive {name}, got {value!r}")
+            if not want and value is not None:
+                raise ValueError(f"{what}: a {self.order_type} order takes no {name}")
+        if self.time_in_force not in ("GTC", "DAY"):
+            raise ValueError(f"{what}: time_in_force must be 'GTC' or 'DAY', got {self.time_in_force!r}")
+        for name in ("stop_loss", "take_profit"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{what}: {name} must be a positive price, got {value!r}")
+        if (self.stop_loss is not None or self.take_profit is not None) and (self.target is not None or self.reduce_only):
+            raise ValueError(f"{what}: stop_loss/take_profit attach to an entry given by quantity or fraction with a side")
+        ref = self.limit_price or self.stop_price
+        lo, hi = (self.stop_loss, self.take_profit) if self.side == "buy" else (self.take_profit, self.stop_loss)
+        if lo is not None and hi is not None and not lo < hi:
+            raise ValueError(f"{what}: a {self.side} bracket needs {'stop_loss < take_profit' if self.side == 'buy' else 'take_profit < stop_loss'}")
+        if ref is not None and not ((lo is None or lo < ref) and (hi is None or ref < hi)):
+            raise ValueError(f"{what}: the bracket must lie on both sides of the entry price {ref:g}")
 
 
 class Order(msgspec.Struct):
@@ -79,7 +147,10 @@ class Order(msgspec.Struct):
 
     ``status`` is ``accepted`` (working), ``rejected`` (``rule`` and ``reason`` say by what
     and why), ``filled`` or ``cancelled``. ``created_at`` is the bar-clock time it was
-    submitted (the close time of the bar the strategy reacted to).
+    submitted (the close time of the bar the strategy reacted to). For a ``fraction`` order
+    ``quantity`` is an estimate at the last price until the fill fixes it. ``parent_id`` is
+    the entry of a bracket's stop-loss/take-profit child; ``triggered`` says a stop was hit
+    (a stop-limit then works as a limit); ``session`` is the UTC day a ``DAY`` order trades.
     """
 
     id: int
@@ -98,6 +169,15 @@ class Order(msgspec.Struct):
     reason: str = ""
     filled_at: dt.datetime | None = None
     fill_price: float | None = None
+    fraction: float | None = None
+    stop_price: float | None = None
+    time_in_force: TimeInForce = "GTC"
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    reduce_only: bool = False
+    parent_id: int | None = None
+    triggered: bool = False
+    session: dt.date | None = None
 
     @property
     def signed_quantity(self) -> float:
@@ -118,6 +198,7 @@ class Fill(msgspec.Struct, frozen=True):
     strategy: str = ""
     client_id: str = ""
     slippage: float = 0.0
+    tag: str = ""
 
     @property
     def signed_quantity(self) -> float:
@@ -158,12 +239,21 @@ class Account(msgspec.Struct):
     datetime: dt.datetime | None = None
 
 
+class MarginCall(msgspec.Struct, frozen=True):
+    """A forced liquidation: equity fell to ``equity`` against ``gross_exposure`` (below the maintenance margin)."""
+
+    datetime: dt.datetime
+    equity: float
+    gross_exposure: float
+    reason: str
+
+
 class Event(msgspec.Struct, frozen=True):
     """Something the execution side did, with the bus topic it is published on.
 
     Topics: ``order.<status>.<full_symbol>`` (accepted, rejected, filled, cancelled),
-    ``fill.<full_symbol>``, ``position.<full_symbol>``.
+    ``fill.<full_symbol>``, ``position.<full_symbol>``, ``margin.call``.
     """
 
     topic: str
-    payload: Order | Fill | Position
+    payload: Order | Fill | Position | MarginCall

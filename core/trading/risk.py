@@ -5,15 +5,23 @@ rejects the order:
 
 1. ``kill_switch`` — while tripped, every new order is rejected (nothing crashes; trip
    and reset at run time with :meth:`RiskEngine.trip` / :meth:`RiskEngine.reset`).
-2. ``max_order_notional`` — ``quantity * price`` of one order (limit price for limit
-   orders, else the last price) above the limit.
-3. ``max_position`` — the absolute position the order would leave (current position plus
+2. ``symbol`` — an empty symbol, or one with no price seen yet (unknown to the feed), is
+   rejected, whatever the order type.
+3. ``order_size`` — bounds that hold by default: a quantity above ``max_order_quantity``,
+   or an order that opens or adds exposure worth more than ``max_order_equity_multiple``
+   times the equity (any such order once equity is at or below zero).
+4. ``max_order_notional`` — ``quantity * price`` of one order above the limit.
+   Orders are valued at their worst case (:func:`order_value_price`): a buy at its limit
+   (it cannot pay more), else at the higher of the last price and its stop; a sell at the
+   highest of the last price, its limit and its stop (a sell limit far below the market
+   fills at the market).
+5. ``max_position`` — the absolute position the order would leave (current position plus
    working orders plus this one) above the symbol's limit; orders that reduce the
    absolute position always pass.
-4. ``max_orders`` — more than ``max_orders`` accepted orders within the last
+6. ``max_orders`` — more than ``max_orders`` accepted orders within the last
    ``orders_window_seconds`` of the bar clock (not the wall clock, so replay is
    deterministic).
-5. ``daily_loss`` — once today's loss (equity now minus the last equity observed before
+7. ``daily_loss`` — once today's loss (equity now minus the last equity observed before
    the UTC day began) reaches the limit, orders that increase the absolute position are rejected
    until the next UTC day; closing orders still pass.
 
@@ -37,7 +45,24 @@ from pydantic import BaseModel, Field
 
 from .orders import Order
 
-__all__ = ["RiskLimits", "RiskContext", "RiskDecision", "RiskCheck", "RiskEngine"]
+__all__ = ["RiskLimits", "RiskContext", "RiskDecision", "RiskCheck", "RiskEngine", "order_value_price"]
+
+
+def order_value_price(order: Order, last: float) -> float:
+    """The worst-case price to value ``order`` at (see the module docstring); NaN when nothing is known."""
+    known = [p for p in (last, order.limit_price, order.stop_price) if p is not None and math.isfinite(p)]
+    if order.side == "buy":
+        if order.limit_price is not None:
+            return order.limit_price
+        known = [p for p in (last, order.stop_price) if p is not None and math.isfinite(p)]
+    return max(known) if known else math.nan
+
+
+def _increases(order: Order, ctx: "RiskContext") -> bool:
+    """True when ``order`` opens or adds exposure (anything but a pure reduction of the position)."""
+    before = ctx.position + ctx.pending
+    after = before + order.signed_quantity
+    return not (abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0)))
 
 
 class RiskLimits(BaseModel):
@@ -50,6 +75,10 @@ class RiskLimits(BaseModel):
         default_factory=dict, description="per-symbol overrides of max_position (full_symbol -> units)"
     )
     max_order_notional: float | None = Field(None, gt=0, description="largest quantity * price of one order")
+    max_order_quantity: float | None = Field(1e9, gt=0, description="largest quantity of one order, in units")
+    max_order_equity_multiple: float | None = Field(
+        2.0, gt=0, description="largest worst-case notional of an exposure-increasing order, as a multiple of equity"
+    )
     max_orders: int | None = Field(None, ge=1, description="most accepted orders within orders_window_seconds")
     orders_window_seconds: float = Field(86400.0, gt=0, description="window of max_orders, bar-clock seconds")
     daily_loss_limit: float | None = Field(
@@ -178,6 +207,8 @@ class RiskEngine:
     def _decide(self, order: Order, ctx: RiskContext) -> RiskDecision:
         builtins: tuple[tuple[str, Callable[[Order, RiskContext], RiskDecision | None]], ...] = (
             ("kill_switch", self._rule_kill_switch),
+            ("symbol", self._rule_symbol),
+            ("order_size", self._rule_size),
             ("max_order_notional", self._rule_notional),
             ("max_position", self._rule_position),
             ("max_orders", self._rule_rate),
@@ -223,18 +254,44 @@ class RiskEngine:
             "kill_switch", f"kill switch is tripped ({self._kill_reason}); reset it to resume new orders"
         )
 
+    def _rule_symbol(self, order: Order, ctx: RiskContext) -> RiskDecision | None:
+        if not order.full_symbol.strip():
+            return RiskDecision.reject("symbol", "the order has no symbol")
+        if not (math.isfinite(ctx.price) and ctx.price > 0):
+            return RiskDecision.reject(
+                "symbol", f"unknown symbol {order.full_symbol}: no price seen for it yet (not in the feed?)"
+            )
+        return None
+
+    def _rule_size(self, order: Order, ctx: RiskContext) -> RiskDecision | None:
+        qmax = self.limits.max_order_quantity
+        if qmax is not None and order.quantity > qmax:
+            return RiskDecision.reject("order_size", f"quantity {order.quantity:g} exceeds max_order_quantity {qmax:g}")
+        k = self.limits.max_order_equity_multiple
+        if k is None or not _increases(order, ctx):
+            return None
+        notional = order.quantity * order_value_price(order, ctx.price)
+        if ctx.equity <= 0:
+            return RiskDecision.reject("order_size", f"equity is {ctx.equity:.2f}: no order may add exposure")
+        if notional > k * ctx.equity:
+            return RiskDecision.reject(
+                "order_size",
+                f"order worth {notional:.2f} exceeds max_order_equity_multiple {k:g} x equity {ctx.equity:.2f}",
+            )
+        return None
+
     def _rule_notional(self, order: Order, ctx: RiskContext) -> RiskDecision | None:
         limit = self.limits.max_order_notional
         if limit is None:
             return None
-        price = order.limit_price if order.limit_price is not None else ctx.price
+        price = order_value_price(order, ctx.price)
         if not math.isfinite(price) or price <= 0:
             return RiskDecision.reject("max_order_notional", f"no usable price for {order.full_symbol} to value the order")
         notional = order.quantity * price
         if notional > limit:
             return RiskDecision.reject(
                 "max_order_notional",
-                f"order notional {notional:.2f} exceeds max_order_notional {limit:.2f}",
+                f"order notional {notional:.2f} (valued at {price:g}) exceeds max_order_notional {limit:.2f}",
             )
         return None
 
@@ -278,9 +335,7 @@ class RiskEngine:
         pnl = self.day_pnl(ctx.equity)
         if pnl > -limit:
             return None
-        before = ctx.position + ctx.pending
-        after = before + order.signed_quantity
-        if abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0)):
+        if not _increases(order, ctx):
             return None  # reduces exposure without flipping
         return RiskDecision.reject(
             "daily_loss",

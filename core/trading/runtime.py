@@ -23,7 +23,7 @@ from ..events import Kind
 from ..bus.service import Service
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
-from .report import Report, build_report
+from .report import Report, build_report, run_folder, run_params
 from .strategy import Cancel
 
 
@@ -112,13 +112,17 @@ class TradingRuntime:
         """Stop the strategies (their ``on_stop`` orders are processed) and build the report."""
         if self.finished is None:
             await self.run_engine(self.engine.stop)
-            self.finished = build_report(self.engine.broker, self.interval)
+            self.finished = build_report(self.engine.broker, self.interval,
+                                         params=run_params(self.engine, self.interval))
         return self.finished
 
     def write_report(self, folder: str | Path, title: str = "Equity") -> dict[str, Path]:
-        """Write the report files (trades.csv, equity.png, equity.csv, metrics.json, summary.txt)."""
-        report = self.finished or build_report(self.engine.broker, self.interval)
-        return report.write(folder, title)
+        """Write the report files (trades.csv, equity.png, equity.csv, metrics.json, summary.txt) into a new
+        run folder under ``folder`` (``folder/latest`` then points at it); returns the paths, ``folder``
+        being the run's."""
+        report = self.finished or build_report(self.engine.broker, self.interval,
+                                               params=run_params(self.engine, self.interval))
+        return report.write(run_folder(folder), title)
 
 
 class TradingService(Service):

@@ -29,7 +29,8 @@ class TradingSettings(BaseModel):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     risk: RiskLimits = Field(default_factory=RiskLimits)
     llm: LLMSettings = Field(default_factory=LLMSettings)
-    report_dir: str = Field("aitrados-report", description="folder the end-of-run report is written to")
+    report_dir: str = Field("aitrados-report", description="folder of the end-of-run reports: a run-<UTC time> "
+                            "folder per run and a `latest` link to the newest")
 
 
 def engine_from_settings(

@@ -13,11 +13,12 @@ Callbacks (all optional): ``on_start()``, ``on_bar(bar)``, ``on_chart(full_symbo
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, ClassVar, Protocol
 
 import msgspec
 
-from .orders import Account, Fill, Order, OrderIntent, Side
+from .orders import Account, Fill, Order, OrderIntent, Side, TimeInForce, parse_size
 
 __all__ = ["StrategyNeeds", "Portfolio", "StrategyContext", "Strategy", "Cancel"]
 
@@ -69,39 +70,109 @@ class StrategyContext:
         self._seq += 1
         return f"{self.strategy}-{self._seq}"
 
-    def _order(self, full_symbol: str, side: Side | None, quantity: float | None, target: float | None,
-               limit: float | None, tag: str) -> str:
+    def _order(self, full_symbol: str, side: Side | None, size: float | str | None, target: float | None,
+               limit: float | None, tag: str, *, stop: float | None = None, stop_loss: float | None = None,
+               take_profit: float | None = None, tif: TimeInForce = "GTC", reduce_only: bool = False) -> str:
         cid = self._next_id()
+        units, fraction = parse_size(size) if size is not None else (None, None)
+        kind = {(False, False): "market", (True, False): "limit", (False, True): "stop", (True, True): "stop_limit"}
         intent = OrderIntent(
             full_symbol=full_symbol,
             side=side,
-            quantity=None if quantity is None else float(quantity),
+            quantity=units,
+            fraction=fraction,
             target=None if target is None else float(target),
-            order_type="limit" if limit is not None else "market",
+            order_type=kind[(limit is not None, stop is not None)],  # type: ignore[arg-type]
             limit_price=None if limit is None else float(limit),
+            stop_price=None if stop is None else float(stop),
             strategy=self.strategy,
             client_id=cid,
             interval=self.interval,
             tag=tag,
+            time_in_force=tif,
+            stop_loss=None if stop_loss is None else float(stop_loss),
+            take_profit=None if take_profit is None else float(take_profit),
+            reduce_only=reduce_only,
         )
         intent.validate()
         self._queue.append(intent)
         return cid
 
-    def buy(self, full_symbol: str, quantity: float, limit: float | None = None, tag: str = "") -> str:
-        """Queue a buy of ``quantity`` (a limit order when ``limit`` is given); returns the client id."""
-        return self._order(full_symbol, "buy", quantity, None, limit, tag)
+    def buy(self, full_symbol: str, quantity: float | str, limit: float | None = None, tag: str = "", *,
+            stop: float | None = None, stop_loss: float | None = None, take_profit: float | None = None,
+            tif: TimeInForce = "GTC") -> str:
+        """Queue a buy; returns the client id.
 
-    def sell(self, full_symbol: str, quantity: float, limit: float | None = None, tag: str = "") -> str:
-        """Queue a sell of ``quantity`` (a limit order when ``limit`` is given); returns the client id."""
-        return self._order(full_symbol, "sell", quantity, None, limit, tag)
+        ``quantity`` is a number of units (``50``) or a share of the available equity
+        (``"99.99%"``), resolved into whole units at the fill price. ``limit`` makes it a limit
+        order, ``stop`` a stop order, both a stop-limit. ``stop_loss``/``take_profit`` attach a
+        bracket that closes the filled quantity. ``tif`` is ``"GTC"`` or ``"DAY"``.
+        """
+        return self._order(full_symbol, "buy", quantity, None, limit, tag, stop=stop, stop_loss=stop_loss,
+                           take_profit=take_profit, tif=tif)
+
+    def sell(self, full_symbol: str, quantity: float | str, limit: float | None = None, tag: str = "", *,
+             stop: float | None = None, stop_loss: float | None = None, take_profit: float | None = None,
+             tif: TimeInForce = "GTC") -> str:
+        """Queue a sell (short when flat); the arguments are those of :meth:`buy`. Returns the client id."""
+        return self._order(full_symbol, "sell", quantity, None, limit, tag, stop=stop, stop_loss=stop_loss,
+                           take_profit=take_profit, tif=tif)
 
     def target_position(self, full_symbol: str, target: float, limit: float | None = None, tag: str = "") -> str:
         """Queue an order that moves this strategy's position in ``full_symbol`` to ``target`` (signed).
 
         Nothing is sent when the strategy's position plus its working orders already equals the target.
+        A target on the other side of zero is a close then an open (the broker splits it).
         """
         return self._order(full_symbol, None, None, target, limit, tag)
+
+    def close(self, full_symbol: str, tag: str = "exit") -> str | None:
+        """Queue a reduce-only market order closing this strategy's position; None when it holds nothing.
+
+        At fill time it closes what is held then (nothing if a stop-loss got there first).
+        """
+        held = self.position(full_symbol)
+        if held == 0:
+            return None
+        return self._order(full_symbol, "sell" if held > 0 else "buy", abs(held), None, None, tag, reduce_only=True)
+
+    def hold(self, full_symbol: str, direction: int, size: float | str, tag: str = "", *,
+             stop_loss: float | None = None, take_profit: float | None = None) -> None:
+        """Be long (``direction`` +1), short (-1) or flat (0) in ``full_symbol`` with ``size`` per position.
+
+        With a size in units and no bracket this is :meth:`target_position` (``direction * units``).
+        Otherwise (a share of equity such as ``"99.99%"``, or ``stop_loss``/``take_profit`` prices
+        to attach to the entry) an opposite position is closed (:meth:`close`) and the new one
+        opened with a market order (a share of equity is sized at its fill); nothing is sent when
+        the strategy already holds that side. Use it on signal changes: an entry still waiting to
+        fill is not seen as held on this path.
+        """
+        units, _ = parse_size(size)
+        if units is not None and stop_loss is None and take_profit is None:
+            self.target_position(full_symbol, direction * units, tag=tag)
+            return
+        held = self.position(full_symbol)
+        if held != 0 and (direction == 0 or (held > 0) != (direction > 0)):
+            self.close(full_symbol, tag="exit")
+        if direction != 0 and (held == 0 or (held > 0) != (direction > 0)):
+            (self.buy if direction > 0 else self.sell)(full_symbol, size, tag=tag, stop_loss=stop_loss,
+                                                       take_profit=take_profit)
+
+    def size_for_risk(self, full_symbol: str, stop_distance: float, risk: float | str) -> float:
+        """Whole units such that a move of ``stop_distance`` against the position loses at most ``risk`` of equity.
+
+        ``risk`` is a fraction (``0.01``) or a percentage (``"1%"``). Returns 0 without an account.
+        :raises ValueError: when the stop distance is not positive or the risk not in (0, 1].
+        """
+        if not (math.isfinite(stop_distance) and stop_distance > 0):
+            raise ValueError(f"size_for_risk({full_symbol}): stop_distance must be a positive price distance, got {stop_distance!r}")
+        share = parse_size(risk)[1] if isinstance(risk, str) else float(risk)
+        if share is None or not (0 < share <= 1):
+            raise ValueError(f"size_for_risk({full_symbol}): risk must be in (0, 1] or a percentage, got {risk!r}")
+        acct = self.account()
+        if acct is None or acct.equity <= 0:
+            return 0.0
+        return float(math.floor(acct.equity * share / stop_distance))
 
     def cancel(self, client_id: str) -> None:
         """Queue the cancellation of a working order by client id."""
