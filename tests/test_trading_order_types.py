@@ -43,9 +43,9 @@ def place(b: PaperBroker, strategy: str = "t", **kw: object) -> list:
 def test_stop_orders_trigger_and_fill_at_the_stop_or_a_worse_open(side: str, stop: float, nxt: tuple,
                                                                    expected: float | None) -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     place(b, side=side, quantity=5, order_type="stop", stop_price=stop)
-    b.on_bar(bar(3, *nxt))
+    b.handle_bar(bar(3, *nxt))
     fills = b.fills()
     if expected is None:
         assert fills == [] and len(b.working_orders()) == 1
@@ -55,26 +55,26 @@ def test_stop_orders_trigger_and_fill_at_the_stop_or_a_worse_open(side: str, sto
 
 def test_stop_limit_waits_for_its_limit_after_the_trigger() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     # buy stop 105 limit 106: the trigger bar reaches the limit too -> min(105, 106) = 105
     place(b, side="buy", quantity=1, order_type="stop_limit", stop_price=105, limit_price=106)
     # buy stop 105 limit 104: a limit below the stop is taken to trade before the stop: waits a bar
     place(b, side="buy", quantity=1, order_type="stop_limit", stop_price=105, limit_price=104)
-    b.on_bar(bar(3, 103, 107, 102, 106))
+    b.handle_bar(bar(3, 103, 107, 102, 106))
     assert [f.price for f in b.fills()] == [105]
     (waiting,) = b.working_orders()
     assert waiting.triggered and waiting.limit_price == 104
-    b.on_bar(bar(4, 106, 107, 105, 106))  # low 105 > 104: no fill
+    b.handle_bar(bar(4, 106, 107, 105, 106))  # low 105 > 104: no fill
     assert len(b.fills()) == 1
-    b.on_bar(bar(5, 103.5, 104.5, 103, 104))  # a triggered stop-limit is a limit: min(open 103.5, 104)
+    b.handle_bar(bar(5, 103.5, 104.5, 103, 104))  # a triggered stop-limit is a limit: min(open 103.5, 104)
     assert [f.price for f in b.fills()] == [105, 103.5]
 
 
 def test_bracket_stop_loss_on_the_entry_bar_cancels_the_take_profit() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     place(b, side="buy", quantity=10, stop_loss=95, take_profit=110)
-    ev = b.on_bar(bar(3, 100, 101, 94, 96))  # entry at the open 100, then down through 95
+    ev = b.handle_bar(bar(3, 100, 101, 94, 96))  # entry at the open 100, then down through 95
     assert [(f.side, f.price, f.tag) for f in b.fills()] == [("buy", 100, ""), ("sell", 95, "sl")]
     cancelled = [e.payload for e in ev if e.topic.startswith("order.cancelled")]
     assert [(o.client_id, o.reason) for o in cancelled] == [("t-1.tp", "bracket sibling filled")]
@@ -83,32 +83,32 @@ def test_bracket_stop_loss_on_the_entry_bar_cancels_the_take_profit() -> None:
 
 def test_bracket_take_profit_later_and_children_gone_when_closed_otherwise() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     place(b, side="sell", quantity=10, stop_loss=105, take_profit=90)  # a short bracket
-    b.on_bar(bar(3, 100, 101, 98, 99))
+    b.handle_bar(bar(3, 100, 101, 98, 99))
     assert {o.tag for o in b.working_orders()} == {"sl", "tp"}
     assert b.pending(SYM) == 0  # children do not count as pending exposure
-    b.on_bar(bar(4, 95, 96, 88, 89))  # high 96 < 105; low 88 <= 90: take profit at max(open 95, 90)... for a buy: min
+    b.handle_bar(bar(4, 95, 96, 88, 89))  # high 96 < 105; low 88 <= 90: take profit at max(open 95, 90)... for a buy: min
     assert [(f.side, f.price, f.tag) for f in b.fills()][-1] == ("buy", 90, "tp")
     assert b.position(SYM) == 0 and b.working_orders() == []
 
     place(b, side="buy", quantity=5, stop_loss=80, take_profit=120)
-    b.on_bar(bar(5, 90, 91, 89, 90))
+    b.handle_bar(bar(5, 90, 91, 89, 90))
     assert len(b.working_orders()) == 2
     place(b, target=0)  # the strategy closes by itself: the bracket is cancelled
-    b.on_bar(bar(8, 91, 92, 90, 91))
+    b.handle_bar(bar(8, 91, 92, 90, 91))
     assert b.position(SYM) == 0 and b.working_orders() == []
     assert {o.reason for o in b.orders("cancelled")} >= {"position closed"}
 
 
 def test_day_orders_expire_after_their_first_day_and_gtc_ones_stay() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     place(b, side="buy", quantity=1, order_type="limit", limit_price=90, time_in_force="DAY")
     place(b, side="buy", quantity=1, order_type="limit", limit_price=90)
-    b.on_bar(bar(3, 99, 100, 95, 96))  # the DAY order's day: not reached
+    b.handle_bar(bar(3, 99, 100, 95, 96))  # the DAY order's day: not reached
     assert len(b.working_orders()) == 2
-    ev = b.on_bar(bar(4, 89, 90, 85, 86))  # next day: the DAY order expired before trading; GTC fills
+    ev = b.handle_bar(bar(4, 89, 90, 85, 86))  # next day: the DAY order expired before trading; GTC fills
     expired = [e.payload for e in ev if e.topic.startswith("order.cancelled")]
     assert len(expired) == 1 and "DAY order expired" in expired[0].reason
     assert [f.price for f in b.fills()] == [89]
@@ -116,7 +116,7 @@ def test_day_orders_expire_after_their_first_day_and_gtc_ones_stay() -> None:
 
 def test_reduce_only_is_cut_to_the_position_and_cancelled_when_flat() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, fill_at="close"))
-    b.on_bar(bar(2, 100, 100, 100, 100))
+    b.handle_bar(bar(2, 100, 100, 100, 100))
     place(b, side="buy", quantity=3)
     place(b, side="sell", quantity=10, reduce_only=True)
     assert b.position(SYM) == 0 and b.fills()[-1].quantity == 3
@@ -147,7 +147,7 @@ def test_inconsistent_intents_are_refused_with_the_reason(kw: dict, match: str) 
 
 def test_a_bracket_must_straddle_the_last_price() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100, 101, 99, 100))
+    b.handle_bar(bar(2, 100, 101, 99, 100))
     with pytest.raises(ValueError, match="stop_loss < entry < take_profit"):
         b.create_orders(OrderIntent(SYM, side="buy", quantity=1, stop_loss=101, take_profit=120), b.now)
     assert len(b.create_orders(OrderIntent(SYM, side="buy", quantity=1, stop_loss=99, take_profit=120), b.now)) == 1

@@ -199,7 +199,7 @@ def test_engine_defaults_refuse_absurd_orders_and_unknown_symbols() -> None:
 
     engine = TradingEngine([], PaperBroker(BrokerSettings(initial_cash=10_000)))
     t = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.timezone.utc)
-    engine.on_bar(Bar(SYM, "DAY", t, t.replace(hour=21), 100, 101, 99, 100, 1.0))
+    engine.handle_bar(Bar(SYM, "DAY", t, t.replace(hour=21), 100, 101, 99, 100, 1.0))
     out = []
     for intent in (OrderIntent(SYM, side="sell", quantity=1e17, strategy="x", client_id="x-1"),
                    OrderIntent(SYM, target=-1e300, strategy="x", client_id="x-2"),
@@ -208,5 +208,5 @@ def test_engine_defaults_refuse_absurd_orders_and_unknown_symbols() -> None:
         out += engine.submit(intent)
     rejected = [e.payload for e in out if e.topic.startswith("order.rejected")]
     assert [(o.client_id, o.rule) for o in rejected] == [("x-1", "order_size"), ("x-2", "order_size"), ("x-3", "symbol")]
-    engine.on_bar(Bar(SYM, "DAY", t + dt.timedelta(days=1), t.replace(hour=21) + dt.timedelta(days=1), 100, 101, 99, 100, 1.0))
+    engine.handle_bar(Bar(SYM, "DAY", t + dt.timedelta(days=1), t.replace(hour=21) + dt.timedelta(days=1), 100, 101, 99, 100, 1.0))
     assert engine.broker.fills() == [] and engine.broker.equity() == 10_000

@@ -50,10 +50,10 @@ def test_parse_size_rejects_nonsense_with_a_clear_error(bad: object) -> None:
 
 def test_share_of_equity_is_sized_at_the_fill_price() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, commission_bps=10, commission_per_share=0.01))
-    b.on_bar(bar(2, 100))
+    b.handle_bar(bar(2, 100))
     place(b, side="buy", fraction=0.5)
     assert b.working_orders()[0].quantity == 49  # the estimate at the last price: 5000 // (100.1 + 0.01)
-    b.on_bar(bar(3, 80))
+    b.handle_bar(bar(3, 80))
     # at the fill price 80: 5000 // (80 + 80 * 0.001 + 0.01) = 5000 // 80.09 = 62
     f = b.fills()[0]
     assert (f.quantity, f.price) == (62, 80)
@@ -62,9 +62,9 @@ def test_share_of_equity_is_sized_at_the_fill_price() -> None:
 
 def test_share_of_equity_too_small_for_one_unit_is_rejected_at_fill() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=100))
-    b.on_bar(bar(2, 100))
+    b.handle_bar(bar(2, 100))
     place(b, side="buy", fraction=0.5)
-    ev = b.on_bar(bar(3, 120))
+    ev = b.handle_bar(bar(3, 120))
     o = ev[0].payload
     assert o.status == "rejected" and o.rule == "broker.margin" and "no whole unit" in o.reason
     assert b.position(SYM) == 0 and b.cash == 100
@@ -72,7 +72,7 @@ def test_share_of_equity_too_small_for_one_unit_is_rejected_at_fill() -> None:
 
 def test_size_for_risk_loses_at_most_the_share_at_the_stop() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000))
-    b.on_bar(bar(2, 100))
+    b.handle_bar(bar(2, 100))
     ctx = StrategyContext("t", b)
     # 1 % of 10 000 = 100 at risk; a 2.5 stop distance -> 40 units (40 * 2.5 = 100)
     assert ctx.size_for_risk(SYM, 2.5, "1%") == 40 == ctx.size_for_risk(SYM, 2.5, 0.01)
@@ -118,35 +118,35 @@ def test_a_rejected_open_leaves_the_account_flat_and_is_counted() -> None:
 
 def test_initial_margin_allows_leverage_and_refuses_beyond_it() -> None:
     lev = PaperBroker(BrokerSettings(initial_cash=10_000, allow_margin=True, initial_margin=0.5))
-    lev.on_bar(bar(2, 100))
+    lev.handle_bar(bar(2, 100))
     place(lev, side="buy", quantity=199)  # margin 0.5 * 19 900 = 9 950 <= 10 000
-    lev.on_bar(bar(3, 100))
+    lev.handle_bar(bar(3, 100))
     assert lev.position(SYM) == 199 and lev.cash == pytest.approx(-9_900)
     place(lev, side="buy", quantity=2)  # free equity 10 000 - 0.5 * 19 900 = 50 < 0.5 * 200
-    ev = lev.on_bar(bar(4, 100))
+    ev = lev.handle_bar(bar(4, 100))
     assert ev[0].payload.rule == "broker.margin" and lev.position(SYM) == 199
     place(lev, side="sell", quantity=199)  # a reduction always fills
-    lev.on_bar(bar(5, 100))
+    lev.handle_bar(bar(5, 100))
     assert lev.position(SYM) == 0
 
     cash = PaperBroker(BrokerSettings(initial_cash=10_000, allow_margin=True))  # initial_margin 1: no leverage
-    cash.on_bar(bar(2, 100))
+    cash.handle_bar(bar(2, 100))
     place(cash, side="sell", quantity=101)  # a short needs margin too: 10 100 > 10 000
-    ev = cash.on_bar(bar(3, 100))
+    ev = cash.handle_bar(bar(3, 100))
     assert ev[0].payload.rule == "broker.margin" and cash.position(SYM) == 0
 
 
 def test_margin_call_liquidates_logs_and_is_reported() -> None:
     b = PaperBroker(BrokerSettings(initial_cash=10_000, initial_margin=0.5, maintenance_margin=0.25))
-    b.on_bar(bar(2, 100))
+    b.handle_bar(bar(2, 100))
     place(b, side="sell", quantity=200)  # short 20 000 on 10 000 equity (2x)
-    b.on_bar(bar(3, 100))
+    b.handle_bar(bar(3, 100))
     assert b.position(SYM) == -200 and b.margin_calls == []
     place(b, side="buy", quantity=1, order_type="limit", limit_price=50)  # a working order the margin call cancels
     # close 120: equity 10 000 - 200 * 20 = 6 000 >= 0.25 * 24 000 = 6 000: no call yet
-    assert not [e for e in b.on_bar(bar(4, 100, 120, 100, 120)) if e.topic == "margin.call"]
+    assert not [e for e in b.handle_bar(bar(4, 100, 120, 100, 120)) if e.topic == "margin.call"]
     # close 130: equity 4 000 < 0.25 * 26 000 = 6 500: liquidated at the close
-    ev = b.on_bar(bar(5, 120, 130, 120, 130))
+    ev = b.handle_bar(bar(5, 120, 130, 120, 130))
     calls = [e.payload for e in ev if e.topic == "margin.call"]
     assert len(calls) == 1 and isinstance(calls[0], MarginCall) and calls[0].equity == pytest.approx(4_000)
     assert b.position(SYM) == 0 and b.working_orders() == []
@@ -159,21 +159,21 @@ def test_margin_call_liquidates_logs_and_is_reported() -> None:
 def test_equity_never_goes_below_zero_silently() -> None:
     # no maintenance margin: still a call once equity is at or below zero (a gap through it)
     b = PaperBroker(BrokerSettings(initial_cash=10_000, maintenance_margin=0.0))
-    b.on_bar(bar(2, 100))
+    b.handle_bar(bar(2, 100))
     place(b, side="sell", quantity=100)
-    b.on_bar(bar(3, 100))
-    b.on_bar(bar(4, 250))  # equity 20 000 - 25 000 = -5 000
+    b.handle_bar(bar(3, 100))
+    b.handle_bar(bar(4, 250))  # equity 20 000 - 25 000 = -5 000
     assert len(b.margin_calls) == 1 and b.position(SYM) == 0
     assert "liquidating" in b.margin_calls[0].reason
 
     # a close through a gap leaves the account flat in deficit: a margin call says so, once
     b = PaperBroker(BrokerSettings(initial_cash=1_000))
-    b.on_bar(bar(2, 5))
+    b.handle_bar(bar(2, 5))
     place(b, side="sell", fraction=0.1)  # short 20 at 5
-    b.on_bar(bar(3, 5))
+    b.handle_bar(bar(3, 5))
     place(b, target=0)
-    b.on_bar(bar(4, 56))  # covered at 56: cash 1 000 + 100 - 1 120 = -20
-    b.on_bar(bar(5, 56))
+    b.handle_bar(bar(4, 56))  # covered at 56: cash 1 000 + 100 - 1 120 = -20
+    b.handle_bar(bar(5, 56))
     assert b.position(SYM) == 0 and b.equity() == pytest.approx(-20)
     assert [c.gross_exposure for c in b.margin_calls] == [0.0] and "at or below zero" in b.margin_calls[0].reason
 
@@ -226,7 +226,7 @@ def test_never_stuck_on_the_old_side_and_the_books_add_up(prices: list[float], p
     engine = TradingEngine([strat], PaperBroker(BrokerSettings(initial_cash=cash, commission_bps=bps)))
     held: list[float] = []
     for b in bars:
-        engine.on_bar(b)
+        engine.handle_bar(b)
         held.append(engine.broker.position(SYM, "targets"))
     assert engine.errors == []
     b = engine.broker
