@@ -4,6 +4,10 @@ Embed it (``with Middleware(settings) as mw: ...``) or run it with ``aitrados ru
 It binds tcp (127.0.0.1 by default), ipc and inproc, refuses unsafe binds, removes stale ipc
 files, reports a port in use by name, and watches its router threads: a thread that dies
 makes ``failure`` non-None and ``wait()`` return, so nothing fails silently.
+
+At start it writes a fresh service token and operator token (mode 0600) into its ipc folder
+(see :mod:`aitrados.bus.tokens`): only workers presenting the service token may register a
+service, and only callers sending the operator token may operate the kill switch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .bus.pubsub import Publisher, PubSubRouter, Subscriber
 from .bus.rpc import RPCRouter
 from .bus.security import apply_server, check_bind_safety, start_authenticator
 from .bus.service import Service, ServiceWorker
+from .bus.tokens import KINDS, new_token, token_path, write_token
 from .settings import Settings, load_settings
 
 
@@ -46,6 +51,8 @@ class Middleware:
         self._ipc_files: list[Path] = []
         self._stopped = threading.Event()
         self.running = False
+        self.tokens: dict[str, str] = {}
+        self._token_files: list[Path] = []
 
     # ---------------------------------------------------------------- addresses
     def _bind_addresses(self, role: Role) -> list[str]:
@@ -68,14 +75,15 @@ class Middleware:
         if self.running:
             return self
         check_bind_safety(self.bus)
-        if self.bus.enable_ipc:
-            ensure_ipc_dir(self.bus)
+        ensure_ipc_dir(self.bus)  # also holds the token files
+        self.tokens = {kind: new_token() for kind in KINDS}  # written once the binds succeeded
         self._auth = start_authenticator(self.context, self.bus)
         secure = (lambda s: apply_server(s, self.bus)) if self.bus.curve_secret_key_file else None
         self.pubsub = PubSubRouter(self.context, self.bus, self._bind_addresses("publish"),
                                    self._bind_addresses("subscribe"), secure=secure)
         self.rpc = RPCRouter(self.context, self.bus, self._bind_addresses("rpc_frontend"),
-                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topic_stats, secure=secure)
+                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topic_stats, secure=secure,
+                             service_token=self.tokens["service"])
         try:
             ps = self.pubsub.bind()
             rp = self.rpc.bind()
@@ -95,6 +103,7 @@ class Middleware:
                     self._tcp_ports[role] = int(a.rsplit(":", 1)[1])  # type: ignore[index]
                 elif a.startswith("ipc://"):
                     self._ipc_files.append(Path(a[len("ipc://"):]))
+        self._write_tokens()
         self.pubsub.start()
         self.rpc.start()
         self.running = True
@@ -120,9 +129,22 @@ class Middleware:
         if self._auth:
             self._auth.stop()
         self._remove_ipc_files()
+        self._remove_tokens()
         self.running = False
         self._stopped.set()
         logger.info("middleware stopped")
+
+    def _write_tokens(self) -> None:
+        """Write this run's token files (after the binds succeeded: never over a running middleware's)."""
+        for kind in KINDS:
+            path = token_path(self.bus, kind)
+            write_token(path, self.tokens[kind])
+            self._token_files.append(path)
+
+    def _remove_tokens(self) -> None:
+        for f in self._token_files:
+            f.unlink(missing_ok=True)
+        self._token_files.clear()
 
     def _remove_ipc_files(self) -> None:
         for f in self._ipc_files:
@@ -169,9 +191,11 @@ class Middleware:
         return 0
 
     # ---------------------------------------------------------------- conveniences
-    def rpc_client(self, transport: str = "auto", timeout: float | None = None) -> RPCClient:
-        """A sync RPC client connected to this middleware."""
-        return RPCClient(self.endpoints(transport).rpc_frontend, bus=self.bus, context=self.context, timeout=timeout)
+    def rpc_client(self, transport: str = "auto", timeout: float | None = None, role: str | None = None) -> RPCClient:
+        """A sync RPC client connected to this middleware; *role* (``operator``, ``service``) sends that token."""
+        token = self.tokens[role] if role else None
+        return RPCClient(self.endpoints(transport).rpc_frontend, bus=self.bus, context=self.context, timeout=timeout,
+                         token=token)
 
     def publisher(self, transport: str = "auto") -> Publisher:
         """A publisher connected to this middleware (one per thread)."""
@@ -183,10 +207,16 @@ class Middleware:
 
     def serve(self, service: Service, transport: str = "auto") -> ServiceWorker:
         """Serve *service* from a worker thread in this process; returns the started worker."""
-        w = ServiceWorker(service, self.endpoints(transport).rpc_backend, bus=self.bus, context=self.context)
+        w = ServiceWorker(service, self.endpoints(transport).rpc_backend, bus=self.bus, context=self.context,
+                          **self.worker_credentials())
         w.start()
         self.workers.append(w)
         return w
+
+    def worker_credentials(self) -> dict[str, Any]:
+        """``ServiceWorker`` keyword arguments for a worker of this middleware: its token and the callers' roles."""
+        return {"token": self.tokens["service"],
+                "auth": {self.tokens["operator"]: "operator", self.tokens["service"]: "service"}}
 
 
 __all__ = ["Middleware"]

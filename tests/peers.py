@@ -14,7 +14,7 @@ import time
 
 from aitrados.bus import Service, ServiceWorker
 from aitrados.log import setup_logging
-from aitrados.settings import BusSettings
+from aitrados.settings import load_settings
 
 
 class Echo(Service):
@@ -41,7 +41,6 @@ def main() -> None:
     role = sys.argv[1]
     if role == "router":
         from aitrados.middleware import Middleware
-        from aitrados.settings import load_settings
 
         mw = Middleware(load_settings(bus=json.loads(sys.argv[2]))).start()
         print(json.dumps({t: mw.endpoints(t).__dict__ for t in ("ipc", "tcp")}), flush=True)
@@ -49,7 +48,8 @@ def main() -> None:
         mw.stop()
     elif role == "service":
         Echo.name = sys.argv[2]
-        bus = BusSettings(heartbeat_interval=float(os.environ.get("AITRADOS_BUS__HEARTBEAT_INTERVAL", "0.2")))
+        # the child's environment names the middleware (ipc folder, name): its service token file is there
+        bus = load_settings().bus
         w = ServiceWorker(Echo(), sys.argv[3], bus=bus).start()
         print("ready", flush=True)
         while True:

@@ -4,17 +4,21 @@ from .client import AsyncRPCClient, RPCClient
 from .errors import (
     BadRequestError,
     BusError,
+    BusyError,
     MethodNotFoundError,
     RemoteError,
     RPCTimeoutError,
     ServiceUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedError,
     UnknownServiceError,
 )
 from .pubsub import AsyncSubscriber, Message, Publisher, Subscriber, SubscriberStats
-from .service import Service, ServiceWorker, rpc_method
+from .service import Caller, Service, ServiceWorker, current_caller, rpc_method
 
 __all__ = [
-    "AsyncRPCClient", "AsyncSubscriber", "BadRequestError", "BusError", "Message", "MethodNotFoundError",
-    "Publisher", "RPCClient", "RPCTimeoutError", "RemoteError", "Service", "ServiceUnavailableError",
-    "ServiceWorker", "Subscriber", "SubscriberStats", "UnknownServiceError", "rpc_method",
+    "AsyncRPCClient", "AsyncSubscriber", "BadRequestError", "BusError", "BusyError", "Caller", "Message",
+    "MethodNotFoundError", "Publisher", "RPCClient", "RPCTimeoutError", "RemoteError", "Service",
+    "ServiceUnavailableError", "ServiceWorker", "Subscriber", "SubscriberStats", "TooManyRequestsError",
+    "UnauthorizedError", "UnknownServiceError", "current_caller", "rpc_method",
 ]

@@ -2,6 +2,11 @@
 
 Both clients stamp each request with a correlation id, so replies may arrive out of order
 and a reply that arrives after its call timed out is dropped; the client stays usable.
+
+A client given a ``token`` sends it with every request (``auth``), proving the operator or
+service role to methods that need one. ``call(..., idempotent=True)`` retries a call that
+failed with ``ServiceUnavailable`` or ``Busy`` (the request never ran, or running it twice
+does no harm) until its timeout.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import zmq.asyncio
 
 from ..settings import BusSettings
 from . import protocol as P
-from .errors import RPCTimeoutError, remote_error
+from .errors import BusyError, RPCTimeoutError, ServiceUnavailableError, remote_error
 
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _pack_id = struct.Struct(">Q").pack
+#: Errors after which an idempotent call is sent again.
+RETRYABLE = (ServiceUnavailableError, BusyError)
 
 
 def _raise_error(name: bytes, body: bytes) -> None:
@@ -51,26 +58,43 @@ class RPCClient:
     :param bus: bus settings (default timeout, CURVE keys); optional
     :param context: ZeroMQ context; the process-wide one by default (needed for inproc)
     :param timeout: default timeout of a call in seconds
+    :param token: sent with every request to prove a role (see :mod:`aitrados.bus.tokens`)
     """
 
     def __init__(self, address: str, *, bus: BusSettings | None = None, context: zmq.Context | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, token: str | None = None) -> None:
         self.address = address
         self.timeout = timeout or (bus.rpc_timeout if bus else 10.0)
+        self.token = token
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         _dealer(self._sock, address, bus)
         self._ids = itertools.count(1)
         self._names: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def call(self, service: str, method: str, timeout: float | None = None, **params: Any) -> Any:
+    def call(self, service: str, method: str, timeout: float | None = None, *, idempotent: bool = False,
+             **params: Any) -> Any:
         """Call *method* of *service* with *params*; returns its result.
 
         Raises ``RPCTimeoutError`` after *timeout* seconds and a ``RemoteError`` subclass
-        for an error reply.
+        for an error reply. With *idempotent*, ``ServiceUnavailable`` and ``Busy`` are retried
+        (with a short growing pause) until the timeout.
         """
         name = self._names.get(service) or self._names.setdefault(service, service.encode("utf-8"))
-        return self.call_raw(name, P.request_body(method, params), timeout)
+        body = P.request_body(method, params, self.token)
+        if not idempotent:
+            return self.call_raw(name, body, timeout)
+        t = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + t
+        pause = 0.02
+        while True:
+            try:
+                return self.call_raw(name, body, max(0.001, deadline - time.monotonic()))
+            except RETRYABLE:
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(0.5, pause * 2)
 
     def call_raw(self, name: bytes, body: bytes, timeout: float | None = None) -> Any:
         """Send an already encoded request body to service *name*; returns the decoded result."""
@@ -121,9 +145,10 @@ class AsyncRPCClient:
     """
 
     def __init__(self, address: str, *, bus: BusSettings | None = None, context: zmq.Context | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, token: str | None = None) -> None:
         self.address = address
         self.timeout = timeout or (bus.rpc_timeout if bus else 10.0)
+        self.token = token
         ctx = zmq.asyncio.Context.shadow(context or zmq.Context.instance())
         self._sock = ctx.socket(zmq.DEALER)
         _dealer(self._sock, address, bus)
@@ -143,7 +168,7 @@ class AsyncRPCClient:
         rid = _pack_id(next(self._ids))
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
-        frames = [P.CLIENT_TAG, P.REQUEST, name, rid, P.request_body(method, params)]
+        frames = [P.CLIENT_TAG, P.REQUEST, name, rid, P.request_body(method, params, self.token)]
         try:
             self._sync.send_multipart(frames, _NOBLOCK)
             self._kick()

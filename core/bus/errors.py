@@ -41,11 +41,26 @@ class BadRequestError(RemoteError):
     """The request could not be decoded or its parameters did not fit."""
 
 
+class UnauthorizedError(RemoteError):
+    """The call needs a token the caller did not send (operator or service role), or a READY was refused."""
+
+
+class BusyError(RemoteError):
+    """Every worker of the service has a full queue; the request was not delivered and may be retried."""
+
+
+class TooManyRequestsError(RemoteError):
+    """This client already has ``bus.max_inflight_per_client`` requests in flight at the router."""
+
+
 _BY_TYPE: dict[str, type[RemoteError]] = {
     "UnknownService": UnknownServiceError,
     "ServiceUnavailable": ServiceUnavailableError,
     "MethodNotFound": MethodNotFoundError,
     "BadRequest": BadRequestError,
+    "Unauthorized": UnauthorizedError,
+    "Busy": BusyError,
+    "TooManyRequests": TooManyRequestsError,
 }
 
 

@@ -11,6 +11,7 @@ standard MessagePack timestamp extension (type -1); msgspec Structs travel as ma
 from __future__ import annotations
 
 import struct
+import unicodedata
 from typing import Any, Final
 
 import msgspec
@@ -48,6 +49,29 @@ MAX_REQUEST_ID: Final = 255
 #: Name of the service the RPC router answers itself.
 MIDDLEWARE_SERVICE: Final = "middleware"
 
+
+def service_name_problem(name: bytes) -> str | None:
+    """Why *name* cannot be registered as a service (None when it can).
+
+    A service name is 1..255 bytes of UTF-8, not ``middleware``, with no control, format
+    (bidirectional overrides, zero-width characters), unassigned or private-use characters and
+    no white space, so that it shows in logs and ``aitrados status`` as exactly what it is.
+    """
+    if not 0 < len(name) <= MAX_SERVICE_NAME:
+        return "service name must be 1 to 255 bytes"
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return "service name is not UTF-8"
+    if text == MIDDLEWARE_SERVICE:
+        return "service name 'middleware' is reserved"
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat[0] in ("C", "Z"):
+            return f"service name has a control, format or space character (U+{ord(ch):04X})"
+    return None
+
+
 # --- pub/sub -----------------------------------------------------------------------------
 #: Message meta frame: version (u8), publisher id (8 bytes), per-topic sequence (u64), big-endian.
 META: Final = struct.Struct(">B8sQ")
@@ -76,9 +100,12 @@ def error_body(type_: str, message: str, traceback: str | None = None) -> bytes:
     return encode(body)
 
 
-def request_body(method: str, params: dict[str, Any]) -> bytes:
-    """Encode the body of a REQUEST: a map with ``method`` and ``params`` (keyword arguments)."""
-    return encode({"method": method, "params": params})
+def request_body(method: str, params: dict[str, Any], auth: str | None = None) -> bytes:
+    """Encode the body of a REQUEST: a map with ``method``, ``params`` (keyword arguments) and,
+    when the caller proves a role, ``auth`` (its token)."""
+    if auth is None:
+        return encode({"method": method, "params": params})
+    return encode({"method": method, "params": params, "auth": auth})
 
 
 def valid_topic(topic: bytes) -> bool:

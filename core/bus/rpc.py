@@ -7,6 +7,13 @@ run both ways; a worker that stays silent for ``heartbeat_interval * heartbeat_l
 seconds is dropped and every request it held is answered with a ``ServiceUnavailable``
 error at once. Malformed frames are dropped and counted; the router never dies on input.
 
+The router never blocks on a peer: every send is non-blocking. A message a peer cannot take
+(its queue is full) is dropped and counted against that peer (``middleware.stats``); a peer
+that keeps refusing is cut off for a while (see :mod:`.peers`). A client may have at most
+``bus.max_inflight_per_client`` requests in flight; more are answered ``TooManyRequests``.
+With a service token (the middleware always has one) a READY must carry it in its info map
+(``token``) or it is refused with an ``Unauthorized`` ERROR, logged and counted.
+
 The router answers the built-in ``middleware`` service itself (ping, services, topics,
 stats), so it works with no worker at all.
 
@@ -30,16 +37,37 @@ from loguru import logger
 from .. import __version__
 from ..settings import BusSettings
 from . import protocol as P
+from .peers import PeerLedger
+from .tokens import same_token
 
-_MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _DRAIN_LIMIT = 2000
+
+# outcomes of one non-blocking send
+_SENT, _FULL, _CUT, _GONE = 0, 1, 2, 3
+
+#: READY info fields kept (what a worker claims about itself) and their types; anything else is ignored.
+_CLAIMS: dict[str, type | tuple[type, ...]] = {"pid": int, "host": str, "methods": list, "restarts": int}
+
+
+def _claimed(info: dict[str, Any]) -> dict[str, Any]:
+    """The worker-claimed fields of a READY info map that the router keeps (typed, bounded)."""
+    out: dict[str, Any] = {}
+    for k, t in _CLAIMS.items():
+        v = info.get(k)
+        if isinstance(v, t) and not isinstance(v, bool):
+            if isinstance(v, str):
+                v = v[:255]
+            elif isinstance(v, list):
+                v = [m[:255] for m in v[:1000] if isinstance(m, str)]
+            out[k] = v
+    return out
 
 
 class _Worker:
     """One registered worker: its routing id, service, liveness and in-flight requests."""
 
-    __slots__ = ("wid", "service", "last_seen", "inflight", "info", "served")
+    __slots__ = ("wid", "service", "last_seen", "inflight", "info", "served", "registered")
 
     def __init__(self, wid: bytes, service: bytes, info: dict[str, Any], now: float) -> None:
         self.wid = wid
@@ -48,6 +76,7 @@ class _Worker:
         self.inflight: set[tuple[bytes, bytes]] = set()
         self.info = info
         self.served = 0
+        self.registered = now
 
 
 class _Service:
@@ -61,9 +90,13 @@ class _Service:
         self.requests = 0
         self.rr = 0
 
-    def pick(self) -> _Worker:
-        """The worker with the fewest requests in flight (round robin among equals)."""
+    def pick(self, exclude: set[bytes] | None = None) -> _Worker | None:
+        """The worker with the fewest requests in flight (round robin among equals), not in *exclude*."""
         ws = self.workers
+        if exclude:
+            ws = [w for w in ws if w.wid not in exclude]
+            if not ws:
+                return None
         if len(ws) == 1:
             return ws[0]
         self.rr += 1
@@ -84,11 +117,14 @@ class RPCRouter:
     :param frontend: addresses the client-facing ROUTER binds
     :param backend: addresses the worker-facing ROUTER binds
     :param topics: optional callable returning pub/sub topic statistics for ``middleware.topics``
+    :param secure: applies CURVE server options to a router socket, when CURVE is on
+    :param service_token: the token a READY must carry; None accepts any worker (tests, embedding)
     """
 
     def __init__(self, ctx: zmq.Context, bus: BusSettings, frontend: list[str], backend: list[str],
                  topics: Callable[[], dict[str, Any]] | None = None,
-                 secure: Callable[[zmq.Socket], None] | None = None) -> None:
+                 secure: Callable[[zmq.Socket], None] | None = None,
+                 service_token: str | None = None) -> None:
         self.ctx = ctx
         self.bus = bus
         self.frontend_addrs = frontend
@@ -99,8 +135,11 @@ class RPCRouter:
         self.workers: dict[bytes, _Worker] = {}
         self.counters: dict[str, int] = {
             "requests": 0, "replies": 0, "errors": 0, "unknown_service": 0, "workers_lost": 0,
-            "late_replies": 0, "undeliverable": 0, "malformed": 0,
+            "late_replies": 0, "undeliverable": 0, "malformed": 0, "too_many_requests": 0, "busy": 0,
+            "refused_ready": 0,
         }
+        self._service_token = service_token
+        self.peers = PeerLedger(bus.peer_refusal_limit, bus.peer_cutoff_seconds)
         self.malformed: dict[str, int] = {}
         self.started_at = 0.0
         self.bound: dict[str, list[str]] = {"frontend": [], "backend": []}
@@ -121,7 +160,8 @@ class RPCRouter:
         from .binding import router_socket
 
         s = router_socket(self.ctx, zmq.ROUTER, self.bus, self._secure)
-        s.router_mandatory = True  # sending to a gone peer raises instead of dropping silently
+        # a send to a gone peer raises EHOSTUNREACH and to a full one EAGAIN (never a silent drop)
+        s.router_mandatory = True
         return s
 
     def bind(self) -> dict[str, list[str]]:
@@ -196,6 +236,26 @@ class RPCRouter:
             fe.close(0)
             be.close(0)
 
+    def _send(self, sock: zmq.Socket, frames: list[bytes], now: float) -> int:
+        """Send *frames* (routing id first) without ever blocking; returns _SENT, _FULL, _CUT or _GONE.
+
+        A peer whose queue is full gets the message dropped and counted against it; the refusal
+        that reaches ``peer_refusal_limit`` in a row cuts it off (_CUT).
+        """
+        peer = frames[0]
+        try:
+            sock.send_multipart(frames, _NOBLOCK)
+        except zmq.Again:
+            if self.peers.refused(peer, now):
+                logger.warning("RPC peer {} cut off for {:g}s: it left {} messages in a row untaken",
+                               peer.hex(), self.peers.cutoff_seconds, self.peers.refusal_limit)
+                return _CUT
+            return _FULL
+        except zmq.ZMQError:  # EHOSTUNREACH: the peer's connection is gone
+            return _GONE
+        self.peers.delivered(peer)
+        return _SENT
+
     def _malformed(self, reason: str) -> None:
         self.counters["malformed"] += 1
         self.malformed[reason] = self.malformed.get(reason, 0) + 1
@@ -213,28 +273,52 @@ class RPCRouter:
                 self._malformed("client frame layout")
                 continue
             client, _, _, name, rid, body = frames
+            if self.peers.cut_until and self.peers.is_cut(client, now):
+                self.peers.discard()
+                continue
             if not rid or len(rid) > P.MAX_REQUEST_ID:
                 self._malformed("request id length")
                 continue
             self.counters["requests"] += 1
             svc = self.services.get(name)
-            while svc is not None and svc.workers:
-                w = svc.pick()
-                try:
-                    be.send(w.wid, _MORE)
-                    be.send(P.WORKER_TAG, _MORE)
-                    be.send(P.REQUEST, _MORE)
-                    be.send(client, _MORE)
-                    be.send(rid, _MORE)
-                    be.send(body)
-                except zmq.ZMQError:  # EHOSTUNREACH: the worker's connection is gone
-                    self._drop_worker(w, fe, "its connection closed")
-                    continue
-                w.inflight.add((client, rid))
-                svc.requests += 1
-                break
-            else:
+            if svc is None:
                 self._no_service(fe, client, name, rid, body)
+                continue
+            if self.peers.inflight_of(client) >= self.bus.max_inflight_per_client:
+                self.counters["too_many_requests"] += 1
+                self._reply(fe, client, P.ERROR, name, rid, P.error_body(
+                    "TooManyRequests", f"this client already has {self.bus.max_inflight_per_client} requests in "
+                    "flight (bus.max_inflight_per_client); wait for replies before sending more"))
+                continue
+            self._forward(be, fe, svc, client, name, rid, body, now)
+
+    def _forward(self, be: zmq.Socket, fe: zmq.Socket, svc: _Service, client: bytes, name: bytes,
+                 rid: bytes, body: bytes, now: float) -> None:
+        """Give a request to a worker of *svc* that can take it; ``Busy`` when none can."""
+        full: set[bytes] | None = None
+        while svc.workers:
+            w = svc.pick(full)
+            if w is None:
+                break
+            r = self._send(be, [w.wid, P.WORKER_TAG, P.REQUEST, client, rid, body], now)
+            if r == _SENT:
+                w.inflight.add((client, rid))
+                self.peers.opened(client)
+                svc.requests += 1
+                return
+            if r == _GONE:
+                self._drop_worker(w, fe, "its connection closed")
+            elif r == _CUT:
+                self._drop_worker(w, fe, "it stopped taking requests (cut off)")
+            else:
+                full = full or set()
+                full.add(w.wid)
+        if svc.workers:
+            self.counters["busy"] += 1
+            self._reply(fe, client, P.ERROR, name, rid, P.error_body(
+                "Busy", f"every worker of service {name.decode(errors='replace')!r} has a full queue; retry later"))
+        else:
+            self._no_service(fe, client, name, rid, body)
 
     def _no_service(self, fe: zmq.Socket, client: bytes, name: bytes, rid: bytes, body: bytes) -> None:
         try:
@@ -253,14 +337,8 @@ class RPCRouter:
         ))
 
     def _reply(self, fe: zmq.Socket, client: bytes, cmd: bytes, name: bytes, rid: bytes, body: bytes) -> None:
-        try:
-            fe.send(client, _MORE)
-            fe.send(P.CLIENT_TAG, _MORE)
-            fe.send(cmd, _MORE)
-            fe.send(name, _MORE)
-            fe.send(rid, _MORE)
-            fe.send(body)
-        except zmq.ZMQError:
+        """Send a reply to *client* without blocking; one it cannot take is dropped and counted."""
+        if self._send(fe, [client, P.CLIENT_TAG, cmd, name, rid, body], time.monotonic()) != _SENT:
             self.counters["undeliverable"] += 1
             return
         self.counters["errors" if cmd == P.ERROR else "replies"] += 1
@@ -300,6 +378,9 @@ class RPCRouter:
                 self._malformed("worker frame layout")
                 continue
             wid = frames[0]
+            if self.peers.cut_until and self.peers.is_cut(wid, now):
+                self.peers.discard()
+                continue
             cmd = frames[2]
             w = workers.get(wid)
             if cmd == P.REPLY or cmd == P.ERROR:
@@ -308,7 +389,7 @@ class RPCRouter:
                     continue
                 if w is None:
                     self.counters["late_replies"] += 1
-                    self._tell_disconnect(be, wid)
+                    self._tell_disconnect(be, wid, now)
                     continue
                 w.last_seen = now
                 key = (frames[3], frames[4])
@@ -318,10 +399,11 @@ class RPCRouter:
                     self.counters["late_replies"] += 1
                     continue
                 w.served += 1
+                self.peers.closed(frames[3])
                 self._reply(fe, frames[3], cmd, w.service, frames[4], frames[5])
             elif cmd == P.HEARTBEAT:
                 if w is None:
-                    self._tell_disconnect(be, wid)
+                    self._tell_disconnect(be, wid, now)
                 else:
                     w.last_seen = now
             elif cmd == P.READY:
@@ -332,14 +414,18 @@ class RPCRouter:
             else:
                 self._malformed("unknown worker command")
 
-    def _tell_disconnect(self, be: zmq.Socket, wid: bytes) -> None:
+    def _tell_disconnect(self, be: zmq.Socket, wid: bytes, now: float) -> None:
         """Ask an unknown worker (e.g. after a router restart) to register again."""
-        try:
-            be.send(wid, _MORE)
-            be.send(P.WORKER_TAG, _MORE)
-            be.send(P.DISCONNECT)
-        except zmq.ZMQError:
-            pass
+        self._send(be, [wid, P.WORKER_TAG, P.DISCONNECT], now)
+
+    def _refuse_ready(self, be: zmq.Socket, wid: bytes, name: bytes, type_: str, why: str, now: float) -> None:
+        """Answer a READY that may not register with an ERROR, count it and log it (the first ones, then rarely)."""
+        self.counters["refused_ready"] += 1
+        n = self.counters["refused_ready"]
+        if n <= 20 or n % 1000 == 0:
+            logger.warning("RPC router refused READY #{} from worker {} for service {!r}: {}",
+                           n, wid.hex(), name.decode("utf-8", "backslashreplace"), why)
+        self._send(be, [wid, P.WORKER_TAG, P.ERROR, P.error_body(type_, why)], now)
 
     def _on_ready(self, be: zmq.Socket, fe: zmq.Socket, wid: bytes, frames: list[bytes], now: float) -> None:
         if len(frames) != 5:
@@ -347,23 +433,29 @@ class RPCRouter:
             return
         name = frames[3]
         try:
-            text = name.decode("utf-8")
             info = P.decode(frames[4]) if frames[4] else {}
             if not isinstance(info, dict):
                 raise ValueError("info is not a map")
-        except (UnicodeDecodeError, P.DecodeError, ValueError):
-            self._malformed("READY name or info undecodable")
+        except (P.DecodeError, ValueError):
+            self._malformed("READY info undecodable")
             return
-        if not text or len(name) > P.MAX_SERVICE_NAME or text == P.MIDDLEWARE_SERVICE:
+        problem = P.service_name_problem(name)
+        if problem is not None:
             self._malformed("READY service name invalid or reserved")
+            self._refuse_ready(be, wid, name, "BadRequest", problem, now)
             return
+        if self._service_token is not None and not same_token(info.get("token"), self._service_token):
+            self._refuse_ready(be, wid, name, "Unauthorized",
+                               "READY without the middleware's service token (bus.service_token_file)", now)
+            return
+        text = name.decode("utf-8")
         old = self.workers.get(wid)
         if old is not None:
             if old.service == name:
                 old.last_seen = now
                 return
             self._drop_worker(old, fe, "it re-registered under another name")
-        w = _Worker(wid, name, info, now)
+        w = _Worker(wid, name, _claimed(info), now)
         self.workers[wid] = w
         svc = self.services.get(name)
         if svc is None:
@@ -392,6 +484,7 @@ class RPCRouter:
         body = P.error_body("ServiceUnavailable",
                             f"the worker of service {name!r} serving this request was lost ({why}); retry the call")
         for client, rid in w.inflight:
+            self.peers.closed(client)
             self._reply(fe, client, P.ERROR, w.service, rid, body)
         w.inflight.clear()
 
@@ -401,12 +494,11 @@ class RPCRouter:
             if w.last_seen < deadline:
                 self._drop_worker(w, fe, f"no heartbeat for {now - w.last_seen:.1f}s")
                 continue
-            try:
-                be.send(w.wid, _MORE)
-                be.send(P.WORKER_TAG, _MORE)
-                be.send(P.HEARTBEAT)
-            except zmq.ZMQError:
+            r = self._send(be, [w.wid, P.WORKER_TAG, P.HEARTBEAT], now)
+            if r == _GONE:
                 self._drop_worker(w, fe, "its connection closed")
+            elif r == _CUT:
+                self._drop_worker(w, fe, "it stopped taking messages (cut off)")
 
     # ---------------------------------------------------------------- middleware service
     def _m_ping(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -417,7 +509,9 @@ class RPCRouter:
         return {
             s.name.decode(): {
                 "requests": s.requests,
-                "workers": [{"id": w.wid.hex(), "inflight": len(w.inflight), "served": w.served, **w.info}
+                # what the worker claims first, so the router's own measurements always win
+                "workers": [{**w.info, "id": w.wid.hex(), "inflight": len(w.inflight), "served": w.served,
+                             "registered_for": round(time.monotonic() - w.registered, 3)}
                             for w in s.workers],
             }
             for s in self.services.values()
@@ -430,6 +524,7 @@ class RPCRouter:
     def _m_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
             "rpc": {**self.counters, "malformed_by_reason": dict(self.malformed),
+                    "peers": self.peers.stats(time.monotonic()),
                     "services": len(self.services), "workers": len(self.workers),
                     "uptime": time.time() - self.started_at, "bound": self.bound},
             "pubsub": (self._topics() or {}).get("_router", {}) if self._topics else {},

@@ -5,11 +5,22 @@ READY, answers requests, and exchanges heartbeats with the router. Coroutine met
 concurrently as tasks; plain methods run inline (fast) unless marked
 ``@rpc_method(blocking=True)``, which runs them in a thread pool so a slow call never
 holds up the others. When the router goes silent the worker reconnects and registers again.
+
+A worker never dies on input: whatever a request holds, it is answered (``BadRequest`` when it
+cannot be understood) and the worker keeps serving. READY carries the middleware's service
+token (read from ``bus.service_token_file`` unless given); a method marked
+``@rpc_method(role="operator")`` or ``role="service"`` answers ``Unauthorized`` unless the
+request carries that token (``auth`` in the body). In thread mode the worker supervises
+itself: a crash of its loop is logged with its cause and the loop restarts, up to
+``max_restarts`` within a minute, after which ``failure`` is set. Given a ``loop``, the
+service's methods run on that event loop while the worker's own loop (and its heartbeats)
+stays free, so a busy data loop never makes the service miss a heartbeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import socket as _socket
@@ -17,6 +28,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import zmq
@@ -25,20 +37,51 @@ from loguru import logger
 
 from ..settings import BusSettings
 from . import protocol as P
+from .tokens import read_token, same_token
 
-_MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+
+#: Roles a method may require; ``operator`` includes ``service``.
+ROLES = ("service", "operator")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made the request being served: the router's id of the client connection and its roles."""
+
+    client: bytes
+    roles: frozenset[str]
+
+
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("aitrados_rpc_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The caller of the RPC method running now (None outside a request)."""
+    return _caller.get()
 
 
 def rpc_method(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-               blocking: bool = False) -> Any:
-    """Mark a method's RPC options: another wire *name*, or *blocking* (run in a thread pool)."""
+               blocking: bool = False, role: str | None = None) -> Any:
+    """Mark a method's RPC options: another wire *name*, *blocking* (run in a thread pool), or the
+    *role* (``service`` or ``operator``) a caller must prove with a token."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        f.__aitrados_rpc__ = {"name": name or f.__name__, "blocking": blocking}  # type: ignore[attr-defined]
+        f.__aitrados_rpc__ = {"name": name or f.__name__, "blocking": blocking, "role": role}  # type: ignore[attr-defined]
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def method_role(fn: Callable[..., Any]) -> str | None:
+    """The role an RPC method requires (None: anyone may call it)."""
+    return getattr(fn, "__aitrados_rpc__", {}).get("role")
+
+
+class ServiceRefused(RuntimeError):
+    """The router refused this worker's READY (no or a wrong service token, or a bad name)."""
 
 
 class Service:
@@ -74,10 +117,16 @@ class ServiceWorker:
     :param bus: bus settings (heartbeats, CURVE keys)
     :param context: ZeroMQ context; the process-wide one by default (needed for inproc)
     :param include_traceback: send the traceback with error replies
+    :param token: the service token READY carries (default: read from the bus's token file)
+    :param auth: token -> role of callers (default: the bus's operator and service tokens)
+    :param loop: run the service's methods on this event loop (the worker keeps its own for heartbeats)
+    :param max_restarts: thread mode: loop crashes within a minute after which the worker gives up
     """
 
     def __init__(self, service: Service, address: str, *, bus: BusSettings | None = None,
-                 context: zmq.Context | None = None, include_traceback: bool = True) -> None:
+                 context: zmq.Context | None = None, include_traceback: bool = True,
+                 token: str | None = None, auth: dict[str, str] | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None, max_restarts: int = 5) -> None:
         if not service.name:
             raise ValueError(f"{type(service).__name__} has no `name`; set the class attribute `name = '...'`")
         self.service = service
@@ -86,6 +135,7 @@ class ServiceWorker:
         self.context = context or zmq.Context.instance()
         self.include_traceback = include_traceback
         self.methods = service.rpc_methods()
+        self._signatures: dict[str, inspect.Signature | None] = {m: _signature(fn) for m, (fn, _) in self.methods.items()}
         self._name = service.name.encode("utf-8")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +143,29 @@ class ServiceWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.failure: BaseException | None = None
         self.served = 0
+        self.dropped = 0
+        self.errors = 0
+        self.restarts = 0
+        self.max_restarts = max_restarts
+        self._target = loop
+        self._token_given, self._auth_given = token, auth
+        self._token: str | None = None
+        self._auth: dict[str, str] = {}
+        self._load_credentials()
+
+    def _load_credentials(self) -> None:
+        """The token READY carries and the callers' tokens: as given, or read again from the token files
+        (a restarted middleware has new ones)."""
+        self._token = self._token_given if self._token_given is not None else read_token(self.bus, "service")
+        if self._auth_given is not None:
+            self._auth = self._auth_given
+            return
+        auth: dict[str, str] = {}
+        for kind in ("service", "operator"):
+            t = read_token(self.bus, kind)  # type: ignore[arg-type]
+            if t:
+                auth[t] = kind
+        self._auth = auth
 
     # ---------------------------------------------------------------- thread mode
     def start(self, timeout: float = 5.0) -> ServiceWorker:
@@ -107,15 +180,36 @@ class ServiceWorker:
         return self
 
     def _thread_main(self) -> None:
-        try:
-            asyncio.run(self.run())
-        except BaseException as exc:
-            self.failure = exc
-            self._ready.set()
-            logger.exception("service worker {!r} died: {}", self.service.name, exc)
+        crashes: list[float] = []
+        while True:
+            try:
+                asyncio.run(self.run())
+                return
+            except ServiceRefused as exc:
+                self.failure = exc
+                self._ready.set()
+                logger.error("service worker {!r} stopped: {}", self.service.name, exc)
+                return
+            except BaseException as exc:
+                now = time.monotonic()
+                crashes = [t for t in crashes if now - t < 60.0] + [now]
+                if len(crashes) > self.max_restarts or self._stop_asked:
+                    self.failure = RuntimeError(f"service {self.service.name!r} crashed {len(crashes)} times "
+                                                f"within a minute; last cause: {type(exc).__name__}: {exc}")
+                    self.failure.__cause__ = exc
+                    self._ready.set()
+                    logger.opt(exception=exc).error("service worker {!r} gave up: {}", self.service.name, self.failure)
+                    return
+                self.restarts += 1
+                logger.opt(exception=exc).error("service worker {!r} crashed ({}: {}); restart #{}",
+                                                self.service.name, type(exc).__name__, exc, self.restarts)
+                time.sleep(min(2.0, 0.05 * 2 ** len(crashes)))
+
+    _stop_asked = False
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye to the router and stop (thread mode or from another thread)."""
+        self._stop_asked = True
         loop, cb = self._loop, getattr(self, "_stopping_cb", None)
         if loop is not None and cb is not None and not loop.is_closed():
             try:
@@ -135,7 +229,7 @@ class ServiceWorker:
 
         apply_client(sock, self.bus, self.address)
         sock.connect(self.address)
-        sock.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())])
+        sock.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
         return sock
 
     async def run(self) -> None:
@@ -167,7 +261,7 @@ class ServiceWorker:
                     self._last_router = time.monotonic()
                     continue
                 self._last_router = time.monotonic()
-                self._handle(frames)
+                self._handle_safely(frames)
                 self._drain()
         except asyncio.CancelledError:
             pass
@@ -208,7 +302,23 @@ class ServiceWorker:
                 frames = recv(_NOBLOCK)
             except zmq.Again:
                 return
+            self._handle_safely(frames)
+
+    def _handle_safely(self, frames: list[bytes]) -> None:
+        """Handle one message; an unexpected error is logged with its traceback and answered, never fatal."""
+        try:
             self._handle(frames)
+        except ServiceRefused:
+            raise
+        except Exception as exc:
+            self.errors += 1
+            logger.opt(exception=exc).error("service {!r} failed on a message: {}: {}",
+                                            self.service.name, type(exc).__name__, exc)
+            if len(frames) == 5 and frames[1] == P.REQUEST:
+                try:
+                    self._error(frames[2], frames[3], exc, "InternalError")
+                except Exception:  # the reply itself cannot be sent: already logged above
+                    pass
 
     def _handle(self, frames: list[bytes]) -> None:
         if len(frames) < 2 or frames[0] != P.WORKER_TAG:
@@ -219,19 +329,39 @@ class ServiceWorker:
             self._dispatch(frames[2], frames[3], frames[4])
         elif cmd == P.DISCONNECT:
             logger.info("router asked service {!r} to register again", self.service.name)
-            self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())])
+            self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+        elif cmd == P.ERROR and len(frames) == 3:
+            try:
+                err = P.decode(frames[2])
+                why = f"{err.get('type')}: {err.get('message')}"
+            except Exception:
+                why = "an undecodable error"
+            sent = self._token
+            self._load_credentials()
+            if self._token != sent:  # the middleware restarted with a new token: try once more
+                logger.info("service {!r} was refused; its token file changed, registering again", self.service.name)
+                self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+                return
+            raise ServiceRefused(f"the router refused service {self.service.name!r}: {why}")
 
     def _info(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": _socket.gethostname(), "methods": sorted(self.methods)}
+        """The READY info map (pid, host, methods, restarts, and the service token when there is one)."""
+        if self._token_given is None:
+            self._load_credentials()
+        info: dict[str, Any] = {"pid": os.getpid(), "host": _socket.gethostname(), "methods": sorted(self.methods),
+                                "restarts": self.restarts}
+        if self._token:
+            info["token"] = self._token
+        return info
 
     # ---------------------------------------------------------------- requests
     def _send(self, cmd: bytes, client: bytes, rid: bytes, body: bytes) -> None:
-        s = self._sync
-        s.send(P.WORKER_TAG, _MORE)
-        s.send(cmd, _MORE)
-        s.send(client, _MORE)
-        s.send(rid, _MORE)
-        s.send(body)
+        try:  # never block: a reply the router cannot take now is dropped (the client times out)
+            self._sync.send_multipart([P.WORKER_TAG, cmd, client, rid, body], _NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            logger.warning("service {!r} dropped a reply: the router is not taking messages", self.service.name)
+            return
         self.served += 1
         if self._recv_fut is not None and not self._recv_fut.done():
             # A send through the shadow socket can consume the edge-triggered readiness signal
@@ -253,45 +383,97 @@ class ServiceWorker:
             return
         self._send(P.REPLY, client, rid, body)
 
+    def _bad_request(self, client: bytes, rid: bytes, why: str) -> None:
+        self._send(P.ERROR, client, rid, P.error_body("BadRequest", why))
+
+    def _roles(self, auth: object) -> frozenset[str]:
+        for token, role in self._auth.items():
+            if same_token(auth, token):
+                return frozenset(("service", "operator")) if role == "operator" else frozenset((role,))
+        return frozenset()
+
     def _dispatch(self, client: bytes, rid: bytes, body: bytes) -> None:
         try:
             req = P.decode(body)
-            method = req["method"]
-            params = req.get("params") or {}
-            if not isinstance(params, dict):
-                raise TypeError("params must be a map")
         except Exception as exc:
-            self._error(client, rid, exc, "BadRequest")
+            self._bad_request(client, rid, f"undecodable body: {exc}")
+            return
+        if not isinstance(req, dict):
+            self._bad_request(client, rid, "the body must be a map with `method` and `params`")
+            return
+        method = req.get("method")
+        params = req.get("params")
+        params = {} if params is None else params
+        if not isinstance(method, str):
+            self._bad_request(client, rid, f"`method` must be a string, not {type(method).__name__}")
+            return
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            self._bad_request(client, rid, "`params` must be a map with string keys")
             return
         entry = self.methods.get(method)
         if entry is None:
             self._send(P.ERROR, client, rid, P.error_body(
                 "MethodNotFound",
-                f"service {self.service.name!r} has no method {method!r}; methods: {', '.join(sorted(self.methods))}"))
+                f"service {self.service.name!r} has no method {method[:100]!r}; methods: {', '.join(sorted(self.methods))}"))
             return
         fn, kind = entry
-        if kind == "inline":
+        sig = self._signatures.get(method)
+        if sig is not None:
+            try:
+                sig.bind(**params)
+            except TypeError as exc:
+                self._bad_request(client, rid, f"{self.service.name}.{method}{sig}: {exc}")
+                return
+        caller = Caller(client, self._roles(req.get("auth")))
+        role = method_role(fn)
+        if role is not None and role not in caller.roles:
+            self._send(P.ERROR, client, rid, P.error_body(
+                "Unauthorized", f"{self.service.name}.{method} needs the {role} token "
+                f"(`aitrados call` sends the operator token it reads from the ipc folder)"))
+            return
+        if kind == "inline" and self._target is None:
+            reset = _caller.set(caller)
             try:
                 result = fn(**params)
             except Exception as exc:
                 self._error(client, rid, exc)
                 return
+            finally:
+                _caller.reset(reset)
             self._result(client, rid, method, result)
             return
-        task = asyncio.ensure_future(self._run_task(fn, kind, params, client, rid, method))
+        task = asyncio.ensure_future(self._run_task(fn, kind, params, client, rid, method, caller))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run_task(self, fn: Callable[..., Any], kind: str, params: dict[str, Any],
-                        client: bytes, rid: bytes, method: str) -> None:
-        try:
+                        client: bytes, rid: bytes, method: str, caller: Caller) -> None:
+        async def call() -> Any:
+            _caller.set(caller)  # this task's own context
             if kind == "async":
-                result = await fn(**params)
+                return await fn(**params)
+            if kind == "blocking":
+                ctx = contextvars.copy_context()
+                return await asyncio.get_running_loop().run_in_executor(None, lambda: ctx.run(fn, **params))
+            return fn(**params)
+
+        try:
+            if self._target is not None:
+                result = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), self._target))
             else:
-                result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**params))
+                result = await call()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._error(client, rid, exc)
             return
         self._result(client, rid, method, result)
+
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """The call signature of *fn*, or None when Python cannot tell it."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
