@@ -79,8 +79,13 @@ def cmd_config(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_call(args: argparse.Namespace, s: Settings) -> int:
-    """Call SERVICE METHOD with key=value parameters and print the result as JSON."""
+    """Call SERVICE METHOD with key=value parameters and print the result as JSON.
+
+    Sends the operator token read from the middleware's ipc folder (when this user can read it),
+    so operator methods such as ``trading trip`` work from the command line.
+    """
     from .bus import RPCClient
+    from .bus.tokens import read_token
 
     params: dict[str, Any] = {}
     for kv in args.params:
@@ -89,7 +94,8 @@ def cmd_call(args: argparse.Namespace, s: Settings) -> int:
             return 2
         k, v = kv.split("=", 1)
         params[k] = _parse_value(v)
-    with RPCClient(_client_endpoints(args, s).rpc_frontend, bus=s.bus, timeout=args.timeout) as c:
+    token = read_token(s.bus, "operator")
+    with RPCClient(_client_endpoints(args, s).rpc_frontend, bus=s.bus, timeout=args.timeout, token=token) as c:
         result = c.call(args.service, args.method, **params)
     print(dumps(result))
     return 0
@@ -138,13 +144,21 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     for name, info in sorted(services.items()):
         print(f"  {name:<24} requests {info['requests']:>9}  workers {len(info['workers'])}")
         for w in info["workers"]:
-            print(f"    - {w['id']} pid {w.get('pid')} host {w.get('host')} in flight {w['inflight']} served {w['served']}")
+            print(f"    - {w['id']} pid {w.get('pid')} host {w.get('host')} in flight {w['inflight']} served {w['served']}"
+                  f" restarts {w.get('restarts', 0)}")
     print(f"\ntopics ({len(topics)}):")
     for name, t in sorted(topics.items()):
         print(f"  {name:<40} messages {t['count']:>10}  rate {t['rate']:>9.1f}/s  publishers {t['publishers']}")
     r = stats["rpc"]
     print(f"\nrpc: requests {r['requests']} replies {r['replies']} errors {r['errors']} "
           f"unknown service {r['unknown_service']} workers lost {r['workers_lost']} malformed {r['malformed']}")
+    peers = r.get("peers") or {}
+    print(f"rpc peers: replies dropped {peers.get('dropped', 0)} (undeliverable {r.get('undeliverable', 0)}) "
+          f"cut-offs {peers.get('cut_offs', 0)} busy {r.get('busy', 0)} too many requests "
+          f"{r.get('too_many_requests', 0)} refused READY {r.get('refused_ready', 0)}")
+    for peer, n in (peers.get("dropped_by_peer") or {}).items():
+        cut = " (cut off now)" if peer in (peers.get("cut_off_now") or []) else ""
+        print(f"  - peer {peer}: {n} message(s) dropped{cut}")
     p = stats.get("pubsub") or {}
     print(f"pubsub: malformed {p.get('malformed', 0)} subscriptions {len(p.get('subscriptions', {}))}")
     return 0

@@ -109,7 +109,11 @@ class Supervisor:
         cfg: dict[str, Any] = {"plugins": {n: (getattr(s, "plugins", {}) or {}).get(n) for n in w.plugins
                                            if (getattr(s, "plugins", {}) or {}).get(n) is not None}}
         if getattr(s, "bus", None) is not None:
+            from .bus.tokens import token_path
+
             cfg["bus"] = s.bus.model_dump(mode="json")
+            # where the middleware's service token is: the worker proves with it that it may serve and attach
+            cfg["bus"]["service_token_file"] = str(token_path(s.bus, "service"))
         if getattr(s, "log_level", None):
             cfg["log_level"] = s.log_level
         return cfg
@@ -330,6 +334,9 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=["ipc", "tcp"], default="ipc",
                    help="without --connect: reach the middleware over this transport (default ipc)")
     p.add_argument("--name", help="worker name; its control service is worker.<name> (default: the plugin names)")
+    p.add_argument("--token-file", help="file holding the middleware's service token (default: "
+                                        "<ipc_dir>/<name>-service.token, written by `aitrados run`); copy it "
+                                        "(mode 0600) to a worker on another host")
     p.add_argument("--strict", action="store_true", help="(always on in a worker: a plugin that fails stops it)")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.add_argument("--config-stdin", action="store_true", help=argparse.SUPPRESS)
@@ -370,6 +377,8 @@ def run_worker(args: argparse.Namespace, settings: Any = None) -> int:
         config = json.loads(line) if line.strip() else {}
     if config or settings is None:
         settings = load_settings(**config)
+    if getattr(args, "token_file", None):
+        settings.bus.service_token_file = args.token_file
     setup_logging(settings.log_level)
     names = [n.strip() for n in args.plugins.split(",") if n.strip()]
     name = args.name or "+".join(names)

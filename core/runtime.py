@@ -6,6 +6,11 @@ loop, the market-data hub (shared chart flow and aligner), the trading runtime a
 RPC services (``chart``, ``mtf``, ``trading``). It hydrates and subscribes what the
 strategies declare, starts the replay clock, and shows progress. At the end of a replay it
 writes the report (trades CSV, equity curve PNG, metrics) and prints a summary.
+
+The RPC services' workers run in their own threads (their heartbeats never wait behind data
+work on the runtime's loop) while the services' methods run on that loop. Each worker restarts
+itself after a crash (logged with its cause, counted in ``aitrados status``); one that cannot be
+kept up makes ``wait()`` stop the middleware with exit code 1 and the reason.
 """
 
 from __future__ import annotations
@@ -221,10 +226,14 @@ class Runtime:
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
-        workers = [ServiceWorker(svc, ep.rpc_backend, bus=s.bus, context=self.mw.context)
+        # the workers' own threads keep heartbeats going; the methods run here, on this loop
+        workers = [ServiceWorker(svc, ep.rpc_backend, bus=s.bus, context=self.mw.context, loop=self._loop,
+                                 **self.mw.worker_credentials())
                    for svc in (ChartService(hub), AlignService(hub), TradingService(trading))]
-        tasks = [asyncio.ensure_future(w.run()) for w in workers]
         try:
+            for w in workers:
+                await asyncio.to_thread(w.start)
+                self.mw.workers.append(w)
             symbols = sorted({fs for n in needs for fs in n.symbols} |
                              {fs for n in needs for g in n.groups.values() for fs in g})
             countries = sorted({parse_full_symbol(fs)[1] for fs in symbols})
@@ -265,9 +274,10 @@ class Runtime:
                     self._done.set()
                 await self._stop_req.wait()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for w in workers:
+                await asyncio.to_thread(w.stop)
+                if w in self.mw.workers:
+                    self.mw.workers.remove(w)
             await hub.stop()
             pub.close()
 

@@ -17,6 +17,7 @@ import pytest
 from fixtures.plugin_env import install
 
 from aitrados.bus import Message
+from aitrados.bus.tokens import token_path
 from aitrados.host import PluginHost
 from aitrados.isolation import backoff_delay
 from aitrados.marketdata.models import NewsItem
@@ -222,7 +223,9 @@ def worker_cmd() -> list[str]:
 def test_a_worker_started_by_hand_over_tcp(env, settings) -> None:
     mw, make, bus = env
     frontend = mw.endpoints("tcp").rpc_frontend
-    proc = subprocess.Popen([*worker_cmd(), "--plugins", "recorder", "--connect", frontend, "--name", "byhand"],
+    token = str(token_path(mw.bus, "service"))  # handed over by file, as to a worker on another host
+    proc = subprocess.Popen([*worker_cmd(), "--plugins", "recorder", "--connect", frontend, "--name", "byhand",
+                             "--token-file", token],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -252,7 +255,8 @@ def test_a_worker_by_hand_reaches_a_curve_secured_middleware(tmp_path, monkeypat
         bus = Bus(mw, ["test."])
         env = {**os.environ, "AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE": str(keys["server_public"]),
                "AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE": str(keys["client_secret"])}
-        proc = subprocess.Popen([*worker_cmd(), "--plugins", "recorder", "--connect", mw.endpoints("tcp").rpc_frontend],
+        proc = subprocess.Popen([*worker_cmd(), "--plugins", "recorder", "--connect", mw.endpoints("tcp").rpc_frontend,
+                                 "--token-file", str(token_path(mw.bus, "service"))],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             line = proc.stdout.readline()  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aitrados.bus.errors import UnauthorizedError
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
@@ -99,13 +100,19 @@ def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str,
 def test_kill_switch_pauses_orders_at_run_time(ipc_dir: str, tmp_path) -> None:
     rt = make_runtime(ipc_dir, str(tmp_path / "report"))
     try:
-        c = rt.mw.rpc_client(timeout=10)
+        anyone = rt.mw.rpc_client(timeout=10)
+        with pytest.raises(UnauthorizedError, match="operator token"):
+            anyone.call("trading", "trip", reason="not an operator")
+        assert anyone.call("trading", "risk_state")["kill_switch"] is False  # reads stay open
+        c = rt.mw.rpc_client(timeout=10, role="operator")
         state = c.call("trading", "trip", reason="operator test")
         assert state["kill_switch"] is True
         msgs = run_to_end(rt, ["order.", "fill.", "replay."])
         rejected = [m.data for m in msgs if m.topic.startswith("order.rejected")]
         assert rejected and all("operator test" in r["reason"] for r in rejected)
         assert not [m for m in msgs if m.topic.startswith("fill.")]
+        with pytest.raises(UnauthorizedError):
+            anyone.call("trading", "reset")
         assert c.call("trading", "reset")["kill_switch"] is False
         assert rt.failure is None  # nothing crashed
     finally:

@@ -80,6 +80,10 @@ def method_role(fn: Callable[..., Any]) -> str | None:
     return getattr(fn, "__aitrados_rpc__", {}).get("role")
 
 
+class Unauthorized(Exception):
+    """Raise in an RPC method to refuse a caller; the reply's error type is ``Unauthorized``."""
+
+
 class ServiceRefused(RuntimeError):
     """The router refused this worker's READY (no or a wrong service token, or a bad name)."""
 

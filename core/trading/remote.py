@@ -41,6 +41,7 @@ from loguru import logger
 
 from aitrados.bus.addresses import Endpoints
 from aitrados.bus.client import RPCClient
+from aitrados.bus.tokens import read_token
 from aitrados.bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
 from aitrados.bus.probe import prove
 from aitrados.bus.pubsub import Message, Publisher, Subscriber
@@ -181,7 +182,9 @@ class RemoteStrategyRunner:
         :raises RuntimeError: when the subscription cannot be proven (no middleware).
         """
         ctx = self._zctx or zmq.Context.instance()
-        self.rpc = RPCClient(self.endpoints.rpc_frontend, bus=self.bus, context=ctx, timeout=self.timeout)
+        # the service token proves this is a worker of the middleware's user (``attach`` needs it)
+        token = read_token(self.bus, "service") if self.bus is not None else None
+        self.rpc = RPCClient(self.endpoints.rpc_frontend, bus=self.bus, context=ctx, timeout=self.timeout, token=token)
         self._sub = Subscriber(self.endpoints.subscribe, self.topics(), bus=self.bus, context=ctx)
         try:
             self._prove_subscription(ctx)
@@ -210,7 +213,8 @@ class RemoteStrategyRunner:
         for name in self._by_name:
             while not self._stop.is_set():
                 try:
-                    self.attached[name] = self.rpc.call(self.service, "attach", strategy=name, timeout=5.0)
+                    self.attached[name] = self.rpc.call(self.service, "attach", strategy=name, timeout=5.0,
+                                                        idempotent=True)
                     break
                 except (UnknownServiceError, ServiceUnavailableError, RPCTimeoutError) as exc:
                     if warn_at and time.monotonic() >= warn_at:
@@ -254,7 +258,7 @@ class RemoteStrategyRunner:
         if self.rpc is not None:
             for name in self.attached:
                 try:
-                    self.rpc.call(self.service, "detach", strategy=name, timeout=2.0)
+                    self.rpc.call(self.service, "detach", strategy=name, timeout=2.0, **self._session(name))
                 except (UnknownServiceError, ServiceUnavailableError):
                     logger.debug("strategy {!r} not detached: the {!r} service is gone already", name, self.service)
                 except BusError as exc:
@@ -342,6 +346,12 @@ class RemoteStrategyRunner:
             self.ended.set()
         # position events are account-wide: strategies ask ctx.position(), plugins get the on_position hook
 
+    def _session(self, name: str) -> dict[str, str]:
+        """The ``session`` argument proving *name*'s identity to ``trading`` (from its ``attach`` reply)."""
+        reply = self.attached.get(name)
+        session = reply.get("session") if isinstance(reply, dict) else None
+        return {"session": session} if isinstance(session, str) else {}
+
     def _ack(self, step: int) -> None:
         """Acknowledge *step* for every strategy; an ack is idempotent, so one that timed out or
         met an unavailable service is sent again (a few times, then the error is raised)."""
@@ -349,7 +359,7 @@ class RemoteStrategyRunner:
         for name in self._by_name:
             for attempt in range(1, _ACK_ATTEMPTS + 1):
                 try:
-                    self.rpc.call(self.service, "ack", strategy=name, step=step)
+                    self.rpc.call(self.service, "ack", strategy=name, step=step, **self._session(name))
                     break
                 except (RPCTimeoutError, ServiceUnavailableError) as exc:
                     if attempt == _ACK_ATTEMPTS or self._stop.is_set():
@@ -366,9 +376,11 @@ class RemoteStrategyRunner:
         strategy = item.strategy
         try:
             if isinstance(item, Cancel):
-                reply = self.rpc.call(self.service, "cancel", strategy=strategy, client_id=item.client_id)
+                reply = self.rpc.call(self.service, "cancel", strategy=strategy, client_id=item.client_id,
+                                      **self._session(strategy))
             else:
-                reply = self.rpc.call(self.service, "submit", strategy=strategy, intent=msgspec.to_builtins(item))
+                reply = self.rpc.call(self.service, "submit", strategy=strategy, intent=msgspec.to_builtins(item),
+                                      **self._session(strategy))
         except BusError as exc:
             what = f"cancel {item.client_id}" if isinstance(item, Cancel) else f"order {item.client_id}"
             line = f"strategy {strategy}: {what} not sent: {type(exc).__name__}: {exc}"

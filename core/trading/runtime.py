@@ -19,8 +19,9 @@ import msgspec
 from loguru import logger
 
 from ..bus.pubsub import Publisher
+from ..bus.service import Service, Unauthorized, current_caller, rpc_method
+from ..bus.tokens import new_token, same_token
 from ..events import Kind
-from ..bus.service import Service
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
 from .report import Report, build_report, run_folder, run_params
@@ -126,12 +127,27 @@ class TradingRuntime:
 
 
 class TradingService(Service):
-    """RPC ``trading``: account queries, the kill switch, reports, and orders from remote strategies."""
+    """RPC ``trading``: account queries, the kill switch, reports, and orders from remote strategies.
+
+    Roles: queries are open; ``trip``/``reset`` need the operator token; ``attach`` needs the
+    service token (isolated workers of this middleware) and returns a *session* that
+    ``ack``/``detach``/``submit``/``cancel`` must send, so a client acts only for its own strategy.
+    """
 
     name = "trading"
 
     def __init__(self, runtime: TradingRuntime) -> None:
         self._rt = runtime
+        self._sessions: dict[str, str] = {}
+
+    def _own(self, strategy: str, session: str | None) -> None:
+        """Raise ``Unauthorized`` unless *session* is *strategy*'s (the operator may act for any strategy)."""
+        caller = current_caller()
+        if caller is not None and "operator" in caller.roles:
+            return
+        if not same_token(session, self._sessions.get(strategy)):
+            raise Unauthorized(f"strategy {strategy!r}: not attached by this caller; send the `session` "
+                               "that `attach` returned")
 
     # ---- queries
     async def positions(self) -> list[Any]:
@@ -161,11 +177,13 @@ class TradingService(Service):
         return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
 
     # ---- kill switch
+    @rpc_method(role="operator")
     def trip(self, reason: str = "tripped by operator") -> dict[str, Any]:
         """Trip the kill switch: new orders are rejected until ``reset`` (nothing stops)."""
         self._rt.engine.trip(reason)
         return self._rt.engine.risk.state()
 
+    @rpc_method(role="operator")
     def reset(self) -> dict[str, Any]:
         """Reset the kill switch."""
         self._rt.engine.reset()
@@ -176,32 +194,44 @@ class TradingService(Service):
         return self._rt.engine.risk.state()
 
     # ---- remote strategies
-    def attach(self, strategy: str) -> dict[str, int]:
-        """Register a strategy running elsewhere; replays then wait for its step acknowledgements."""
+    @rpc_method(role="service")
+    def attach(self, strategy: str) -> dict[str, Any]:
+        """Register a strategy running elsewhere; replays then wait for its step acknowledgements.
+
+        Returns ``{"step": int, "session": str}``; the session proves the strategy's identity later.
+        """
+        if not isinstance(strategy, str) or not strategy:
+            raise ValueError("strategy must be a non-empty string")
+        session = self._sessions[strategy] = new_token()
         self._rt.remote[strategy] = self._rt.step
         logger.info("remote strategy {!r} attached at step {}", strategy, self._rt.step)
-        return {"step": self._rt.step}
+        return {"step": self._rt.step, "session": session}
 
-    def detach(self, strategy: str) -> None:
+    def detach(self, strategy: str, session: str | None = None) -> None:
         """Stop waiting for a remote strategy."""
+        self._own(strategy, session)
+        self._sessions.pop(strategy, None)
         self._rt.remote.pop(strategy, None)
         self._rt._acked.set()
 
-    def ack(self, strategy: str, step: int) -> None:
+    def ack(self, strategy: str, step: int, session: str | None = None) -> None:
         """A remote strategy has processed everything published up to ``replay.step`` *step*."""
+        self._own(strategy, session)
         if strategy in self._rt.remote:
             self._rt.remote[strategy] = max(step, self._rt.remote[strategy])
             self._rt._acked.set()
 
-    async def submit(self, strategy: str, intent: dict[str, Any]) -> list[dict[str, Any]]:
+    async def submit(self, strategy: str, intent: dict[str, Any], session: str | None = None) -> list[dict[str, Any]]:
         """Submit an order intent of a remote strategy; returns the order events it caused."""
+        self._own(strategy, session)
         it = msgspec.convert({**intent, "strategy": strategy}, OrderIntent)
         it.validate()
         events = await self._rt.run_engine(self._rt.engine.submit, it)
         return [{"topic": e.topic, "payload": msgspec.to_builtins(e.payload)} for e in events]
 
-    async def cancel(self, strategy: str, client_id: str) -> list[dict[str, Any]]:
+    async def cancel(self, strategy: str, client_id: str, session: str | None = None) -> list[dict[str, Any]]:
         """Cancel a working order of a remote strategy; returns the events."""
+        self._own(strategy, session)
         events = await self._rt.run_engine(self._rt.engine.submit, Cancel(strategy=strategy, client_id=client_id))
         return [{"topic": e.topic, "payload": msgspec.to_builtins(e.payload)} for e in events]
 
