@@ -1,0 +1,79 @@
+"""Hostile bus peers run as separate processes by tests/test_bus_attacks.py.
+
+``flood ADDRESS COUNT``: a client DEALER with RCVHWM=1 that sends COUNT ``middleware.ping``
+requests and never reads a reply. ``deaf-worker ADDRESS NAME TOKEN_FILE``: a worker that
+registers NAME with the service token, heartbeats every 0.1 s and never reads. Both print one
+line when their work is done and stay connected until their stdin closes (bounded by 60 s).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import zmq
+
+from aitrados.bus import protocol as P
+
+
+def _until_stdin_closes(limit: float = 60.0) -> threading.Event:
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while sys.stdin.readline():
+                pass
+        finally:
+            done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    timer = threading.Timer(limit, done.set)
+    timer.daemon = True
+    timer.start()
+    return done
+
+
+def flood(address: str, count: int) -> None:
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.rcvhwm = 1
+    s.sndhwm = 10_000
+    s.connect(address)
+    body = P.request_body("ping", {})
+    for i in range(count):
+        s.send_multipart([P.CLIENT_TAG, P.REQUEST, b"middleware", i.to_bytes(8, "big"), body])
+    print(f"sent {count}", flush=True)
+    _until_stdin_closes().wait()
+    s.close(0)
+    ctx.term()
+
+
+def deaf_worker(address: str, name: str, token_file: str) -> None:
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.rcvhwm = 1
+    s.connect(address)
+    token = Path(token_file).read_text().strip()
+    s.send_multipart([P.WORKER_TAG, P.READY, name.encode(), P.encode({"pid": 1, "token": token})])
+    print("registered", flush=True)
+    done = _until_stdin_closes()
+    while not done.wait(0.1):
+        try:
+            s.send_multipart([P.WORKER_TAG, P.HEARTBEAT], zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+    s.close(0)
+    ctx.term()
+
+
+if __name__ == "__main__":
+    role = sys.argv[1]
+    if role == "flood":
+        flood(sys.argv[2], int(sys.argv[3]))
+    elif role == "deaf-worker":
+        deaf_worker(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        raise SystemExit(f"unknown role {role!r}")
