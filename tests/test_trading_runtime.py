@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -164,47 +165,47 @@ def test_on_chart_reaches_in_process_strategies(ipc_dir: str, tmp_path) -> None:
         rt.stop()
 
 
-def test_trading_roles_and_strategy_sessions(ipc_dir: str, tmp_path) -> None:
-    rt = make_runtime(ipc_dir, str(tmp_path / "report"))
-    try:
-        anyone = rt.mw.rpc_client(timeout=10)
-        worker = rt.mw.rpc_client(timeout=10, role="service")
-        with pytest.raises(UnauthorizedError, match="service token"):
-            anyone.call("trading", "attach", strategy="ghost")  # no stalling ghosts: attach needs the token
-        assert "ghost" not in rt.trading.remote
-        mine = worker.call("trading", "attach", strategy="mine")
-        theirs = worker.call("trading", "attach", strategy="theirs")
-        assert set(mine) == {"step", "session"} and mine["session"] != theirs["session"]
-        intent = {"full_symbol": SYM, "side": "buy", "quantity": 1.0, "client_id": "x1"}
-        for method, params in (("submit", {"intent": intent}), ("cancel", {"client_id": "x1"}),
-                               ("ack", {"step": 1}), ("detach", {})):
-            with pytest.raises(UnauthorizedError, match="not attached by this caller"):
-                anyone.call("trading", method, strategy="theirs", **params)  # no session
-            with pytest.raises(UnauthorizedError):
-                worker.call("trading", method, strategy="theirs", session=mine["session"], **params)
-        assert not rt.trading.engine.broker.orders()  # nothing was submitted in another strategy's name
-        worker.call("trading", "ack", strategy="mine", step=1, session=mine["session"])
-        assert rt.trading.remote["mine"] == 1
-        worker.call("trading", "detach", strategy="theirs", session=theirs["session"])
-        assert "theirs" not in rt.trading.remote
-        rt.mw.rpc_client(timeout=10, role="operator").call("trading", "detach", strategy="mine")
-        assert rt.trading.remote == {}
-    finally:
-        rt.stop()
+@pytest.fixture
+def rt(ipc_dir: str, tmp_path) -> Iterator[Runtime]:
+    """A started runtime (replay clock not started), stopped after the test."""
+    r = make_runtime(ipc_dir, str(tmp_path / "report"))
+    yield r
+    r.stop()
 
 
-def test_service_heartbeats_do_not_wait_for_a_busy_runtime_loop(ipc_dir: str, tmp_path) -> None:
-    rt = make_runtime(ipc_dir, str(tmp_path / "report"))
-    try:
-        c = rt.mw.rpc_client(timeout=30)
-        before = {n: [w["id"] for w in i["workers"]] for n, i in c.call("middleware", "services").items()}
-        assert {"trading", "chart", "mtf"} <= set(before)
-        liveness = rt.settings.bus.heartbeat_interval * rt.settings.bus.heartbeat_liveness
-        # the data loop is stuck for several heartbeat lifetimes (as under a full-speed replay)
-        rt._loop.call_soon_threadsafe(time.sleep, liveness * 4)  # type: ignore[union-attr]
-        assert c.call("trading", "risk_state")["kill_switch"] is False  # waits for the loop, then answers
-        after = {n: [w["id"] for w in i["workers"]] for n, i in c.call("middleware", "services").items()}
-        assert after == before  # no service was dropped or re-registered
-        assert c.call("middleware", "stats")["rpc"]["workers_lost"] == 0
-    finally:
-        rt.stop()
+def test_trading_roles_and_strategy_sessions(rt: Runtime) -> None:
+    anyone = rt.mw.rpc_client(timeout=10)
+    worker = rt.mw.rpc_client(timeout=10, role="service")
+    with pytest.raises(UnauthorizedError, match="service token"):
+        anyone.call("trading", "attach", strategy="ghost")  # no stalling ghosts: attach needs the token
+    assert "ghost" not in rt.trading.remote
+    mine = worker.call("trading", "attach", strategy="mine")
+    theirs = worker.call("trading", "attach", strategy="theirs")
+    assert set(mine) == {"step", "session"} and mine["session"] != theirs["session"]
+    intent = {"full_symbol": SYM, "side": "buy", "quantity": 1.0, "client_id": "x1"}
+    for method, params in (("submit", {"intent": intent}), ("cancel", {"client_id": "x1"}),
+                           ("ack", {"step": 1}), ("detach", {})):
+        with pytest.raises(UnauthorizedError, match="not attached by this caller"):
+            anyone.call("trading", method, strategy="theirs", **params)  # no session
+        with pytest.raises(UnauthorizedError):
+            worker.call("trading", method, strategy="theirs", session=mine["session"], **params)
+    assert not rt.trading.engine.broker.orders()  # nothing was submitted in another strategy's name
+    worker.call("trading", "ack", strategy="mine", step=1, session=mine["session"])
+    assert rt.trading.remote["mine"] == 1
+    worker.call("trading", "detach", strategy="theirs", session=theirs["session"])
+    assert "theirs" not in rt.trading.remote
+    rt.mw.rpc_client(timeout=10, role="operator").call("trading", "detach", strategy="mine")
+    assert rt.trading.remote == {}
+
+
+def test_service_heartbeats_do_not_wait_for_a_busy_runtime_loop(rt: Runtime) -> None:
+    c = rt.mw.rpc_client(timeout=30)
+    before = {n: [w["id"] for w in i["workers"]] for n, i in c.call("middleware", "services").items()}
+    assert {"trading", "chart", "mtf"} <= set(before)
+    liveness = rt.settings.bus.heartbeat_interval * rt.settings.bus.heartbeat_liveness
+    # the data loop is stuck for several heartbeat lifetimes (as under a full-speed replay)
+    rt._loop.call_soon_threadsafe(time.sleep, liveness * 4)  # type: ignore[union-attr]
+    assert c.call("trading", "risk_state")["kill_switch"] is False  # waits for the loop, then answers
+    after = {n: [w["id"] for w in i["workers"]] for n, i in c.call("middleware", "services").items()}
+    assert after == before  # no service was dropped or re-registered
+    assert c.call("middleware", "stats")["rpc"]["workers_lost"] == 0
