@@ -41,7 +41,7 @@ from .peers import PeerLedger
 from .tokens import same_token
 
 _NOBLOCK = int(zmq.NOBLOCK)
-_DRAIN_LIMIT = 2000
+_DRAIN_LIMIT = 200  # per socket and wake-up: a flood on one side never holds up the other for long
 
 # outcomes of one non-blocking send
 _SENT, _FULL, _CUT, _GONE = 0, 1, 2, 3
