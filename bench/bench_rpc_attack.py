@@ -29,12 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import zmq
-
 from aitrados.bus import RPCClient
-from aitrados.bus import protocol as P
 
 HERE = os.path.abspath(__file__)
+#: the hostile peers (a never-reading client and worker) the attack tests use too
+ATTACKERS = str(Path(HERE).parent.parent / "tests" / "attackers.py")
 
 
 def _calc() -> object:
@@ -76,40 +75,8 @@ def calc_worker(cfg: dict, backend: str) -> None:
     sys.stdin.read()
 
 
-def flood_client(address: str, count: int, service: bytes) -> None:
-    """Child: send *count* requests to *service* with RCVHWM=1 and never read."""
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.DEALER)
-    s.rcvhwm = 1
-    s.linger = 0
-    s.connect(address)
-    body = P.request_body("ping" if service == b"middleware" else "anything", {})
-    for i in range(count):
-        s.send_multipart([P.CLIENT_TAG, P.REQUEST, service, i.to_bytes(8, "big"), body])
-    print("sent", flush=True)
-    sys.stdin.read()
-
-
-def deaf_worker(address: str, token_file: str) -> None:
-    """Child: register ``deaf`` with the token, heartbeat, never read."""
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.DEALER)
-    s.rcvhwm = 1
-    s.linger = 0
-    s.connect(address)
-    token = Path(token_file).read_text().strip()
-    s.send_multipart([P.WORKER_TAG, P.READY, b"deaf", P.encode({"token": token})])
-    print("registered", flush=True)
-    while True:
-        time.sleep(0.2)
-        try:
-            s.send_multipart([P.WORKER_TAG, P.HEARTBEAT], zmq.NOBLOCK)
-        except zmq.Again:
-            pass
-
-
-def child(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, HERE, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def child(*args: str, script: str = HERE) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def latencies(c: RPCClient, n: int) -> list[float]:
@@ -149,10 +116,11 @@ def main() -> None:
         idle = latencies(c, a.calls)
         ids_before = [w["id"] for w in c.call("middleware", "services")["calc"]["workers"]]
         attackers = len(procs)
-        procs.append(child("flood", eps["rpc_frontend"], str(a.flood), "middleware"))
-        procs.append(child("deaf", eps["rpc_backend"], f"{d}/{cfg['name']}-service.token"))
+        procs.append(child("flood", eps["rpc_frontend"], str(a.flood), "middleware", script=ATTACKERS))
+        procs.append(child("deaf-worker", eps["rpc_backend"], "deaf", f"{d}/{cfg['name']}-service.token",
+                           script=ATTACKERS))
         assert procs[-1].stdout.readline().strip() == "registered"  # type: ignore[union-attr]
-        procs.append(child("flood", eps["rpc_frontend"], str(a.flood // 4), "deaf"))
+        procs.append(child("flood", eps["rpc_frontend"], str(a.flood // 4), "deaf", script=ATTACKERS))
         attacked = latencies(c, a.calls)
         for pr in (procs[attackers], procs[attackers + 2]):
             pr.stdout.readline()  # type: ignore[union-attr]  # "sent": the whole flood went out
@@ -182,9 +150,5 @@ if __name__ == "__main__":
         serve(json.loads(sys.argv[2]), sys.argv[3] == "1")
     elif len(sys.argv) > 1 and sys.argv[1] == "calc":
         calc_worker(json.loads(sys.argv[2]), sys.argv[3])
-    elif len(sys.argv) > 1 and sys.argv[1] == "flood":
-        flood_client(sys.argv[2], int(sys.argv[3]), sys.argv[4].encode())
-    elif len(sys.argv) > 1 and sys.argv[1] == "deaf":
-        deaf_worker(sys.argv[2], sys.argv[3])
     else:
         main()

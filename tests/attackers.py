@@ -1,9 +1,10 @@
 """Hostile bus peers run as separate processes by tests/test_bus_attacks.py.
 
-``flood ADDRESS COUNT``: a client DEALER with RCVHWM=1 that sends COUNT ``middleware.ping``
-requests and never reads a reply. ``deaf-worker ADDRESS NAME TOKEN_FILE``: a worker that
+``flood ADDRESS COUNT [SERVICE]``: a client DEALER with RCVHWM=1 that sends COUNT requests
+(``middleware.ping`` by default) and never reads a reply. ``deaf-worker ADDRESS NAME TOKEN_FILE``: a worker that
 registers NAME with the service token, heartbeats every 0.1 s and never reads. Both print one
 line when their work is done and stay connected until their stdin closes (bounded by 60 s).
+bench/bench_rpc_attack.py runs the same peers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _until_stdin_closes(limit: float = 60.0) -> threading.Event:
     return done
 
 
-def flood(address: str, count: int) -> None:
+def flood(address: str, count: int, service: str = "middleware") -> None:
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.linger = 0
@@ -42,8 +43,9 @@ def flood(address: str, count: int) -> None:
     s.sndhwm = 10_000
     s.connect(address)
     body = P.request_body("ping", {})
+    name = service.encode()
     for i in range(count):
-        s.send_multipart([P.CLIENT_TAG, P.REQUEST, b"middleware", i.to_bytes(8, "big"), body])
+        s.send_multipart([P.CLIENT_TAG, P.REQUEST, name, i.to_bytes(8, "big"), body])
     print(f"sent {count}", flush=True)
     _until_stdin_closes().wait()
     s.close(0)
@@ -72,7 +74,7 @@ def deaf_worker(address: str, name: str, token_file: str) -> None:
 if __name__ == "__main__":
     role = sys.argv[1]
     if role == "flood":
-        flood(sys.argv[2], int(sys.argv[3]))
+        flood(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     elif role == "deaf-worker":
         deaf_worker(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
