@@ -9,10 +9,12 @@ router's counters show what it dropped, refused and cut off.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -372,3 +374,69 @@ def test_an_idempotent_call_is_retried_on_service_unavailable(mw: Middleware) ->
     threading.Thread(target=stop_when_held, daemon=True).start()
     with pytest.raises(ServiceUnavailableError):
         c.call("twice", "step", timeout=30)
+
+
+# ---------------------------------------------------------------- CURVE across network namespaces
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def netns() -> Iterator[tuple[str, str]]:
+    """A network namespace joined to this one by a veth pair: yields (namespace, host-side address)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("creating a network namespace needs root and iproute2")
+    tag = f"{os.getpid() % 100000}"
+    ns, host_if, ns_if = f"atns{tag}", f"ath{tag}", f"atn{tag}"
+    octet = os.getpid() % 200 + 20
+    host_ip, ns_ip = f"10.213.{octet}.1", f"10.213.{octet}.2"
+    steps = [("netns", "add", ns), ("link", "add", host_if, "type", "veth", "peer", "name", ns_if),
+             ("link", "set", ns_if, "netns", ns), ("addr", "add", f"{host_ip}/30", "dev", host_if),
+             ("link", "set", host_if, "up"), ("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if),
+             ("netns", "exec", ns, "ip", "link", "set", ns_if, "up"), ("netns", "exec", ns, "ip", "link", "set", "lo", "up")]
+    try:
+        for step in steps:
+            r = _ip(*step)
+            if r.returncode != 0:
+                pytest.skip(f"cannot build the test network (ip {' '.join(step)}: {r.stderr.strip()})")
+        yield ns, host_ip
+    finally:
+        _ip("link", "del", host_if)
+        _ip("netns", "del", ns)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_in_another_network_namespace_joins_over_curve_and_a_wrong_key_is_refused(
+        ipc_dir: str, tmp_path: Path, netns: tuple[str, str]) -> None:
+    import zmq.auth
+
+    from aitrados.bus.security import make_keys
+
+    ns, host_ip = netns
+    keys = make_keys(tmp_path / "keys")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    shutil.copy(keys["client_public"], allowed / "client.key")
+    (tmp_path / "intruder").mkdir()
+    _, intruder_secret = zmq.auth.create_certificates(tmp_path / "intruder", "intruder")
+    s = bus_settings(ipc_dir, host=host_ip, curve_secret_key_file=str(keys["server_secret"]),
+                     curve_authorized_dir=str(allowed))
+    with Middleware(s) as mw:
+        backend = mw.endpoints("tcp").rpc_backend
+        assert backend.startswith(f"tcp://{host_ip}:")
+        args = [backend, str(token_path(s.bus, "service")), str(keys["server_public"])]
+        cmd = ["ip", "netns", "exec", ns, PYTHON, ATTACKERS]
+        good = subprocess.Popen([*cmd, "curve-worker", *args, str(keys["client_secret"])], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=child_env(s))
+        bad = subprocess.Popen([*cmd, "curve-intruder", *args, str(intruder_secret)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env=child_env(s))
+        try:
+            c = mw.rpc_client(timeout=10)
+            wait_until(lambda: worker_ids(c, "nsworker"), 30, what="the namespaced worker registered")
+            where = c.call("nsworker", "where")
+            assert where["pid"] == good.pid and where["netns"] != os.readlink("/proc/self/ns/net")
+            assert bad.stdout.readline().strip() == "refused"  # type: ignore[union-attr]
+            assert len(worker_ids(c, "nsworker")) == 1  # the intruder never registered
+        finally:
+            finish(good)
+            finish(bad)
