@@ -238,6 +238,8 @@ class ServiceWorker:
 
     async def run(self) -> None:
         """Serve until ``stop()``; reconnects when the router stops answering heartbeats."""
+        if self._stop_asked:  # stopped while restarting after a crash
+            return
         loop = self._loop = asyncio.get_running_loop()
         me = asyncio.current_task()
         assert me is not None
