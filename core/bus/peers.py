@@ -63,6 +63,18 @@ class PeerLedger:
             return False
         return True
 
+    def purge(self, now: float) -> None:
+        """Forget expired cut-offs and, past ``MAX_TRACKED_PEERS``, the oldest refusal streaks
+        (peers that went away must not grow the ledger forever)."""
+        for peer in [p for p, t in self.cut_until.items() if t <= now]:
+            del self.cut_until[peer]
+            self.strikes.pop(peer, None)
+        extra = len(self.strikes) - MAX_TRACKED_PEERS
+        if extra > 0:
+            for peer in list(self.strikes)[:extra]:
+                if peer not in self.cut_until:
+                    del self.strikes[peer]
+
     def discard(self) -> None:
         """Count one message of a cut-off peer thrown away unread."""
         self.discarded += 1

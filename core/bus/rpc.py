@@ -489,6 +489,7 @@ class RPCRouter:
         w.inflight.clear()
 
     def _heartbeat(self, be: zmq.Socket, fe: zmq.Socket, now: float) -> None:
+        self.peers.purge(now)
         deadline = now - self.bus.heartbeat_interval * self.bus.heartbeat_liveness
         for w in list(self.workers.values()):
             if w.last_seen < deadline:
