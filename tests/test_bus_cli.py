@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aitrados.bus import Service
+from aitrados.bus import Service, UnauthorizedError, rpc_method
 from aitrados.middleware import Middleware
 
 from conftest import AITRADOS
@@ -24,6 +24,10 @@ class Shop(Service):
 
     def price(self, item: str, qty: int = 1) -> dict:
         return {"item": item, "total": 2.5 * qty}
+
+    @rpc_method(role="operator")
+    def close(self, reason: str) -> str:
+        return f"closed: {reason}"
 
 
 def cli_env(mw: Middleware) -> dict[str, str]:
@@ -45,6 +49,21 @@ def test_call_prints_json(mw: Middleware) -> None:
     assert bad.returncode == 1 and "no service named 'nosuch'" in bad.stderr and "shop" in bad.stderr
 
 
+def test_call_sends_the_operator_token_it_reads_from_the_ipc_folder(mw: Middleware) -> None:
+    mw.serve(Shop())
+    with pytest.raises(UnauthorizedError):
+        mw.rpc_client(timeout=10).call("shop", "close", reason="x")  # no token: refused
+    r = aitrados("call", "shop", "close", "reason=lunch", env=cli_env(mw))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == "closed: lunch"
+    # a user who cannot read the ipc folder has no token: same call over tcp, refused
+    port = mw.endpoints("tcp").rpc_frontend.rsplit(":", 1)[1]
+    other = dict(cli_env(mw), AITRADOS_BUS__IPC_DIR=str(Path(mw.bus.ipc_dir) / "elsewhere"),
+                 AITRADOS_BUS__RPC_FRONTEND_PORT=port)
+    r = aitrados("call", "--transport", "tcp", "shop", "close", "reason=x", env=other)
+    assert r.returncode == 1 and "Unauthorized" in r.stderr and "operator token" in r.stderr, r.stderr
+
+
 def test_status_lists_services_and_topics(mw: Middleware) -> None:
     mw.serve(Shop())
     pub = mw.publisher()
@@ -61,6 +80,7 @@ def test_status_lists_services_and_topics(mw: Middleware) -> None:
     assert st["topics"]["ohlc.CRYPTO:GLOBAL:BTCUSD.1M"]["count"] == 4
     human = aitrados("status", env=cli_env(mw))
     assert "shop" in human.stdout and "ohlc.CRYPTO:GLOBAL:BTCUSD.1M" in human.stdout
+    assert "rpc peers: replies dropped 0" in human.stdout and "restarts 0" in human.stdout
 
 
 def test_tail_prints_messages(mw: Middleware) -> None:
