@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aitrados.bus.errors import UnauthorizedError
+from aitrados.bus import protocol as P
+from aitrados.bus.errors import BadRequestError, UnauthorizedError
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
@@ -196,6 +197,20 @@ def test_trading_roles_and_strategy_sessions(rt: Runtime) -> None:
     assert "theirs" not in rt.trading.remote
     rt.mw.rpc_client(timeout=10, role="operator").call("trading", "detach", strategy="mine")
     assert rt.trading.remote == {}
+
+
+def test_malformed_requests_to_core_services_are_answered_and_they_keep_serving(rt: Runtime) -> None:
+    c = rt.mw.rpc_client(timeout=10)
+    before = c.call("middleware", "services")
+    for name, method in ((b"trading", "risk_state"), (b"chart", "list"), (b"mtf", "list_groups")):
+        with pytest.raises(BadRequestError):
+            c.call_raw(name, P.encode({"method": [1]}))
+        with pytest.raises(BadRequestError):
+            c.call_raw(name, P.encode({"method": method, "params": {"no_such_argument": 1}}))
+    assert c.call("trading", "risk_state")["kill_switch"] is False and c.call("chart", "list")
+    after = c.call("middleware", "services")
+    assert {n: [w["id"] for w in i["workers"]] for n, i in after.items()} == \
+        {n: [w["id"] for w in i["workers"]] for n, i in before.items()}
 
 
 def test_service_heartbeats_do_not_wait_for_a_busy_runtime_loop(rt: Runtime) -> None:
