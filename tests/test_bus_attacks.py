@@ -78,7 +78,7 @@ def worker_ids(c: RPCClient, name: str) -> list[str]:
 
 # ---------------------------------------------------------------- 1. slow peers
 def test_a_client_that_never_reads_does_not_freeze_the_router(ipc_dir: str) -> None:
-    s = bus_settings(ipc_dir, hwm=1000, peer_refusal_limit=200, peer_cutoff_seconds=60)
+    s = bus_settings(ipc_dir, hwm=1000, peer_refusal_limit=200, peer_cutoff_seconds=60, heartbeat_interval=0.5)
     with Middleware(s) as mw:
         mw.serve(Calc())
         c = mw.rpc_client("ipc", timeout=10)
@@ -108,7 +108,7 @@ def test_a_client_that_never_reads_does_not_freeze_the_router(ipc_dir: str) -> N
 
 def test_a_worker_that_never_reads_is_cut_off_and_others_keep_serving(ipc_dir: str) -> None:
     s = bus_settings(ipc_dir, hwm=500, peer_refusal_limit=100, peer_cutoff_seconds=60,
-                     max_inflight_per_client=1_000_000)
+                     max_inflight_per_client=1_000_000, heartbeat_interval=0.5)
     with Middleware(s) as mw:
         mw.serve(Calc())
         c = mw.rpc_client("ipc", timeout=10)
