@@ -17,8 +17,8 @@ With a service token (the middleware always has one) a READY must carry it in it
 The router answers the built-in ``middleware`` service itself (ping, services, topics,
 stats), so it works with no worker at all.
 
-Hot path: one thread, non-blocking drains after each poll wake-up, frames sent with
-explicit SNDMORE; the router never decodes request bodies.
+Hot path: one thread, non-blocking drains (at most ``_DRAIN_LIMIT`` messages per socket and
+wake-up) and non-blocking sends; the router never decodes request bodies.
 """
 
 from __future__ import annotations
