@@ -377,6 +377,13 @@ class ServiceWorker:
                 kick()
 
     def _error(self, client: bytes, rid: bytes, exc: BaseException, type_: str | None = None) -> None:
+        """Answer *exc* as an ERROR reply; an exception raised by a method is logged once, with its traceback."""
+        if type_ is None:
+            if isinstance(exc, Unauthorized):
+                logger.info("service {!r} refused a caller: {}", self.service.name, exc)
+            else:
+                logger.opt(exception=exc).warning("service {!r} answered an error: {}: {}",
+                                                  self.service.name, type(exc).__name__, exc)
         tb = traceback.format_exc() if self.include_traceback else None
         self._send(P.ERROR, client, rid, P.error_body(type_ or type(exc).__name__, str(exc), tb))
 
@@ -474,7 +481,6 @@ class ServiceWorker:
             self._error(client, rid, exc)
             return
         self._result(client, rid, method, result)
-
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
