@@ -14,7 +14,7 @@ import pytest
 from aitrados.bus import Service, UnauthorizedError, rpc_method
 from aitrados.middleware import Middleware
 
-from conftest import AITRADOS
+from conftest import AITRADOS, clean_environ
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -32,7 +32,7 @@ class Shop(Service):
 
 def cli_env(mw: Middleware) -> dict[str, str]:
     b = mw.bus
-    return dict(os.environ, AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir)
+    return clean_environ(AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir)
 
 
 def aitrados(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def test_tail_prints_messages(mw: Middleware) -> None:
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:
-    env = dict(os.environ, AITRADOS_SECRET_KEY="sk-very-secret-value-123", AITRADOS_BUS__PUB_PORT="6000")
+    env = clean_environ(AITRADOS_SECRET_KEY="sk-very-secret-value-123", AITRADOS_BUS__PUB_PORT="6000")
     r = subprocess.run([*AITRADOS, "config"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert r.returncode == 0
     assert "sk-very-secret-value-123" not in r.stdout + r.stderr
@@ -119,7 +119,8 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
 
 def test_config_reads_toml(tmp_path: Path) -> None:
     (tmp_path / "aitrados.toml").write_text('log_level = "DEBUG"\n[bus]\nrpc_frontend_port = 7001\n')
-    r = subprocess.run([*AITRADOS, "config"], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    r = subprocess.run([*AITRADOS, "config"], env=clean_environ(), capture_output=True, text=True, timeout=30,
+                       cwd=tmp_path)
     cfg = json.loads(r.stdout)
     assert cfg["log_level"] == "DEBUG" and cfg["bus"]["rpc_frontend_port"] == 7001
 

@@ -18,7 +18,7 @@ from aitrados.bus.security import SecurityError, make_keys
 from aitrados.middleware import Middleware
 from aitrados.settings import BusSettings
 
-from conftest import AITRADOS, bus_settings, cli_env
+from conftest import AITRADOS, bus_settings, clean_environ, cli_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,7 +102,7 @@ def test_cli_run_port_in_use_exits_nonzero(ipc_dir: str) -> None:
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
     port = blocker.getsockname()[1]
-    env = dict(os.environ, AITRADOS_BUS__IPC_DIR=ipc_dir, AITRADOS_BUS__RPC_FRONTEND_PORT=str(port))
+    env = clean_environ(AITRADOS_BUS__IPC_DIR=ipc_dir, AITRADOS_BUS__RPC_FRONTEND_PORT=str(port))
     try:
         r = subprocess.run([*AITRADOS, "run"], env=env, capture_output=True, text=True, timeout=30)
     finally:
