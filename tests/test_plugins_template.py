@@ -29,6 +29,7 @@ EXPECTED = {
     "aitrados_demo_cross/channel.py",
     "aitrados_demo_cross/strategy.py",
     "aitrados_demo_cross/plugin.py",
+    "tests/conftest.py",
     "tests/test_plugin.py",
 }
 

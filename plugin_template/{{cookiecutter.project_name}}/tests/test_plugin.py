@@ -3,8 +3,10 @@ against pandas, and the installed plugin loaded by a real aitrados host."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +87,17 @@ def test_backtest_on_the_bundled_data_matches_pandas_and_reports(tmp_path: Path)
     assert (tmp_path / "trades.csv").is_file() and paths
 
 
+@pytest.fixture
+def ipc_dir() -> Iterator[str]:
+    """A short private folder for the bus's ipc files (socket paths must stay under ~100 bytes)."""
+    d = tempfile.mkdtemp(prefix="plg-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.mark.timeout(60)
-def test_the_installed_plugin_registers_its_strategy_in_a_real_host() -> None:
-    ipc = tempfile.mkdtemp(prefix="plg-", dir="/tmp")
+def test_the_installed_plugin_registers_its_strategy_in_a_real_host(ipc_dir: str) -> None:
+    ipc = ipc_dir
     settings = load_settings(
         bus={"name": f"plg{time.time_ns()}", "ipc_dir": ipc, "rpc_frontend_port": 0, "rpc_backend_port": 0,
              "sub_port": 0, "pub_port": 0},
