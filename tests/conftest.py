@@ -68,6 +68,14 @@ def ipc_dir() -> Iterator[str]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+#: Heartbeats for tests that run a whole replay in one process. The routers, the runtime's event
+#: loop and any isolated worker share two cores with the replay (and, in .ci/run's second run,
+#: with a busy loop per core), so a thread may be starved for a second: with the fast default
+#: (0.6 s of silence = dead) a live service would be dropped mid-run. A killed peer is still
+#: noticed at the next heartbeat send (its connection is gone); only silence takes longer.
+PATIENT_HEARTBEATS: dict[str, object] = {"heartbeat_interval": 0.5, "heartbeat_liveness": 20}
+
+
 def bus_settings(ipc_dir: str, **bus: object) -> Settings:
     """Settings for a test middleware: unique name, private ipc folder, any free tcp ports, fast heartbeats."""
     cfg: dict[str, object] = {

@@ -13,7 +13,7 @@ import pytest
 
 from aitrados.runtime import Runtime
 
-from conftest import AITRADOS, bus_settings, child_env
+from conftest import AITRADOS, PATIENT_HEARTBEATS, bus_settings, child_env
 
 pytestmark = pytest.mark.timeout(90)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -21,7 +21,7 @@ SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 @pytest.fixture
 def runtime(ipc_dir: str, tmp_path):
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider = "replay"
     md.replay_symbols = [SYM]
