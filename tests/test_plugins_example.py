@@ -33,8 +33,9 @@ def test_isolation_is_what_keeps_pings_fast() -> None:
 
     Marked ``timing``: it measures the effect of CPU contention between the strategy and the
     middleware, so it only means something when the machine's cores are otherwise free. Under
-    a CPU burner on every core the isolated worker competes with the burners as well, and both
-    tails become the scheduler's time slice; .ci/run's loaded run deselects it (``-m "not timing"``).
+    any other load (a CPU burner, other test runs) the isolated worker competes for the cores
+    as well, and both tails become the scheduler's time slice. pytest leaves it out unless
+    asked (``-m timing``); .ci/run asks on the idle CI machine.
     """
     spec = importlib.util.spec_from_file_location("isolated_strategy_example2", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
