@@ -304,8 +304,11 @@ def run_params(engine: Any, interval: str | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {"name": s.strategy_name, "class": f"{type(s).__module__}.{type(s).__qualname__}",
                                 "symbols": list(s.symbols), "intervals": list(s.intervals)}
         for attr in ("size", "entry", "allow_short", "stop_loss_pct", "take_profit_pct"):
-            if hasattr(s, attr):
-                item[attr] = getattr(s, attr)
+            value = getattr(s, attr, None)
+            # only plain values: a user strategy's own `entry` may be anything (an indicator,
+            # a channel), and metrics.json must still be written
+            if isinstance(value, (bool, int, float, str)):
+                item[attr] = value
         for attr in ("fast", "slow"):
             period = getattr(getattr(s, attr, None), "period", None)
             if period is not None:
