@@ -185,10 +185,11 @@ def test_wheel_new_plugin_pip_install_and_run_to_a_report(fresh, tmp_path, ipc_d
     env.pop("PYTHONPATH", None)
     r = run([str(aitrados), "run", "--plugins", PLUGIN, "--report-dir", str(report)], cwd=tmp_path, env=env,
             timeout=400)
-    metrics = json.loads((report / "metrics.json").read_text())
     assert "total return" in r.stdout and str(report) in r.stdout
-    assert (report / "equity.png").read_bytes()[:4] == b"\x89PNG"
-    assert len((report / "trades.csv").read_text().splitlines()) == metrics["trades"] + 1 > 5
+    latest = report / "latest"  # one folder per run; `latest` points at the newest
+    metrics = json.loads((latest / "metrics.json").read_text())
+    assert (latest / "equity.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((latest / "trades.csv").read_text().splitlines()) == metrics["trades"] + 1 > 5
     # the same strategy over the same bars in-process (engine only, no bus): the same result
     code = (f"import json; from {PACKAGE}.strategy import Breakout; "
             "from aitrados.marketdata.loader import bundled_bar_files, load_bars; "

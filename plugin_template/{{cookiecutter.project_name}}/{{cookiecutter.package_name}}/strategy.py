@@ -56,18 +56,18 @@ class Breakout(Strategy):
         s = self.settings
         self.symbols = (s.full_symbol,)  # the host subscribes to these and replays them
         self.intervals = (s.interval,)
-        self.entry = Channel(s.entry_bars)
-        self.exit = Channel(s.exit_bars)
+        self.entry_channel = Channel(s.entry_bars)
+        self.exit_channel = Channel(s.exit_bars)
         self.long = False
 
     def on_bar(self, bar: Bar) -> None:
         """Compare the close with the channels of the bars before it, trade on a breakout, then feed the bar."""
-        upper, lower = self.entry.upper, self.exit.lower  # None until the channel is full
+        upper, lower = self.entry_channel.upper, self.exit_channel.lower  # None until the channel is full
         if not self.long and upper is not None and bar.close > upper:
             self.ctx.target_position(bar.full_symbol, self.settings.quantity, tag="entry")
             self.long = True
         elif self.long and lower is not None and bar.close < lower:
             self.ctx.target_position(bar.full_symbol, 0.0, tag="exit")
             self.long = False
-        self.entry.update(bar.high, bar.low)
-        self.exit.update(bar.high, bar.low)
+        self.entry_channel.update(bar.high, bar.low)
+        self.exit_channel.update(bar.high, bar.low)
