@@ -215,7 +215,7 @@ def test_malformed_requests_to_core_services_are_answered_and_they_keep_serving(
 
 def test_service_heartbeats_do_not_wait_for_a_busy_runtime_loop(ipc_dir: str, tmp_path) -> None:
     # heartbeats slow enough that a loaded machine alone never costs a worker its registration
-    rt = make_runtime(ipc_dir, str(tmp_path / "report"), bus={"heartbeat_interval": 0.5})
+    rt = make_runtime(ipc_dir, str(tmp_path / "report"), bus={"heartbeat_interval": 0.5, "heartbeat_liveness": 3})
     try:
         check_heartbeats_while_the_loop_is_stuck(rt)
     finally:
