@@ -165,16 +165,21 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace, s: Settings) -> int:
-    """Create CURVE server and client key pairs."""
-    from .bus.security import make_keys
+    """Create CURVE server and client key pairs and authorize the client (refuses to overwrite without --force)."""
+    from .bus.security import SecurityError, make_keys
 
-    files = make_keys(args.dir)
+    try:
+        files = make_keys(args.dir, force=args.force)
+    except SecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for k, p in files.items():
         print(f"{k:<14} {p}")
     d = files["server_secret"].parent
     print("\nmiddleware: AITRADOS_BUS__CURVE_SECRET_KEY_FILE=" + str(d / "server.key_secret"))
     print("clients:    AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE=" + str(d / "server.key")
           + " AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE=" + str(d / "client.key_secret"))
+    print(f"allowed clients: the public keys in {files['authorized_dir']} (add one client.key per client)")
     return 0
 
 
@@ -222,6 +227,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
             sp.add_argument("--seconds", type=float, help="stop after this many seconds")
     kg = add("keygen", cmd_keygen, "make CURVE keys for binding beyond loopback")
     kg.add_argument("--dir", default="keys", help="folder for the key files (default ./keys)")
+    kg.add_argument("--force", action="store_true", help="replace existing key files (clients holding the old keys are locked out)")
     for module in _COMMAND_MODULES:
         mod = __import__(module, fromlist=["add_commands"])
         mod.add_commands(sub, handlers)
