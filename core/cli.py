@@ -146,7 +146,13 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
         for w in info["workers"]:
             print(f"    - {w['id']} pid {w.get('pid')} host {w.get('host')} in flight {w['inflight']} served {w['served']}"
                   f" restarts {w.get('restarts', 0)}")
-    print(f"\ntopics ({len(topics)}):")
+    p = stats.get("pubsub") or {}
+    scope = ("every topic published" if p.get("count_all_topics", True)
+             else "only topics someone subscribes to (bus.count_all_topics is off)")
+    print(f"\ntopics ({len(topics)}; {scope}; messages = published since each publisher started, "
+          "rate = per second over the last second):")
+    if p.get("topics_untracked"):
+        print(f"  ({p['topics_untracked']} message(s) on topics beyond the bus.topic_stats_max cap are not listed)")
     for name, t in sorted(topics.items()):
         print(f"  {name:<40} messages {t['count']:>10}  rate {t['rate']:>9.1f}/s  publishers {t['publishers']}")
     r = stats["rpc"]
@@ -160,7 +166,7 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
         cut = " (cut off now)" if peer in (peers.get("cut_off_now") or []) else ""
         print(f"  - peer {peer}: {n} message(s) dropped{cut}")
     p = stats.get("pubsub") or {}
-    print(f"pubsub: malformed {p.get('malformed', 0)} subscriptions {len(p.get('subscriptions', {}))}")
+    print(f"pubsub: malformed {p.get('malformed', 0)} subscriptions {p.get('subscriptions_total', 0)}")
     return 0
 
 

@@ -58,6 +58,14 @@ class BusSettings(BaseModel):
     peer_refusal_limit: int = Field(1000, ge=1, description="messages in a row a peer may leave untaken (its queue full) before the RPC router cuts it off")
     peer_cutoff_seconds: float = Field(10.0, gt=0, description="how long a cut-off peer's messages are discarded (a cut-off worker is unregistered)")
     service_token_file: str | None = Field(None, description="file holding the middleware's service token (default <ipc_dir>/<name>-service.token); workers prove with it that they may serve")
+    max_publish_size: int = Field(256 * 1024, ge=1, description="bytes; largest pub/sub message body: Publisher refuses "
+                                  "larger ones, the router disconnects a remote publisher that sends one")
+    subscriber_queue_bytes: int = Field(512 * 1024 * 1024, ge=1, description="bytes the pub/sub router queues at most for "
+                                        "one subscriber that does not read (its high-water mark is this ÷ max_publish_size)")
+    count_all_topics: bool = Field(True, description="the pub/sub router subscribes to every topic, so `status` counts "
+                                                     "topics nobody subscribes to (publishers send it everything)")
+    topic_stats_max: int = Field(10_000, ge=1, description="most topics the pub/sub router keeps statistics for")
+    topic_stats_ttl: float = Field(300.0, gt=0, description="seconds after which a silent topic's statistics are dropped")
     curve_secret_key_file: str | None = Field(None, description="router's CURVE secret certificate (server.key_secret from `aitrados keygen`)")
     curve_public_key_file: str | None = Field(None, description="router's CURVE public certificate (server.key), given to clients")
     curve_client_secret_key_file: str | None = Field(None, description="this client's CURVE secret certificate (client.key_secret)")

@@ -7,6 +7,7 @@ security handshake on inproc); ipc and tcp peers must present keys once CURVE is
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import zmq
@@ -122,6 +123,24 @@ def apply_client(sock: zmq.Socket, bus: BusSettings, address: str) -> None:
     sock.curve_secretkey = secret
 
 
+def _start_zap(ctx: zmq.Context, wait: float = 5.0) -> ThreadAuthenticator:
+    """Start a ZAP authenticator; returns it. A middleware stopped a moment ago in this process may
+    still hold the ZAP endpoint (libzmq closes sockets in the background): retry for *wait* seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        auth = ThreadAuthenticator(ctx)
+        try:
+            auth.start()
+            return auth
+        except zmq.ZMQError as exc:
+            zap = getattr(auth, "zap_socket", None)
+            if zap is not None:
+                zap.close(0)
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def start_authenticator(ctx: zmq.Context, bus: BusSettings) -> ThreadAuthenticator | None:
     """Start the ZAP authenticator for CURVE; returns it, or None when CURVE is off.
 
@@ -139,7 +158,6 @@ def start_authenticator(ctx: zmq.Context, bus: BusSettings) -> ThreadAuthenticat
             "client's public key (client.key from `aitrados keygen`) there, point "
             "AITRADOS_BUS__CURVE_AUTHORIZED_DIR at such a folder, or accept any client key with "
             "AITRADOS_BUS__CURVE_ALLOW_ANY_CLIENT=true")
-    auth = ThreadAuthenticator(ctx)
-    auth.start()
+    auth = _start_zap(ctx)
     auth.configure_curve(domain="*", location=str(allowed) if allowed is not None else zmq.auth.CURVE_ALLOW_ANY)
     return auth
