@@ -508,7 +508,8 @@ class RPCRouter:
     # ---------------------------------------------------------------- middleware service
     def _m_ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "time": time.time(), "protocol": P.PROTOCOL_VERSION, "version": __version__,
-                "pid": os.getpid(), "host": _socket.gethostname()}
+                "pid": os.getpid(), "host": _socket.gethostname(),
+                "heartbeat_interval": self.bus.heartbeat_interval, "heartbeat_liveness": self.bus.heartbeat_liveness}
 
     def _m_services(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
