@@ -58,9 +58,9 @@ class BusSettings(BaseModel):
     peer_refusal_limit: int = Field(1000, ge=1, description="messages in a row a peer may leave untaken (its queue full) before the RPC router cuts it off")
     peer_cutoff_seconds: float = Field(10.0, gt=0, description="how long a cut-off peer's messages are discarded (a cut-off worker is unregistered)")
     service_token_file: str | None = Field(None, description="file holding the middleware's service token (default <ipc_dir>/<name>-service.token); workers prove with it that they may serve")
-    max_publish_size: int = Field(256 * 1024, ge=1, description="bytes; largest pub/sub message body: Publisher refuses "
+    max_publish_size: int = Field(64 * 1024, ge=1, description="bytes; largest pub/sub message body: Publisher refuses "
                                   "larger ones, the router disconnects a remote publisher that sends one")
-    subscriber_queue_bytes: int = Field(512 * 1024 * 1024, ge=1, description="bytes the pub/sub router queues at most for "
+    subscriber_queue_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="bytes the pub/sub router queues at most for "
                                         "one subscriber that does not read (its high-water mark is this ÷ max_publish_size)")
     count_all_topics: bool = Field(True, description="the pub/sub router subscribes to every topic, so `status` counts "
                                                      "topics nobody subscribes to (publishers send it everything)")
