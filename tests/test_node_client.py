@@ -188,7 +188,10 @@ def test_node_client_rpc_chart_pubsub_and_tail(node_client: list[str], runtime: 
 
 def test_node_worker_called_from_python_and_killed(node_client: list[str], mw: Middleware, settings) -> None:
     ep = mw.endpoints("ipc")
-    node = Node([*node_client, "worker", "--rpc", ep.rpc_frontend, "--backend", ep.rpc_backend, "--name", "nodecalc"])
+    from aitrados.bus.tokens import token_path
+
+    node = Node([*node_client, "worker", "--rpc", ep.rpc_frontend, "--backend", ep.rpc_backend, "--name", "nodecalc",
+                 "--token-file", str(token_path(settings.bus, "service"))])
     try:
         ready = node.expect("worker_ready")
         assert ready["heartbeat_interval"] == settings.bus.heartbeat_interval

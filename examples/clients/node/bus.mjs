@@ -119,7 +119,8 @@ export class RPCClient {
  * name) becomes the ERROR type.
  */
 export class Worker {
-  constructor(address, name, methods, { curve = {}, heartbeatSeconds = 1.0, liveness = 3 } = {}) {
+  constructor(address, name, methods, { curve = {}, heartbeatSeconds = 1.0, liveness = 3, tokenFile = null } = {}) {
+    this.tokenFile = tokenFile;
     this.address = address;
     this.name = name;
     this.methods = methods;
@@ -148,6 +149,8 @@ export class Worker {
 
   #ready() {
     const info = { pid: process.pid, host: os.hostname(), methods: Object.keys(this.methods), language: "node" };
+    // the service token is read again before every READY: a restarted middleware has a new one
+    if (this.tokenFile) info.token = readFileSync(this.tokenFile, "utf8").trim();
     this.registrations++;
     return this.send([WORKER_TAG, READY, Buffer.from(this.name, "utf8"), pack(info)]).catch(() => {});
   }

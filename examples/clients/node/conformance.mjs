@@ -3,7 +3,7 @@
 // Each check prints one JSON line on stdout; tests/test_node_client.py drives it.
 //
 //   node conformance.mjs client --rpc ADDR --publish ADDR --subscribe ADDR [--symbol S --interval I]
-//   node conformance.mjs worker --rpc ADDR --backend ADDR --name NAME
+//   node conformance.mjs worker --rpc ADDR --backend ADDR --name NAME --token-file <ipc_dir>/<name>-service.token
 //   node conformance.mjs curve  --rpc ADDR --publish ADDR --subscribe ADDR --server-key server.key --client-secret client.key_secret
 //
 // ADDR are ZeroMQ endpoints: publishers connect to the router's publish address (bus.sub_port,
@@ -18,7 +18,7 @@ const { positionals, values: opt } = parseArgs({
   options: {
     rpc: { type: "string" }, backend: { type: "string" }, publish: { type: "string" }, subscribe: { type: "string" },
     name: { type: "string", default: "nodecalc" }, symbol: { type: "string" }, interval: { type: "string" },
-    "server-key": { type: "string" }, "client-secret": { type: "string" },
+    "server-key": { type: "string" }, "client-secret": { type: "string" }, "token-file": { type: "string" },
   },
 });
 
@@ -121,6 +121,7 @@ async function worker() {
   };
   const w = new Worker(opt.backend, opt.name, methods, {
     heartbeatSeconds: ping.heartbeat_interval ?? 1.0, liveness: ping.heartbeat_liveness ?? 3,
+    tokenFile: opt["token-file"] ?? null,
   });
   await w.start();
   await until(async () => opt.name in (await rpc.call("middleware", "services")), "our registration");
