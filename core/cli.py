@@ -146,7 +146,13 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
         for w in info["workers"]:
             print(f"    - {w['id']} pid {w.get('pid')} host {w.get('host')} in flight {w['inflight']} served {w['served']}"
                   f" restarts {w.get('restarts', 0)}")
-    print(f"\ntopics ({len(topics)}):")
+    p = stats.get("pubsub") or {}
+    scope = ("every topic published" if p.get("count_all_topics", True)
+             else "only topics someone subscribes to (bus.count_all_topics is off)")
+    print(f"\ntopics ({len(topics)}; {scope}; messages = published since each publisher started, "
+          "rate = per second over the last second):")
+    if p.get("topics_untracked"):
+        print(f"  ({p['topics_untracked']} message(s) on topics beyond the bus.topic_stats_max cap are not listed)")
     for name, t in sorted(topics.items()):
         print(f"  {name:<40} messages {t['count']:>10}  rate {t['rate']:>9.1f}/s  publishers {t['publishers']}")
     r = stats["rpc"]
@@ -160,21 +166,26 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
         cut = " (cut off now)" if peer in (peers.get("cut_off_now") or []) else ""
         print(f"  - peer {peer}: {n} message(s) dropped{cut}")
     p = stats.get("pubsub") or {}
-    print(f"pubsub: malformed {p.get('malformed', 0)} subscriptions {len(p.get('subscriptions', {}))}")
+    print(f"pubsub: malformed {p.get('malformed', 0)} subscriptions {p.get('subscriptions_total', 0)}")
     return 0
 
 
 def cmd_keygen(args: argparse.Namespace, s: Settings) -> int:
-    """Create CURVE server and client key pairs."""
-    from .bus.security import make_keys
+    """Create CURVE server and client key pairs and authorize the client (refuses to overwrite without --force)."""
+    from .bus.security import SecurityError, make_keys
 
-    files = make_keys(args.dir)
+    try:
+        files = make_keys(args.dir, force=args.force)
+    except SecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for k, p in files.items():
         print(f"{k:<14} {p}")
     d = files["server_secret"].parent
     print("\nmiddleware: AITRADOS_BUS__CURVE_SECRET_KEY_FILE=" + str(d / "server.key_secret"))
     print("clients:    AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE=" + str(d / "server.key")
           + " AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE=" + str(d / "client.key_secret"))
+    print(f"allowed clients: the public keys in {files['authorized_dir']} (add one client.key per client)")
     return 0
 
 
@@ -222,6 +233,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
             sp.add_argument("--seconds", type=float, help="stop after this many seconds")
     kg = add("keygen", cmd_keygen, "make CURVE keys for binding beyond loopback")
     kg.add_argument("--dir", default="keys", help="folder for the key files (default ./keys)")
+    kg.add_argument("--force", action="store_true", help="replace existing key files (clients holding the old keys are locked out)")
     for module in _COMMAND_MODULES:
         mod = __import__(module, fromlist=["add_commands"])
         mod.add_commands(sub, handlers)

@@ -82,8 +82,8 @@ class Middleware:
         self.pubsub = PubSubRouter(self.context, self.bus, self._bind_addresses("publish"),
                                    self._bind_addresses("subscribe"), secure=secure)
         self.rpc = RPCRouter(self.context, self.bus, self._bind_addresses("rpc_frontend"),
-                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topic_stats, secure=secure,
-                             service_token=self.tokens["service"])
+                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topics_encoded, secure=secure,
+                             service_token=self.tokens["service"], pubsub_stats=self.pubsub.router_stats)
         try:
             ps = self.pubsub.bind()
             rp = self.rpc.bind()

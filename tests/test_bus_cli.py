@@ -129,5 +129,32 @@ def test_keygen_writes_key_pairs(tmp_path: Path) -> None:
     r = subprocess.run([*AITRADOS, "keygen", "--dir", str(tmp_path / "k")], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     names = sorted(p.name for p in (tmp_path / "k").iterdir())
-    assert names == ["client.key", "client.key_secret", "server.key", "server.key_secret"]
+    assert names == ["authorized", "client.key", "client.key_secret", "server.key", "server.key_secret"]
     assert "AITRADOS_BUS__CURVE_SECRET_KEY_FILE" in r.stdout
+    assert (tmp_path / "k" / "authorized" / "client.key").read_bytes() == (tmp_path / "k" / "client.key").read_bytes()
+
+
+def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    d = tmp_path / "k"
+    assert subprocess.run([*AITRADOS, "keygen", "--dir", str(d)], capture_output=True, timeout=30).returncode == 0
+    before = (d / "server.key_secret").read_bytes()
+    again = subprocess.run([*AITRADOS, "keygen", "--dir", str(d)], capture_output=True, text=True, timeout=30)
+    assert again.returncode == 1 and "--force" in again.stderr and "server.key_secret" in again.stderr
+    assert (d / "server.key_secret").read_bytes() == before  # nothing replaced
+    forced = subprocess.run([*AITRADOS, "keygen", "--dir", str(d), "--force"], capture_output=True, text=True, timeout=30)
+    assert forced.returncode == 0, forced.stderr
+    assert (d / "server.key_secret").read_bytes() != before
+
+
+def test_config_masks_replay_key_and_plugin_secrets(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADOS_")}
+    env.update(AITRADOS_MARKETDATA__REPLAY_SECRET_KEY="replay-key-very-secret-42",
+               AITRADOS_BUS__CURVE_SECRET_KEY_FILE="/keys/server.key_secret")
+    (tmp_path / "aitrados.toml").write_text('[plugins.news]\napi_token = "tok-very-secret-77"\nlimit = 5\n')
+    r = subprocess.run([*AITRADOS, "config"], capture_output=True, text=True, timeout=30, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "replay-key-very-secret-42" not in r.stdout + r.stderr and "tok-very-secret-77" not in r.stdout
+    cfg = json.loads(r.stdout)
+    assert cfg["marketdata"]["replay_secret_key"] == "**********"
+    assert cfg["plugins"]["news"] == {"api_token": "**********", "limit": 5}
+    assert cfg["bus"]["curve_secret_key_file"] == "/keys/server.key_secret"  # a path, not a secret

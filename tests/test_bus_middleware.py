@@ -78,6 +78,36 @@ def test_curve_keys_required_when_enabled(ipc_dir: str, tmp_path: Path) -> None:
         assert mw.rpc_client(timeout=3).call("middleware", "ping")["pong"] is True
 
 
+def test_curve_accepts_only_allowed_client_keys_by_default(ipc_dir: str, tmp_path: Path) -> None:
+    keys = make_keys(tmp_path / "keys")
+    stranger = make_keys(tmp_path / "stranger")  # knows the server key, but its key is not allowed
+    s = bus_settings(ipc_dir, curve_secret_key_file=str(keys["server_secret"]))
+    with Middleware(s) as mw:
+        ep = mw.endpoints("tcp")
+        allowed = BusSettings(curve_public_key_file=str(keys["server_public"]),
+                              curve_client_secret_key_file=str(keys["client_secret"]))
+        other = BusSettings(curve_public_key_file=str(keys["server_public"]),
+                            curve_client_secret_key_file=str(stranger["client_secret"]))
+        with RPCClient(ep.rpc_frontend, bus=allowed, timeout=5) as good:
+            assert good.call("middleware", "ping")["pong"] is True
+        with RPCClient(ep.rpc_frontend, bus=other, timeout=0.5) as bad:
+            with pytest.raises(RPCTimeoutError):
+                bad.call("middleware", "ping")
+    # the opt-out accepts any key that knows the server's
+    with Middleware(bus_settings(ipc_dir, curve_secret_key_file=str(keys["server_secret"]),
+                                 curve_allow_any_client=True)) as mw:
+        with RPCClient(mw.endpoints("tcp").rpc_frontend, bus=other, timeout=5) as c:
+            assert c.call("middleware", "ping")["pong"] is True
+
+
+def test_curve_without_allow_list_refuses_to_start(ipc_dir: str, tmp_path: Path) -> None:
+    keys = make_keys(tmp_path / "keys")
+    for f in keys["authorized_dir"].iterdir():
+        f.unlink()
+    with pytest.raises(SecurityError, match="ALLOW_ANY_CLIENT"):
+        Middleware(bus_settings(ipc_dir, curve_secret_key_file=str(keys["server_secret"]))).start()
+
+
 @pytest.mark.timeout(150)
 def test_cli_run_stops_cleanly_on_sigterm(ipc_dir: str) -> None:
     s = bus_settings(ipc_dir)

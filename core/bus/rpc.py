@@ -116,20 +116,24 @@ class RPCRouter:
     :param bus: bus settings (heartbeats, limits, high-water marks)
     :param frontend: addresses the client-facing ROUTER binds
     :param backend: addresses the worker-facing ROUTER binds
-    :param topics: optional callable returning pub/sub topic statistics for ``middleware.topics``
+    :param topics: optional callable returning the pub/sub topic statistics for ``middleware.topics``,
+        already encoded (``msgspec.Raw``) so answering costs nothing per topic on this thread
     :param secure: applies CURVE server options to a router socket, when CURVE is on
     :param service_token: the token a READY must carry; None accepts any worker (tests, embedding)
+    :param pubsub_stats: optional callable returning the pub/sub router's counters for ``middleware.stats``
     """
 
     def __init__(self, ctx: zmq.Context, bus: BusSettings, frontend: list[str], backend: list[str],
-                 topics: Callable[[], dict[str, Any]] | None = None,
+                 topics: Callable[[], Any] | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None,
-                 service_token: str | None = None) -> None:
+                 service_token: str | None = None,
+                 pubsub_stats: Callable[[], dict[str, Any]] | None = None) -> None:
         self.ctx = ctx
         self.bus = bus
         self.frontend_addrs = frontend
         self.backend_addrs = backend
         self._topics = topics
+        self._pubsub_stats = pubsub_stats
         self._secure = secure
         self.services: dict[bytes, _Service] = {}
         self.workers: dict[bytes, _Worker] = {}
@@ -504,7 +508,8 @@ class RPCRouter:
     # ---------------------------------------------------------------- middleware service
     def _m_ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "time": time.time(), "protocol": P.PROTOCOL_VERSION, "version": __version__,
-                "pid": os.getpid(), "host": _socket.gethostname()}
+                "pid": os.getpid(), "host": _socket.gethostname(),
+                "heartbeat_interval": self.bus.heartbeat_interval, "heartbeat_liveness": self.bus.heartbeat_liveness}
 
     def _m_services(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -519,8 +524,7 @@ class RPCRouter:
         }
 
     def _m_topics(self, params: dict[str, Any]) -> dict[str, Any]:
-        stats = self._topics() if self._topics else {}
-        return {k: v for k, v in stats.items() if k != "_router"}
+        return self._topics() if self._topics else {}
 
     def _m_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -528,5 +532,5 @@ class RPCRouter:
                     "peers": self.peers.stats(time.monotonic()),
                     "services": len(self.services), "workers": len(self.workers),
                     "uptime": time.time() - self.started_at, "bound": self.bound},
-            "pubsub": (self._topics() or {}).get("_router", {}) if self._topics else {},
+            "pubsub": self._pubsub_stats() if self._pubsub_stats else {},
         }

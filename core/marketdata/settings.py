@@ -46,6 +46,14 @@ class MarketDataSettings(BaseModel):
     replay_port: int = Field(0, ge=0, le=65535, description="replay server port; 0 picks a free one (logged)")
     replay_secret_key: str | None = Field(
         None, description="when set, the replay server requires this key (like the cloud); unset = any key")
+    replay_control_token: str | None = Field(
+        None, description="token for /replay/start|pause|resume when no replay_secret_key is set; "
+                          "unset = a random one per server (ReplayServer.control_token)")
+    replay_ws_queue: int = Field(256, ge=1, description="messages queued per WebSocket connection before the "
+                                                      "replay waits for that client")
+    replay_ws_slow_timeout: float = Field(
+        5.0, gt=0, description="seconds a WebSocket client may keep its queue full before it is disconnected "
+                               "(other clients are never held up longer)")
     replay_bar_files: list[str] = Field(
         default_factory=list, description="user CSV/Parquet bar files (see docs/replay.md for columns)")
     replay_news_files: list[str] = Field(default_factory=list, description="news JSON/CSV files")
