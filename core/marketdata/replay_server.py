@@ -209,7 +209,7 @@ class ReplayServer:
                                    compression=None)  # loopback: deflate would only cost CPU on both ends
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        logger.info("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
+        logger.debug("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
                     self.http_url, self.ws_url, format_timestamp(self.clock.now()), format_timestamp(self.store.end),
                     "max" if self.clock.as_fast_as_possible else f"x{self.clock.speed:g}",
                     len(self.store.symbols()), len(self.timeline))
@@ -541,7 +541,7 @@ class ReplayServer:
             await self.clock.wait_until(self.store.end)
             self.clock.freeze(self.store.end if not self.clock.as_fast_as_possible else self.clock.now())
             self.ended = True
-            logger.info("replay ended at {}: {} ticks of {}, pushed {}", format_timestamp(self.clock.now()),
+            logger.debug("replay ended at {}: {} ticks of {}, pushed {}", format_timestamp(self.clock.now()),
                         self.ticks_sent, total, dict(self.pushed))
             end = self._end_message()
             for sess in list(self._sessions):
