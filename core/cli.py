@@ -67,6 +67,11 @@ def run_overrides(args: argparse.Namespace, base: Settings) -> dict[str, Any]:
     md: dict[str, Any] = {}
     out: dict[str, Any] = {}
     names = _names(args.plugins)
+    stray = [n for a in args.isolate or [] for n in _names(a) if n not in names]
+    if stray:
+        one = len(stray) == 1
+        raise OptionError(f"--isolate {', '.join(stray)}: not among --plugins ({args.plugins or 'none'}); add "
+                          f"{'it' if one else 'them'} to --plugins to run {'it' if one else 'them'} isolated")
     if args.provider:
         md["provider"] = args.provider
     if args.speed is not None:
@@ -74,8 +79,6 @@ def run_overrides(args: argparse.Namespace, base: Settings) -> dict[str, Any]:
         args.bars_per_second = bps
         if times is not None:
             md["replay_speed"] = times
-    if args.report_dir or names:
-        out["trading"] = {"report_dir": check_report_dir(args.report_dir or base.trading.report_dir)}
     if args.symbol and args.data and len(args.data) > 1:
         raise OptionError("--symbol names the symbol of one --data file; name several files "
                           "ASSET_COUNTRY_SYMBOL_INTERVAL.csv instead (e.g. STOCK_US_GOOG_DAY.csv)")
@@ -109,6 +112,8 @@ def run_overrides(args: argparse.Namespace, base: Settings) -> dict[str, Any]:
             out["plugins"] = plugins
     if md:
         out["marketdata"] = md
+    if args.report_dir or names:  # last: the folder is created only when every other value is good
+        out["trading"] = {"report_dir": check_report_dir(args.report_dir or base.trading.report_dir)}
     if names and not args.serve:
         out["bus"] = {"name": f"{base.bus.name}-run{os.getpid()}", "rpc_frontend_port": 0, "rpc_backend_port": 0,
                       "sub_port": 0, "pub_port": 0}
@@ -141,12 +146,6 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
 
     names = _names(args.plugins) or None
     isolate = [n for a in args.isolate or [] for n in _names(a)]
-    stray = [n for n in isolate if names is None or n not in names]
-    if stray:
-        print(f"error: --isolate {', '.join(stray)}: not among --plugins ({args.plugins or 'none'}); "
-              f"add {'it' if len(stray) == 1 else 'them'} to --plugins to run {'it' if len(stray) == 1 else 'them'} isolated",
-              file=sys.stderr)
-        return 2
     rt = Runtime(s, plugins=names, strict=True if (args.strict or names) else None, isolate=isolate,
                  exit_at_end=not args.serve, require_strategy=bool(names) and not args.serve,
                  bars_per_second=getattr(args, "bars_per_second", None))
@@ -434,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level, [settings.secret_key.get_secret_value() if settings.secret_key else None])
     try:
-        return handlers[args.command](args, settings)
+        code = handlers[args.command](args, settings)
+        sys.stdout.flush()  # inside the try: a reader that left (`| head`) is not an error
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `aitrados status | head`: the reader left; say nothing more

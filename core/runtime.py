@@ -375,6 +375,7 @@ class Runtime:
         report = self.trading.finished
         if report is None:
             return
+        bars, published, events = self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published
         report.errors = dict(self.trading.engine.callback_errors)
         report.partial = self.partial = partial
         folder = Path(self.settings.trading.report_dir)
@@ -384,8 +385,7 @@ class Runtime:
         print(f"report: {self.report_paths['folder'].resolve()} (trades.csv, equity.png, equity.csv, metrics.json, "
               f"summary.txt; {folder.resolve() / 'latest'} is the latest run)", flush=True)
         logger.info("replay {}: {} bars in, {} messages published, {} orders/fills/position events",
-                    "interrupted" if partial else "finished", self.hub.counts["bars_in"],
-                    self.hub.counts["published"], self.trading.events_published)
+                    "interrupted" if partial else "finished", bars, published, events)
 
     def _strategy_failure(self) -> BaseException | None:
         """An error when strategy callbacks raised during the run (unless the settings allow it)."""
