@@ -155,7 +155,13 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_config(args: argparse.Namespace, s: Settings) -> int:
-    """Print the effective settings with secrets masked."""
+    """Print the effective settings with secrets masked (JSON, or ``--toml`` to paste into
+    aitrados.toml; ``--origin`` says where each value came from)."""
+    if args.toml or args.origin:
+        from .config_toml import settings_toml
+
+        print(settings_toml(s, show_origin=args.origin, command_line=getattr(args, "overrides", None)), end="")
+        return 0
     print(dumps(s.masked()))
     return 0
 
@@ -354,7 +360,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--bundled", action="store_true", help="with --data: keep the bundled S&P 500 / NASDAQ data too")
     run.add_argument("--from", dest="start", metavar="DATE", help="start the replay at DATE (YYYY-MM-DD, UTC)")
     run.add_argument("--to", dest="end", metavar="DATE", help="end the replay after DATE (YYYY-MM-DD, UTC)")
-    add("config", cmd_config, "print the effective settings (secrets masked)")
+    cfg = add("config", cmd_config, "print the effective settings (secrets masked)")
+    cfg.add_argument("--toml", action="store_true", help="as TOML to paste into aitrados.toml")
+    cfg.add_argument("--origin", action="store_true",
+                     help="TOML with where each value came from (command line, environment, .env, file, default)")
     for name, fn, help_ in (("call", cmd_call, "call a service method"), ("status", cmd_status, "show services, topics, rates"),
                             ("tail", cmd_tail, "print messages on a topic prefix")):
         sp = add(name, fn, help_)
@@ -410,6 +419,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
     if args.log_level:
         overrides["log_level"] = check_log_level(args.log_level)
     settings = load_settings(**overrides)
+    args.overrides = overrides
     if args.command == "run":
         settings = load_settings(**deep_merge(overrides, run_overrides(args, settings)))
     check_log_level(settings.log_level)

@@ -79,3 +79,20 @@ def test_unknown_toml_section_and_syntax_errors_name_the_file(tmp_path: Path, ip
     (tmp_path / "aitrados.toml").write_text("[trading]\nreport_dir = 'mine'\n")
     r = aitrados("config", "--set", "trading.broker.initial_cash=5000", env=env, cwd=tmp_path)
     assert r.returncode == 0 and '"report_dir": "mine"' in r.stdout and '"initial_cash": 5000.0' in r.stdout
+
+
+def test_config_toml_pastes_back_and_says_where_values_came_from(tmp_path: Path, ipc_dir: str) -> None:
+    env = clean_env(ipc_dir, AITRADOS_BUS__HEARTBEAT_LIVENESS="7")
+    (tmp_path / "aitrados.toml").write_text("[trading]\nreport_dir = 'mine'\n[plugins.sma_cross]\nfast = 5\n")
+    r = aitrados("config", "--origin", "--set", "trading.broker.initial_cash=5000", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert 'report_dir = "mine" # from aitrados.toml' in lines
+    assert "fast = 5 # from aitrados.toml" in lines
+    assert "initial_cash = 5000.0 # from command line" in lines
+    assert "heartbeat_liveness = 7 # from environment" in lines
+    assert "hwm = 100000 # from default" in lines
+    pasted = aitrados("config", "--toml", "--set", "trading.broker.initial_cash=5000", env=env, cwd=tmp_path)
+    (tmp_path / "pasted.toml").write_text(pasted.stdout)
+    again = aitrados("config", "--toml", env={**env, "AITRADOS_CONFIG": str(tmp_path / "pasted.toml")}, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == pasted.stdout  # the printed TOML is the same settings
