@@ -76,7 +76,7 @@ class Progress:
         """Redraw the bar (terminal), or log a line when due or *force*d; *force* also ends the bar."""
         self.last_line = self.line(now, bars)
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
             if self._bar is None:
                 self._bar = Bar(TextColumn("replay"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
@@ -112,7 +112,8 @@ class Runtime:
     :param isolate: plugins to run in their own processes
     :param exit_at_end: return from ``wait()`` when the replay ends (the report is written first)
     :param strategies: extra strategy objects to run beside those of the plugins (for embedding)
-    :param start_clock: start the replay as soon as everything is up (False: call ``start_replay()``)
+    :param start_clock: start the replay as soon as everything is up (without strategies: at the first
+        subscription); False: only ``start_replay()`` starts it
     :param require_strategy: refuse to start when the plugins leave no strategy to run
     :param bars_per_second: pace the replay at about this many bars of the strategies' finest
         interval per second (instead of ``marketdata.replay_speed``)
@@ -320,7 +321,8 @@ class Runtime:
                         self.start_replay()
                 else:  # nothing to replay for: serve, and let the first subscriber start the clock
                     self.exit_at_end = False
-                    self.replay.server.autostart = "first_subscribe"
+                    if self.start_clock:  # (start_clock=False: only start_replay() starts it)
+                        self.replay.server.autostart = "first_subscribe"
             self._ready.set()
             ended = asyncio.ensure_future(hub.ended.wait())
             stop = asyncio.ensure_future(self._stop_req.wait())
