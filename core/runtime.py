@@ -207,7 +207,9 @@ class Runtime:
             md = daily_profile(md, self.all_needs())
             if self.bars_per_second:
                 md = md.model_copy(update={"replay_speed": self.bars_per_second * bar_seconds(self.all_needs())})
-            self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"})).start()
+            self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"}))
+            self.replay.routine_level = self.mw.routine_level
+            self.replay.start()
             self.http_url, self.ws_url = self.replay.server.http_url, self.replay.server.ws_url
             logger.log(self.mw.routine_level, "market data: local replay server at {} (no key: embedded default)",
                        self.http_url)
@@ -378,7 +380,7 @@ class Runtime:
         if report is None:
             return
         bars, published, events = self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published
-        report.errors = dict(self.trading.engine.callback_errors)
+        report.errors = self.trading.callback_errors()
         report.partial = self.partial = partial
         folder = Path(self.settings.trading.report_dir)
         self.report_paths = self.trading.write_report(folder, title=", ".join(
@@ -391,7 +393,7 @@ class Runtime:
 
     def _strategy_failure(self) -> BaseException | None:
         """An error when strategy callbacks raised during the run (unless the settings allow it)."""
-        errs = self.trading.engine.callback_errors if self.trading is not None else {}
+        errs = self.trading.callback_errors() if self.trading is not None else {}
         if not errs or self.settings.trading.allow_strategy_errors:
             return None
         return RuntimeError(f"{sum(errs.values())} strategy callback error(s): "

@@ -197,3 +197,12 @@ def test_ctrl_c_mid_replay_exits_130_with_a_partial_report(tmp_path: Path, ipc_d
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["partial"] is True and metrics["points"] < 5031
     assert "PARTIAL" in (tmp_path / "rep" / "summary.txt").read_text() and "PARTIAL" in out
+
+
+def test_an_isolated_raising_strategy_is_counted_in_the_run_too(tmp_path: Path, ipc_dir: str) -> None:
+    r = aitrados("run", "--plugins", EXPLODING, "--isolate", EXPLODING, "--report-dir", "rep",
+                 env=clean_env(ipc_dir), cwd=tmp_path, timeout=200)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert r.stderr.count("Traceback") == 1
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["strategy_errors"] == {"exploding.on_bar: ZeroDivisionError": 5031}
