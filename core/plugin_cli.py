@@ -133,7 +133,7 @@ def cmd_new_plugin(args: argparse.Namespace, settings: Any) -> int:
     opts = {key: getattr(args, key) for key, _, _ in _TEMPLATE_FLAGS}
     out = render_plugin(args.name, args.output_dir, overwrite=args.force, **opts)
     print(f"created {out}")
-    print(f"next: pip install -e {out} && aitrados plugins && aitrados run --plugins {args.name}")
+    print(f"next: pip install -e {out} && aitrados plugins && aitrados run --plugins {args.name} --serve")
     return 0
 
 

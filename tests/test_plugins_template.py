@@ -142,7 +142,7 @@ def test_aitrados_run_plugins_loads_the_installed_plugin(venv, ipc_dir) -> None:
            "AITRADOS_PLUGINS__DEMO_CROSS__FAST": "2", "AITRADOS_PLUGINS__DEMO_CROSS__SLOW": "3",
            "AITRADOS_PLUGINS__DEMO_CROSS__FULL_SYMBOL": "CRYPTO:GLOBAL:TPLCOIN",
            "AITRADOS_PLUGINS__DEMO_CROSS__INTERVAL": "1M"}
-    proc = subprocess.Popen([str(py), "-m", "aitrados", "run", "--plugins", "demo_cross"], env=env, cwd="/",
+    proc = subprocess.Popen([str(py), "-m", "aitrados", "run", "--plugins", "demo_cross", "--serve"], env=env, cwd="/",
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ep = endpoints_for(load_settings(bus={"name": name, "ipc_dir": ipc_dir}).bus, "ipc")
     try:
