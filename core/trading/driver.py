@@ -17,9 +17,8 @@ same callbacks in the same order either way (a test runs every first-party strat
 
 from __future__ import annotations
 
-from collections import Counter
-
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
