@@ -163,8 +163,9 @@ def _names(text: str | None) -> list[str]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--plugins``, ``--strict`` and ``--isolate`` to the ``run`` command's parser."""
-    parser.add_argument("--plugins", help="comma-separated plugins to load (default: setting plugin_host.default, "
-                                          "else every installed plugin; `aitrados plugins` lists them)")
+    parser.add_argument("--plugins", help="comma-separated plugins to load; each must load, else the run stops "
+                                          "(default: setting plugin_host.default, which loads none; "
+                                          "`aitrados plugins` lists what is installed)")
     parser.add_argument("--strict", action="store_true",
                         help="any plugin failure stops the start (setting plugin_host.strict)")
     parser.add_argument("--isolate", action="append", default=[], metavar="NAME",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,31 @@ class BusSettings(BaseModel):
     curve_allow_any_client: bool = Field(False, description="accept any client key that knows the server key (no allow-list); off by default")
 
 
+class StrictTomlSource(TomlConfigSettingsSource):
+    """``aitrados.toml``: a syntax error names the file; an unknown top-level section is an error.
+
+    Environment variables stay lenient (other ``AITRADOS_*`` variables may exist), but a file
+    the user wrote is checked: a misspelt ``[tradng]`` table would otherwise be silently ignored.
+    """
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{file_path}: not valid TOML: {exc}") from None
+        known = set(Settings.model_fields)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{file_path}: unknown setting(s) or section(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        return data
+
+
+def config_path() -> str:
+    """The TOML settings file in use: ``$AITRADOS_CONFIG``, else ``aitrados.toml`` in the current folder."""
+    return os.environ.get("AITRADOS_CONFIG", "aitrados.toml")
+
+
 class Settings(BaseSettings):
     """The effective configuration of one middleware (and its clients)."""
 
@@ -101,12 +127,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = os.environ.get("AITRADOS_CONFIG", "aitrados.toml")
         return (
             init_settings,
             env_settings,
             dotenv_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            StrictTomlSource(settings_cls, toml_file=config_path()),
             file_secret_settings,
         )
 

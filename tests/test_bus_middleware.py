@@ -136,7 +136,8 @@ def test_cli_run_port_in_use_exits_nonzero(ipc_dir: str) -> None:
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
     port = blocker.getsockname()[1]
-    env = clean_environ(AITRADOS_BUS__IPC_DIR=ipc_dir, AITRADOS_BUS__RPC_FRONTEND_PORT=str(port))
+    env = clean_environ(AITRADOS_BUS__IPC_DIR=ipc_dir, AITRADOS_BUS__RPC_FRONTEND_PORT=str(port),
+                        AITRADOS_BUS__RPC_BACKEND_PORT="0", AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0")
     try:
         r = subprocess.run([*AITRADOS, "run"], env=env, capture_output=True, text=True, timeout=30)
     finally:

@@ -136,6 +136,8 @@ class RPCRouter:
         self._pubsub_stats = pubsub_stats
         self._secure = secure
         self.services: dict[bytes, _Service] = {}
+        #: Level of registration and goodbye lines (the middleware sets DEBUG for quiet runs).
+        self.routine_level = "INFO"
         self.workers: dict[bytes, _Worker] = {}
         self.counters: dict[str, int] = {
             "requests": 0, "replies": 0, "errors": 0, "unknown_service": 0, "workers_lost": 0,
@@ -465,7 +467,7 @@ class RPCRouter:
         if svc is None:
             svc = self.services[name] = _Service(name)
         svc.workers.append(w)
-        logger.info("RPC backend '{}' is submitting to Register RPC Service", text)
+        logger.log(self.routine_level, "RPC backend '{}' is submitting to Register RPC Service", text)
         logger.debug("worker {} (pid {}, host {}) registered for '{}'; {} worker(s) now",
                      wid.hex(), info.get("pid"), info.get("host"), text, len(svc.workers))
 
@@ -482,7 +484,7 @@ class RPCRouter:
                 del self.services[w.service]
         name = w.service.decode()
         self.counters["workers_lost"] += 1
-        level = "INFO" if why == "it said goodbye" and not w.inflight else "WARNING"
+        level = self.routine_level if why == "it said goodbye" and not w.inflight else "WARNING"
         logger.log(level, "RPC worker {} of service '{}' dropped: {}; {} request(s) in flight answered with an error",
                    w.wid.hex(), name, why, len(w.inflight))
         body = P.error_body("ServiceUnavailable",

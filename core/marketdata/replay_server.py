@@ -175,6 +175,8 @@ class ReplayServer:
         self._build_timeline()
         self.pushed: Counter[str] = Counter()
         self.ticks_sent = 0
+        #: Level of the "listening" and "replay ended" lines (the middleware sets DEBUG in a backtest).
+        self.routine_level = "INFO"
         self.ended = False
         self.pump_error: str | None = None
         self._sessions: set[_Session] = set()
@@ -236,7 +238,7 @@ class ReplayServer:
                                    compression=None)  # loopback: deflate would only cost CPU on both ends
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        logger.info("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
+        logger.log(self.routine_level, "replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
                     self.http_url, self.ws_url, format_timestamp(self.clock.now()), format_timestamp(self.store.end),
                     "max" if self.clock.as_fast_as_possible else f"x{self.clock.speed:g}",
                     len(self.store.symbols()), len(self.timeline))
@@ -608,7 +610,7 @@ class ReplayServer:
             await self.clock.wait_until(self.store.end)
             self.clock.freeze(self.store.end if not self.clock.as_fast_as_possible else self.clock.now())
             self.ended = True
-            logger.info("replay ended at {}: {} ticks of {}, pushed {}", format_timestamp(self.clock.now()),
+            logger.log(self.routine_level, "replay ended at {}: {} ticks of {}, pushed {}", format_timestamp(self.clock.now()),
                         self.ticks_sent, total, dict(self.pushed))
             end = self._end_message()
             for sess in list(self._sessions):
@@ -649,6 +651,8 @@ class ReplayServerThread:
         self._error: BaseException | None = None
         self.server: ReplayServer | None = None
         self._stop: asyncio.Event | None = None
+        #: Level of the server's "listening" and "replay ended" lines (``ReplayServer.routine_level``).
+        self.routine_level = "INFO"
 
     def start(self, timeout: float = 30.0) -> ReplayServerThread:
         """Start the thread and wait until the server listens."""
@@ -677,6 +681,7 @@ class ReplayServerThread:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         self.server = ReplayServer(self._settings, **self._kwargs)
+        self.server.routine_level = self.routine_level
         await self.server.start()
         self._ready.set()
         try:
