@@ -145,8 +145,10 @@ class Settings(BaseSettings):
         return _mask(self.model_dump(mode="json"))
 
 
-#: Key names whose values are secrets wherever they appear in the settings.
-_SECRET_NAME = re.compile(r"secret|token|password|passwd|api_?key|credential", re.IGNORECASE)
+#: Key names whose values are secrets wherever they appear in the settings: a whole word of the
+#: snake_case name (``control_token``, ``replay_secret_key``, ``api_key``), so that counts such
+#: as ``max_tokens`` stay readable.
+_SECRET_NAME = re.compile(r"(^|_)(secret|token|password|passwd|api_?key|apikey|credentials?)(_|$)", re.IGNORECASE)
 _MASK = "**********"
 
 

@@ -158,3 +158,11 @@ def test_config_masks_replay_key_and_plugin_secrets(tmp_path: Path) -> None:
     assert cfg["marketdata"]["replay_secret_key"] == "**********"
     assert cfg["plugins"]["news"] == {"api_token": "**********", "limit": 5}
     assert cfg["bus"]["curve_secret_key_file"] == "/keys/server.key_secret"  # a path, not a secret
+
+
+def test_masking_hides_secret_named_values_but_not_counts_named_like_them() -> None:
+    from aitrados.settings import load_settings
+
+    m = load_settings(marketdata={"replay_secret_key": "s3cret", "replay_control_token": "tok"}).masked()
+    assert m["marketdata"]["replay_secret_key"] == m["marketdata"]["replay_control_token"] == "**********"
+    assert isinstance(m["trading"]["llm"]["max_tokens"], int)  # a count, not a secret: `config --toml` pastes back
