@@ -26,7 +26,7 @@ mcp = pytest.importorskip("mcp")
 from mcp.client import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(900)
 
 READ_TOOLS = {"ohlc_history", "ohlc_latest", "chart_window", "multi_timeframe_snapshot", "indicators", "news_latest",
               "news_search", "economic_calendar", "holidays", "trading_session", "symbol_reference", "account",
@@ -259,3 +259,24 @@ def test_http_needs_the_token_and_serves_the_sdk_client(runtime: Runtime, tmp_pa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_stdio_run_backtest_returns_the_main_jobs_metrics(runtime: Runtime) -> None:
+    async def go() -> tuple:
+        async with stdio_client(params(runtime)) as (r, w), ClientSession(r, w) as session:
+            await session.initialize()
+            ok = await session.call_tool("run_backtest", {"plugins": ["sma_cross"], "timeout_seconds": 400},
+                                         read_timeout_seconds=420)
+            limited = await session.call_tool("run_backtest", {"plugins": ["sma_cross"], "timeout_seconds": 400,
+                                                               "trading": {"risk": {"max_position": 0.001}}},
+                                              read_timeout_seconds=420)
+            bad = await session.call_tool("run_backtest", {"plugins": ["no_such_plugin"]})
+            return ok, limited, bad
+
+    ok, limited, bad = run(go, timeout=900)
+    m = structured(ok)
+    assert m["exit_code"] == 0 and m["metrics"]["trades"] > 10, m
+    assert "Sharpe" in m["summary"] or "sharpe" in m["summary"].lower()
+    lim = structured(limited)["metrics"]
+    assert lim["trades"] == 0 < m["metrics"]["trades"], "the settings given reach the backtest's risk engine"
+    assert bad.is_error and "unknown plugin" in bad.content[0].text and "sma_cross" in bad.content[0].text
