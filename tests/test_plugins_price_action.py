@@ -1,0 +1,72 @@
+"""The price_action plugin in a real replay, in-process and isolated: every closed bar streamed on
+the bus gives exactly the signals of the pure detector, on signal.price_action.<full_symbol>."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from aitrados.marketdata.models import Bar
+from aitrados.runtime import Runtime
+from aitrados.signals import Signal, parse_signal_topic
+from aitrados.signals.price_action import PriceAction
+from aitrados_strategies.rsi_reversion import RsiReversion
+
+from conftest import bus_settings
+
+SYM = "CRYPTO:GLOBAL:BTCUSD"
+
+
+def replay_signals(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[Bar], list[tuple[str, Any]]]:
+    s = bus_settings(ipc_dir)
+    md = s.marketdata
+    md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [SYM], 0.3, 0.05
+    s.trading.report_dir = str(tmp_path / f"report-{isolate}")
+    s.plugins["price_action"] = {"symbols": [SYM], "intervals": ["5M"], "left": 2, "right": 2}
+    rt = Runtime(s, plugins=["price_action"], isolate=["price_action"] if isolate else [],
+                 strategies=[RsiReversion(SYM, "5M", quantity=1)], start_clock=False).start()
+    bars: list[Bar] = []
+    signals: list[tuple[str, Any]] = []
+    try:
+        with rt.mw.subscriber([f"ohlc.{SYM}.5M", "signal.", "replay.end"]) as sub:
+            time.sleep(0.3)
+            rt.start_replay()
+            deadline, ended = time.monotonic() + 90, False
+            while time.monotonic() < deadline:
+                m = sub.recv(timeout=0.5)
+                if m is None:
+                    if ended and len(signals) >= len(expected(bars)):
+                        break
+                    continue
+                if m.topic == "replay.end":
+                    ended = True
+                elif m.topic.startswith("signal."):
+                    signals.append((m.topic, m.data))
+                elif m.data["closed"]:
+                    bars.append(Bar(**{k: m.data[k] for k in Bar.__struct_fields__ if k in m.data}))
+            assert ended, "the replay stalled"
+    finally:
+        rt.stop()
+    return bars, signals
+
+
+def expected(bars: list[Bar]) -> list[Signal]:
+    pa = PriceAction(SYM, "5M", left=2, right=2)
+    return [s for b in bars for s in pa.update(b)]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("isolate", [False, True])
+def test_price_action_plugin_publishes_the_detectors_signals(ipc_dir: str, tmp_path: Any, isolate: bool) -> None:
+    bars, signals = replay_signals(ipc_dir, tmp_path, isolate)
+    assert len(bars) > 50
+    want = [(s.topic, s.kind, s.time.isoformat(), s.value) for s in expected(bars)]
+    assert len(want) > 20
+    got = []
+    for topic, data in signals:
+        assert parse_signal_topic(topic) == ("price_action", SYM)
+        got.append((topic, data["kind"], data["time"] if isinstance(data["time"], str) else data["time"].isoformat(),
+                    data["value"]))
+    assert got == want
