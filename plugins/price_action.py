@@ -11,13 +11,13 @@ any plugin publishing the same records.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aitrados import hookimpl
 from aitrados.signals.price_action import PriceAction
+from aitrados.signals.publish import SignalModule
 
 __all__ = ["PriceActionSettings"]
 
@@ -36,11 +36,7 @@ class PriceActionSettings(BaseModel):
     pin_body: float = Field(0.3, ge=0, lt=1, description="largest share of the range the pin bar's body takes")
 
 
-class _State:
-    host: Any = None
-    cfg: PriceActionSettings = PriceActionSettings()
-    detectors: dict[tuple[str, str], PriceAction] = {}
-    lock = threading.Lock()
+MODULE = SignalModule()
 
 
 @hookimpl
@@ -52,26 +48,24 @@ def register_settings(register: Any) -> None:
 @hookimpl
 def on_startup(host: Any) -> None:
     """Keep the host (for publishing) and the settings; start with no history."""
-    _State.host = host
-    _State.cfg = host.plugin_settings("price_action") or PriceActionSettings()
-    _State.detectors = {}
+    MODULE.start(host, {"cfg": host.plugin_settings("price_action") or PriceActionSettings(), "detectors": {}})
+
+
+def _step(state: dict[str, Any], bar: Any) -> list[Any]:
+    cfg: PriceActionSettings = state["cfg"]
+    if (cfg.symbols and bar.full_symbol not in cfg.symbols) or (cfg.intervals and bar.interval not in cfg.intervals):
+        return []
+    key = (bar.full_symbol, bar.interval)
+    det = state["detectors"].get(key)
+    if det is None:
+        det = state["detectors"][key] = PriceAction(bar.full_symbol, bar.interval, left=cfg.left, right=cfg.right,
+                                                    zone_pct=cfg.zone_pct, pin_wick=cfg.pin_wick,
+                                                    pin_body=cfg.pin_body)
+    return det.update(bar)
 
 
 @hookimpl
 def on_bar(bar: Any) -> None:
     """Analyse each closed bar of the selected series and publish its signals."""
-    if not getattr(bar, "closed", False) or _State.host is None:
-        return
-    cfg = _State.cfg
-    if (cfg.symbols and bar.full_symbol not in cfg.symbols) or (cfg.intervals and bar.interval not in cfg.intervals):
-        return
-    key = (bar.full_symbol, bar.interval)
-    with _State.lock:
-        det = _State.detectors.get(key)
-        if det is None:
-            det = _State.detectors[key] = PriceAction(bar.full_symbol, bar.interval, left=cfg.left, right=cfg.right,
-                                                      zone_pct=cfg.zone_pct, pin_wick=cfg.pin_wick,
-                                                      pin_body=cfg.pin_body)
-        signals = det.update(bar)
-    for s in signals:
-        _State.host.publish(s.topic, s)
+    if getattr(bar, "closed", False):
+        MODULE.feed(lambda state: _step(state, bar))

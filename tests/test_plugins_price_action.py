@@ -3,7 +3,6 @@ the bus gives exactly the signals of the pure detector, on signal.price_action.<
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from aitrados.signals.price_action import PriceAction
 from aitrados_strategies.rsi_reversion import RsiReversion
 
 from conftest import bus_settings
+from replay_collect import replay_and_collect
 
 SYM = "CRYPTO:GLOBAL:BTCUSD"
 
@@ -29,24 +29,15 @@ def replay_signals(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[Bar
                  strategies=[RsiReversion(SYM, "5M", quantity=1)], start_clock=False).start()
     bars: list[Bar] = []
     signals: list[tuple[str, Any]] = []
+
+    def take(m: Any) -> None:
+        if m.topic.startswith("signal."):
+            signals.append((m.topic, m.data))
+        elif m.data["closed"]:
+            bars.append(Bar(**{k: m.data[k] for k in Bar.__struct_fields__ if k in m.data}))
+
     try:
-        with rt.mw.subscriber([f"ohlc.{SYM}.5M", "signal.", "replay.end"]) as sub:
-            time.sleep(0.3)
-            rt.start_replay()
-            deadline, ended = time.monotonic() + 90, False
-            while time.monotonic() < deadline:
-                m = sub.recv(timeout=0.5)
-                if m is None:
-                    if ended and len(signals) >= len(expected(bars)):
-                        break
-                    continue
-                if m.topic == "replay.end":
-                    ended = True
-                elif m.topic.startswith("signal."):
-                    signals.append((m.topic, m.data))
-                elif m.data["closed"]:
-                    bars.append(Bar(**{k: m.data[k] for k in Bar.__struct_fields__ if k in m.data}))
-            assert ended, "the replay stalled"
+        replay_and_collect(rt, [f"ohlc.{SYM}.5M", "signal."], take, lambda: len(signals) >= len(expected(bars)), 90)
     finally:
         rt.stop()
     return bars, signals
