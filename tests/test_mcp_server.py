@@ -280,3 +280,72 @@ def test_stdio_run_backtest_returns_the_main_jobs_metrics(runtime: Runtime) -> N
     lim = structured(limited)["metrics"]
     assert lim["trades"] == 0 < m["metrics"]["trades"], "the settings given reach the backtest's risk engine"
     assert bad.is_error and "unknown plugin" in bad.content[0].text and "sma_cross" in bad.content[0].text
+
+
+class ToolCallingModel:
+    """A loopback OpenAI-compatible chat server: first asks for chart_window, then answers from its result."""
+
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                outer.requests.append(body)
+                tool_msgs = [m for m in body["messages"] if m["role"] == "tool"]
+                if not tool_msgs:
+                    msg = {"role": "assistant", "content": None, "tool_calls": [{
+                        "id": "call_1", "type": "function", "function": {
+                            "name": "chart_window",
+                            "arguments": json.dumps({"full_symbol": SPX, "interval": "WEEK", "size": 4,
+                                                   "closed_only": True})}}]}
+                else:
+                    bars = json.loads(tool_msgs[-1]["content"])["bars"]
+                    msg = {"role": "assistant", "content": f"The last weekly close was {bars[-1]['close']}."}
+                payload = json.dumps({"choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_llm_agent_example_uses_the_mcp_tools_end_to_end(runtime: Runtime, tmp_path: Path) -> None:
+    model = ToolCallingModel()
+    try:
+        r = subprocess.run([PYTHON, str(Path(__file__).resolve().parent.parent / "examples" / "mcp_agent.py"),
+                            "--base-url", model.base_url, "--model", "fake", "--mcp-arg=--embedded",
+                            "--mcp-arg=never", "What was the last weekly close of the S&P 500?"],
+                           env=server_env(runtime), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        model.close()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "tools called: chart_window" in r.stdout
+    first = model.requests[0]
+    assert {t["function"]["name"] for t in first["tools"]} == READ_TOOLS, "the model is offered the MCP tools"
+    from aitrados.bus import RPCClient
+
+    with RPCClient(runtime.mw.endpoints().rpc_frontend, bus=runtime.settings.bus, context=runtime.mw.context) as c:
+        last = c.call("chart", "window", full_symbol=SPX, interval="WEEK", size=4, closed_only=True)[-1]
+    close = last["close"] if isinstance(last, dict) else last.close
+    assert f"answer: The last weekly close was {close}." in r.stdout

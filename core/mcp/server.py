@@ -126,6 +126,7 @@ async def serve_http(server: Any, token: str, host: str = "127.0.0.1", port: int
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts: the URL is usable once printed
     url = f"http://{host}:{sock.getsockname()[1]}/mcp"
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     userver = uvicorn.Server(config)
