@@ -243,6 +243,19 @@ def register_llm_models(register: Any) -> None:
     """
 
 
+# ------------------------------------------------------------------ signals
+
+
+@hookspec
+def on_signal(signal: Any) -> None:
+    """An analysis module published a signal (topic ``signal.<module>.<full_symbol>``).
+
+    :param signal: an ``aitrados.signals.Signal`` (module, full_symbol, time, kind, score,
+        confidence, value, reason, data); the published mapping when it does not decode.
+    :returns: nothing.
+    """
+
+
 # ------------------------------------------------------------------ MCP
 
 

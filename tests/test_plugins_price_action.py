@@ -9,9 +9,12 @@ import pytest
 
 from aitrados.marketdata.models import Bar
 from aitrados.runtime import Runtime
-from aitrados.signals import Signal, parse_signal_topic
+from aitrados.signals import parse_signal_topic
 from aitrados.signals.price_action import PriceAction
 from aitrados_strategies.rsi_reversion import RsiReversion
+
+from fixtures.plugin_env import FIXTURES  # noqa: F401 - puts the fixture plugins on sys.path
+from aitrados_testplugins import signal_listener as listener  # noqa: E402
 
 from conftest import bus_settings
 from replay_collect import replay_and_collect
@@ -25,7 +28,9 @@ def replay_signals(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[Bar
     md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [SYM], 0.3, 0.05
     s.trading.report_dir = str(tmp_path / f"report-{isolate}")
     s.plugins["price_action"] = {"symbols": [SYM], "intervals": ["5M"], "left": 2, "right": 2}
-    rt = Runtime(s, plugins=["price_action"], isolate=["price_action"] if isolate else [],
+    listener.SEEN.clear()
+    rt = Runtime(s, plugins=["price_action", "aitrados_testplugins.signal_listener:Listener"],
+                 isolate=["price_action"] if isolate else [],
                  strategies=[RsiReversion(SYM, "5M", quantity=1)], start_clock=False).start()
     bars: list[Bar] = []
     signals: list[tuple[str, Any]] = []
@@ -37,7 +42,8 @@ def replay_signals(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[Bar
             bars.append(Bar(**{k: m.data[k] for k in Bar.__struct_fields__ if k in m.data}))
 
     try:
-        replay_and_collect(rt, [f"ohlc.{SYM}.5M", "signal."], take, lambda: len(signals) >= len(expected(bars)), 90)
+        replay_and_collect(rt, [f"ohlc.{SYM}.5M", "signal."], take,
+                           lambda: len(signals) >= len(expected(bars)) and len(listener.SEEN) >= len(signals), 90)
     finally:
         rt.stop()
     return bars, signals
@@ -61,3 +67,5 @@ def test_price_action_plugin_publishes_the_detectors_signals(ipc_dir: str, tmp_p
         got.append((topic, data["kind"], data["time"] if isinstance(data["time"], str) else data["time"].isoformat(),
                     data["value"]))
     assert got == want
+    assert [(s.topic, s.kind, s.time.isoformat(), s.value) for s in listener.SEEN] == want, \
+        "a plugin's on_signal hook gets every signal as a Signal record"

@@ -9,8 +9,10 @@ from typing import Any
 
 import msgspec
 
+from ..events import ROOTS, Kind, build_topic, parse_topic
+
 #: First segment of every signal topic.
-SIGNAL_PREFIX = "signal"
+SIGNAL_PREFIX = ROOTS[Kind.SIGNAL]
 
 _MODULE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _SYMBOL = re.compile(r"^[A-Z0-9]+:[A-Z0-9]+:[A-Z0-9._\-]+$")
@@ -61,18 +63,21 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def signal_topic(module: str, full_symbol: str) -> str:
-    """The topic a module's signals about *full_symbol* are published on."""
+    """The topic a module's signals about *full_symbol* are published on (``aitrados.events`` grammar)."""
     if not _MODULE.match(module):
         raise ValueError(f"signal module {module!r}: use lower-case letters, digits and _ (e.g. price_action)")
-    return f"{SIGNAL_PREFIX}.{module}.{full_symbol}"
+    return build_topic(Kind.SIGNAL, full_symbol, module)
 
 
 def parse_signal_topic(topic: str) -> tuple[str, str]:
     """``(module, full_symbol)`` of a signal topic; ValueError when it is not one."""
-    parts = topic.split(".", 2)
-    if len(parts) != 3 or parts[0] != SIGNAL_PREFIX or not _MODULE.match(parts[1]) or not parts[2]:
+    try:
+        t = parse_topic(topic)
+    except ValueError:
+        t = None
+    if t is None or t.kind is not Kind.SIGNAL or not _MODULE.match(t.detail):
         raise ValueError(f"{topic!r} is not a signal topic (signal.<module>.<full_symbol>)")
-    return parts[1], parts[2]
+    return t.detail, t.subject
 
 
 __all__ = ["SIGNAL_PREFIX", "Signal", "parse_signal_topic", "signal_topic"]
