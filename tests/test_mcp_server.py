@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from aitrados.runtime import Runtime
+from aitrados.trading.strategy import Strategy
 
 from conftest import PYTHON, bus_settings
 
@@ -35,6 +36,14 @@ SPX = "STOCK:US:SPX"
 BTC = "CRYPTO:GLOBAL:BTCUSD"
 
 
+class Watcher(Strategy):
+    """Trades nothing: makes the middleware stream BTC bars (the risk engine refuses symbols it has no price for)."""
+
+    name = "watcher"
+    symbols = (BTC,)
+    intervals = ("1M",)
+
+
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Runtime]:
     """A serving middleware with the replay server: no strategy, risk limit of 5 units per symbol."""
@@ -47,7 +56,11 @@ def runtime() -> Iterator[Runtime]:
     md.replay_history_days = 0.5
     s.trading.risk.max_position = 5.0
     s.trading.report_dir = str(Path(d) / "report")
-    rt = Runtime(s, plugins=[], exit_at_end=False).start()
+    rt = Runtime(s, plugins=[], strategies=[Watcher()], exit_at_end=False, start_clock=False).start()
+    with rt.mw.subscriber(["replay.end"]) as sub:  # the engine has seen BTC prices (orders need one)
+        time.sleep(0.3)
+        rt.start_replay()
+        assert sub.recv(timeout=120) is not None, "the replay did not end"
     yield rt
     rt.stop()
     shutil.rmtree(d, ignore_errors=True)
@@ -168,7 +181,7 @@ def test_stdio_order_tools_go_through_the_risk_engine_and_are_published(runtime:
                 ClientSession(r, w) as session:
             await session.initialize()
             names = {t.name for t in (await session.list_tools()).tools}
-            big = await session.call_tool("submit_order", {"full_symbol": BTC, "side": "buy", "quantity": 50})
+            big = await session.call_tool("submit_order", {"full_symbol": BTC, "side": "buy", "quantity": 6})
             bad = await session.call_tool("submit_order", {"full_symbol": BTC, "side": "buy", "quantity": -1})
             lim = await session.call_tool("submit_order", {"full_symbol": BTC, "side": "buy", "quantity": 1,
                                                            "order_type": "limit"})
@@ -182,7 +195,8 @@ def test_stdio_order_tools_go_through_the_risk_engine_and_are_published(runtime:
         big = structured(out["big"])
         assert big["strategy"] == "agent_x" and not big["accepted"]
         rejected = [e for e in big["events"] if e["topic"].startswith("order.rejected")]
-        assert rejected and "max_position" in str(rejected[0]["payload"])
+        assert rejected and rejected[0]["payload"]["rule"] == "max_position", \
+            rejected[0]["payload"]["reason"]
         assert out["bad"].is_error and "quantity" in out["bad"].content[0].text
         assert out["lim"].is_error and "limit_price" in out["lim"].content[0].text
         ok = structured(out["ok"])
@@ -195,7 +209,7 @@ def test_stdio_order_tools_go_through_the_risk_engine_and_are_published(runtime:
             except queue.Empty:
                 pass
         assert [m.topic for m in seen] == ["mcp.order.agent_x"] * 2
-        assert seen[0].data["strategy"] == "agent_x" and seen[0].data["request"]["quantity"] == 50
+        assert seen[0].data["strategy"] == "agent_x" and seen[0].data["request"]["quantity"] == 6
         orders = runtime.trading.engine.broker.orders()
         mine = [o for o in orders if getattr(o, "strategy", None) == "agent_x"]
         assert len(mine) == 2, orders

@@ -377,11 +377,13 @@ def run_backtest_process(plugins: list[str], plugin_settings: dict[str, Any], tr
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=d)
         except subprocess.TimeoutExpired as exc:
             raise TimeoutError(f"the backtest did not finish within {timeout:g}s; raise timeout_seconds") from exc
-        metrics_file = report / "metrics.json"
+        found = sorted(report.rglob("metrics.json")) if report.exists() else []  # the run's own folder inside
+        metrics_file = found[0] if found else report / "metrics.json"
         if p.returncode != 0 or not metrics_file.exists():
             tail = (p.stderr or p.stdout)[-2000:]
             raise RuntimeError(f"the backtest failed (exit code {p.returncode}): {tail}")
-        summary = (report / "summary.txt").read_text() if (report / "summary.txt").exists() else ""
+        summary_file = metrics_file.parent / "summary.txt"
+        summary = summary_file.read_text() if summary_file.exists() else ""
         return BacktestResult(exit_code=p.returncode, metrics=json.loads(metrics_file.read_text()), summary=summary,
                               log_tail=p.stderr[-1000:])
 
