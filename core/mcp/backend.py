@@ -16,6 +16,7 @@ from loguru import logger
 from ..bus.addresses import endpoints_for
 from ..bus.client import RPCClient
 from ..bus.pubsub import Publisher
+from ..bus.tokens import read_token
 from ..marketdata.http_client import AitradosHTTPClient
 from ..settings import Settings
 
@@ -27,14 +28,18 @@ class Backend:
     :param embedded: ``"auto"`` starts one when none answers, ``"never"`` fails instead,
         ``"always"`` starts one without looking
     :param timeout: seconds per RPC call
+    :param trading: send the middleware's operator token (read from its ipc folder, never logged) so
+        ``trading.submit``/``cancel`` may act for the agent's strategy identity
     """
 
-    def __init__(self, settings: Settings, *, embedded: str = "auto", timeout: float = 10.0) -> None:
+    def __init__(self, settings: Settings, *, embedded: str = "auto", timeout: float = 10.0,
+                 trading: bool = False) -> None:
         if embedded not in ("auto", "never", "always"):
             raise ValueError(f"embedded must be auto, never or always, not {embedded!r}")
         self.settings = settings
         self.embedded_mode = embedded
         self.timeout = timeout
+        self.trading = trading
         self.runtime: Any = None
         self._rpc: RPCClient | None = None
         self._pub: Publisher | None = None
@@ -57,8 +62,15 @@ class Backend:
             logger.info("mcp: no middleware answers; starting an embedded one with the replay server")
             self.runtime = Runtime(self.settings, plugins=[], exit_at_end=False).start()
         ep = self._endpoints()
+        token = None
+        if self.trading:
+            token = read_token(self.settings.bus, "operator")
+            if token is None:
+                raise PermissionError("--allow-trading needs the middleware's operator token file (in its ipc "
+                                      f"folder {self.settings.bus.ipc_dir!r}); run `aitrados mcp` as the user who "
+                                      "runs the middleware")
         self._rpc = RPCClient(ep.rpc_frontend, bus=self.settings.bus, timeout=self.timeout,
-                              context=self._context())
+                              context=self._context(), token=token)
         self._pub = Publisher(ep.publish, bus=self.settings.bus, context=self._context())
         return self
 

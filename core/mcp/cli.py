@@ -66,7 +66,7 @@ def cmd_mcp(args: argparse.Namespace, settings: Any) -> int:
     token = _token(args) if args.http else ""
     names = [n.strip() for n in args.plugins.split(",") if n.strip()]
     extra = plugin_tools(settings, names)
-    backend = Backend(settings, embedded=args.embedded).start()
+    backend = Backend(settings, embedded=args.embedded, trading=args.allow_trading).start()
     try:
         server = build_server(backend, allow_trading=args.allow_trading, identity=args.identity, extra_tools=extra)
         if args.http:
