@@ -1,6 +1,6 @@
 """The ``aitrados`` command line: run the middleware and talk to a running one.
 
-Subcommands: run, config, call, tail, status, keygen (plus the plugin commands from
+Subcommands: run, config, call, tail, status, mcp, keygen (plus the plugin commands from
 ``aitrados.plugin_cli`` when present). Exit code 0 on success, non-zero on failure with the
 reason on stderr.
 """
@@ -396,6 +396,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
             sp.add_argument("prefix", nargs="?", default="", help="topic prefix, e.g. ohlc. (default: everything)")
             sp.add_argument("--count", type=int, help="stop after this many messages")
             sp.add_argument("--seconds", type=float, help="stop after this many seconds")
+    from .mcp.cli import add_arguments as add_mcp_arguments, cmd_mcp
+
+    add_mcp_arguments(add("mcp", cmd_mcp, "serve the financial MCP tools to LLM agents (stdio, or --http)"))
     kg = add("keygen", cmd_keygen, "make CURVE keys for binding beyond loopback")
     kg.add_argument("--dir", default="keys", help="folder for the key files (default ./keys)")
     kg.add_argument("--force", action="store_true", help="replace existing key files (clients holding the old keys are locked out)")

@@ -16,12 +16,13 @@ calendar   ``calendar.<country>.<event_code>``    ``CalendarEvent``             
 order      ``order.<status>.<full_symbol>``       ``Order``                         ``on_order``
 fill       ``fill.<full_symbol>``                 ``Fill``                          ``on_fill``
 position   ``position.<full_symbol>``             ``Position`` (account-wide)       ``on_position`` (hook)
+signal     ``signal.<module>.<full_symbol>``      ``Signal`` (analysis modules)     ``on_signal`` (hook)
 step       ``replay.step``                        ``{step, time}``                  —
 end        ``replay.end``                         ``{clock, bars, step}``           ``on_stop``
 ========== ====================================== ================================= ====================
 
 Full symbols may hold dots (``STOCK:US:BRK.B``): the interval is the *last* dotted part of an
-``ohlc``/``chart`` topic, an order's status the *first* after ``order.``.
+``ohlc``/``chart`` topic, an order's status the *first* after ``order.``, a signal's module the *first* after ``signal.``.
 
 This module imports nothing from aitrados at import time (records are imported when a payload
 is decoded), so every layer may use it.
@@ -63,6 +64,7 @@ class Kind(enum.StrEnum):
     ORDER = "order"
     FILL = "fill"
     POSITION = "position"
+    SIGNAL = "signal"
     STEP = "step"
     END = "end"
 
@@ -77,6 +79,7 @@ ROOTS: dict[Kind, str] = {
     Kind.ORDER: "order",
     Kind.FILL: "fill",
     Kind.POSITION: "position",
+    Kind.SIGNAL: "signal",
     Kind.STEP: "replay.step",
     Kind.END: "replay.end",
 }
@@ -92,6 +95,7 @@ CALLBACKS: dict[Kind, str] = {
     Kind.ORDER: "on_order",
     Kind.FILL: "on_fill",
     Kind.POSITION: "on_position",
+    Kind.SIGNAL: "on_signal",
 }
 
 #: The kinds the market-data hub produces that strategies receive.
@@ -104,9 +108,10 @@ END_TOPIC = ROOTS[Kind.END]
 class Topic(NamedTuple):
     """A parsed topic: its kind and parts.
 
-    ``subject`` is the full symbol (bar, chart, news, order, fill, position), the group (mtf)
-    or the country (calendar); ``detail`` the interval (bar, chart), the event code
-    (calendar) or the order status (order); both empty for step and end.
+    ``subject`` is the full symbol (bar, chart, news, order, fill, position, signal), the group
+    (mtf) or the country (calendar); ``detail`` the interval (bar, chart), the event code
+    (calendar), the order status (order) or the producing module (signal); both empty for step
+    and end.
     """
 
     kind: Kind
@@ -137,8 +142,9 @@ def build_topic(kind: Kind | str, subject: str = "", detail: str = "") -> str:
         t = root
     elif k in (Kind.BAR, Kind.CHART, Kind.CALENDAR):
         t = f"{root}.{_part(subject, 'subject', k)}.{_part(detail, 'detail', k)}"
-    elif k is Kind.ORDER:
-        t = f"{root}.{_part(detail, 'status', k)}.{_part(subject, 'full_symbol', k)}"
+    elif k in (Kind.ORDER, Kind.SIGNAL):
+        what = "status" if k is Kind.ORDER else "module"
+        t = f"{root}.{_part(detail, what, k)}.{_part(subject, 'full_symbol', k)}"
     elif k is Kind.NEWS:
         t = f"{root}.{_part(subject or 'GENERAL', 'full_symbol', k)}"
     else:  # mtf, fill, position
@@ -159,10 +165,11 @@ def topic_prefix(kind: Kind | str, subject: str | None = None, detail: str | Non
     root = ROOTS[k]
     if k in (Kind.STEP, Kind.END):
         return root
-    if k is Kind.ORDER:
+    if k in (Kind.ORDER, Kind.SIGNAL):
         if detail is None:
             return f"{root}."
-        return build_topic(k, subject, detail) if subject else f"{root}.{_part(detail, 'status', k)}."
+        what = "status" if k is Kind.ORDER else "module"
+        return build_topic(k, subject, detail) if subject else f"{root}.{_part(detail, what, k)}."
     if subject is None:
         return f"{root}."
     if detail is None:
@@ -192,12 +199,12 @@ def parse_topic(topic: str) -> Topic | None:
         return None
     if kind in (Kind.BAR, Kind.CHART):
         subject, _, detail = rest.rpartition(".")
-    elif kind in (Kind.CALENDAR, Kind.ORDER):
+    elif kind in (Kind.CALENDAR, Kind.ORDER, Kind.SIGNAL):
         first, _, second = rest.partition(".")
-        subject, detail = (second, first) if kind is Kind.ORDER else (first, second)
+        subject, detail = (first, second) if kind is Kind.CALENDAR else (second, first)
     else:
         subject, detail = rest, ""
-    if not subject or (kind in (Kind.BAR, Kind.CHART, Kind.CALENDAR, Kind.ORDER) and not detail):
+    if not subject or (kind in (Kind.BAR, Kind.CHART, Kind.CALENDAR, Kind.ORDER, Kind.SIGNAL) and not detail):
         raise ValueError(f"topic {topic!r}: a {kind.value} topic is {_SHAPES[kind]}")
     return Topic(kind, subject, detail)
 
@@ -211,6 +218,7 @@ _SHAPES = {
     Kind.ORDER: "order.<status>.<full_symbol>",
     Kind.FILL: "fill.<full_symbol>",
     Kind.POSITION: "position.<full_symbol>",
+    Kind.SIGNAL: "signal.<module>.<full_symbol>",
 }
 
 
@@ -302,6 +310,7 @@ def decode(kind: Kind | str, data: Any) -> Any:
 
     bar -> ``Bar``, chart -> :func:`decode_chart`, mtf -> ``Snapshot``, news -> ``NewsItem``,
     calendar -> ``CalendarEvent``, order -> ``Order``, fill -> ``Fill``, position -> ``Position``,
+    signal -> ``Signal``,
     step and end -> a map with ``step`` an int and times as datetimes. Struct-shaped maps and the
     AiTrados protocol records both decode.
 
@@ -329,6 +338,10 @@ def decode(kind: Kind | str, data: Any) -> Any:
             from aitrados.trading.orders import Fill, Order, Position
 
             return _convert(data, {Kind.ORDER: Order, Kind.FILL: Fill, Kind.POSITION: Position}[k])
+        if k is Kind.SIGNAL:
+            from aitrados.signals.record import Signal
+
+            return _convert(data, Signal)
         return _step(data)
     except ValueError as exc:
         raise ValueError(f"{k.value} event: {exc}") from None

@@ -241,3 +241,33 @@ def register_llm_models(register: Any) -> None:
         a ``complete`` method.
     :returns: nothing.
     """
+
+
+# ------------------------------------------------------------------ signals
+
+
+@hookspec
+def on_signal(signal: Any) -> None:
+    """An analysis module published a signal (topic ``signal.<module>.<full_symbol>``).
+
+    :param signal: an ``aitrados.signals.Signal`` (module, full_symbol, time, kind, score,
+        confidence, value, reason, data); the published mapping when it does not decode.
+    :returns: nothing.
+    """
+
+
+# ------------------------------------------------------------------ MCP
+
+
+@hookspec
+def register_mcp_tools(register: Any) -> None:
+    """Contribute tools to the MCP server (``aitrados mcp --plugins NAME``) that LLM agents call.
+
+    Call ``register(fn)`` (or ``register(fn, "tool_name", description="...")``) with a plain
+    or ``async`` function; its type hints are the tool's input schema (validated by the MCP
+    SDK) and its return annotation the structured output. The name defaults to the function's
+    and must be unique across plugins. ``register.settings`` holds this plugin's settings.
+
+    :param register: ``register(fn: Callable, name: str | None = None, *, description: str | None = None) -> None``.
+    :returns: nothing.
+    """

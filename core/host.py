@@ -43,10 +43,10 @@ from .plugins import (
 #: Topic prefix -> the hook its messages go to (from the event vocabulary, :mod:`aitrados.events`).
 EVENT_HOOKS: dict[str, str] = {topic_prefix(kind): hook for kind, hook in CALLBACKS.items()}
 #: Kinds whose hooks get the typed record (the others get the published map, as documented).
-_TYPED = (Kind.BAR, Kind.NEWS, Kind.CALENDAR)
+_TYPED = (Kind.BAR, Kind.NEWS, Kind.CALENDAR, Kind.SIGNAL)
 #: The argument name of the one-argument event hooks (hookspecs.py).
 _HOOK_ARG: dict[Kind, str] = {Kind.BAR: "bar", Kind.NEWS: "item", Kind.CALENDAR: "event", Kind.ORDER: "order",
-                              Kind.FILL: "fill", Kind.POSITION: "position"}
+                              Kind.FILL: "fill", Kind.POSITION: "position", Kind.SIGNAL: "signal"}
 
 
 def struct_name(value: Any) -> str | None:

@@ -40,6 +40,7 @@ def wire(obj):
     ("order", "STOCK:US:BRK.B", "filled", "order.filled.STOCK:US:BRK.B"),
     ("fill", "STOCK:US:SPX", "", "fill.STOCK:US:SPX"),
     ("position", "STOCK:US:SPX", "", "position.STOCK:US:SPX"),
+    ("signal", "STOCK:US:BRK.B", "price_action", "signal.price_action.STOCK:US:BRK.B"),
     ("step", "", "", "replay.step"),
     ("end", "", "", "replay.end"),
 ])

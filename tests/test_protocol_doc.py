@@ -33,7 +33,7 @@ def test_topic_table_matches_the_event_vocabulary() -> None:
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", DOC, flags=re.M))
     assert set(rows) == {k.value for k in Kind}
     subject = {"full_symbol": "STOCK:US:BRK.B", "group": "us_index", "country": "US"}
-    detail = {"interval": "DAY", "event_code": "CPI", "status": "filled"}
+    detail = {"interval": "DAY", "event_code": "CPI", "status": "filled", "module": "price_action"}
     for kind, shape in rows.items():
         names = re.findall(r"<(\w+)>", shape)
         s = next((subject[n] for n in names if n in subject), "")

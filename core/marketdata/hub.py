@@ -266,6 +266,10 @@ class ChartService(Service):
         return [{"full_symbol": w.full_symbol, "interval": w.interval, "size": w.size, "bars": len(w), "seq": w.seq}
                 for w in self._hub.flow.windows.values()]
 
+    def provider(self) -> dict[str, str]:
+        """Where this hub's market data comes from: ``{http_url, ws_url}`` (no key: it never leaves the process)."""
+        return {"http_url": self._hub.http.base_url, "ws_url": self._hub.ws.url}
+
     def stats(self) -> dict[str, Any]:
         """Hub counters: bars in, messages published, steps, stream reconnects and backfilled bars."""
         ws = self._hub.ws
