@@ -144,6 +144,9 @@ def test_metrics_parse_and_count_the_run(rt: Runtime) -> None:
             break
         assert time.monotonic() < deadline, m.keys()
         time.sleep(0.2)
+    final = rt.trading.engine.broker.equity()  # the page's equity, rebuilt from fills and closes on the bus
+    assert d.state.equity_now() == pytest.approx(final, rel=1e-9)
+    assert d.state.equity[-1]["equity"] == pytest.approx(final, rel=1e-9) and len(d.state.equity) >= 700
     req = {s.labels["service"]: s.value for s in m["aitrados_rpc_service_requests"] if s.name.endswith("_total")}
     assert req["trading"] > 0 and m["aitrados_rpc_requests"][0].value > req["trading"]  # middleware calls too
     msgs = {s.labels["prefix"]: s.value for s in m["aitrados_pubsub_messages"] if s.name.endswith("_total")}

@@ -222,16 +222,16 @@ class DashboardServer:
         return r
 
     async def _poll(self) -> None:
-        calls = {"stats": ("middleware", "stats", {}), "services": ("middleware", "services", {}),
+        calls = {"services": ("middleware", "services", {}), "stats": ("middleware", "stats", {}),
                  "topics": ("middleware", "topics", {}), "plugins": ("plugins", "status", {}),
                  "account": ("trading", "account", {}), "positions": ("trading", "positions", {}),
                  "orders": ("trading", "orders", {"status": "accepted"}), "risk": ("trading", "risk_state", {}),
                  "strategies": ("trading", "strategy_state", {})}
         while True:
-            known = {s for s in (self.state.status.get("services") or {})} | {"middleware"}
             status: dict[str, Any] = {}
             for key, (svc, method, params) in calls.items():
-                if svc not in known and key != "services":
+                known = set(status.get("services") or ()) | {"middleware"}  # "services" is polled first
+                if svc not in known:
                     continue
                 try:
                     status[key] = jsonable(await self._call(self._rpc, svc, method, **params))

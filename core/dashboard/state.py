@@ -99,6 +99,13 @@ class DashboardState:
         self.status: dict[str, Any] = {}
         self.counts: dict[str, int] = {"messages": 0, "fills": 0, "orders": 0, "bars": 0, "ignored": 0}
         self.order_status: dict[str, int] = {}
+        # equity marked to market from the bus: initial cash (from the account poll) + cash flow of
+        # fills + positions at the last close; one point per closed bar time
+        self.initial_cash: float | None = None
+        self.cash_flow = 0.0
+        self.holdings: dict[str, float] = {}
+        self.last_close: dict[str, float] = {}
+        self._unpriced: deque[tuple[float, float]] = deque(maxlen=max_equity)  # (time, pnl) before the cash is known
         self._dirty_candles: dict[str, dict[float, dict[str, float]]] = {}
         self._new: dict[str, list[dict[str, Any]]] = {"fills": [], "news": [], "calendar": [], "equity": []}
         self._dirty: set[str] = set()
@@ -153,6 +160,9 @@ class DashboardState:
                 s.closed += 1
             self.counts["bars"] += 1
             self._dirty_candles.setdefault(key, {})[t] = candle
+        if b.get("closed", True):
+            self.last_close[str(b["full_symbol"])] = candle["close"]
+            self._mark(epoch(b.get("close_datetime")) or t)
 
     def _fill(self, f: Mapping[str, Any]) -> None:
         t = epoch(f["datetime"])
@@ -166,6 +176,36 @@ class DashboardState:
                 "bar_time": marks}
         self.counts["fills"] += 1
         self._item("fills", item)
+        signed = item["quantity"] if item["side"] == "buy" else -item["quantity"]
+        self.cash_flow -= signed * item["price"] + float(f.get("commission") or 0.0)
+        self.holdings[sym] = self.holdings.get(sym, 0.0) + signed
+
+    def equity_now(self) -> float | None:
+        """Equity from the bus: initial cash + cash flow of fills + holdings at their last close (None before the cash is known)."""
+        if self.initial_cash is None:
+            return None
+        return self.initial_cash + self.cash_flow + sum(q * self.last_close.get(s, 0.0) for s, q in self.holdings.items())
+
+    def _mark(self, t: float) -> None:
+        pnl = self.cash_flow + sum(q * self.last_close.get(s, 0.0) for s, q in self.holdings.items())
+        if not math.isfinite(pnl):
+            return
+        if self.initial_cash is None:
+            self._unpriced.append((t, pnl))
+            return
+        self._point(t, self.initial_cash + pnl)
+
+    def _point(self, t: float, eq: float) -> None:
+        if self.equity and self.equity[-1]["time"] >= t:
+            if self.equity[-1]["time"] == t:
+                self.equity[-1]["equity"] = eq
+                self.peak = eq if self.peak is None else max(self.peak, eq)
+                self.equity[-1]["drawdown"] = 0.0 if not self.peak else max(0.0, 1.0 - eq / self.peak)
+            return
+        self.peak = eq if self.peak is None else max(self.peak, eq)
+        pt = {"time": t, "equity": eq, "drawdown": 0.0 if not self.peak else max(0.0, 1.0 - eq / self.peak)}
+        self.equity.append(pt)
+        self._new["equity"].append(pt)
 
     def _item(self, name: str, item: dict[str, Any]) -> None:
         getattr(self, name).append(item)
@@ -175,19 +215,12 @@ class DashboardState:
         """Replace the polled status (account, positions, orders, risk, services, topics, plugins, strategies)."""
         self.status = status
         self._dirty.add("status")
-        acct = status.get("account") or {}
-        eq = acct.get("equity")
-        t = epoch(acct.get("datetime"))
-        if isinstance(eq, (int, float)) and t is not None and math.isfinite(eq):
-            if self.equity and self.equity[-1]["time"] >= t:
-                if self.equity[-1]["time"] == t:
-                    self.equity[-1]["equity"] = float(eq)
-                return
-            self.peak = eq if self.peak is None else max(self.peak, eq)
-            dd = 0.0 if not self.peak else max(0.0, 1.0 - eq / self.peak)
-            pt = {"time": t, "equity": float(eq), "drawdown": dd}
-            self.equity.append(pt)
-            self._new["equity"].append(pt)
+        cash = (status.get("account") or {}).get("initial_cash")
+        if self.initial_cash is None and isinstance(cash, (int, float)) and math.isfinite(cash):
+            self.initial_cash = float(cash)
+            for t, pnl in self._unpriced:
+                self._point(t, self.initial_cash + pnl)
+            self._unpriced.clear()
 
     # ------------------------------------------------------------------ outputs
     def _charts(self, only: Mapping[str, Mapping[float, dict[str, float]]] | None = None) -> dict[str, Any]:

@@ -157,7 +157,7 @@ for (const t of D.trades) { const r = tb.insertRow();
 """
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body {{ font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #222; }}
