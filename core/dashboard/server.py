@@ -25,6 +25,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -92,11 +93,14 @@ class DashboardServer:
     :param fps: frames per second pushed to pages at most
     :param poll_interval: seconds between status polls over RPC
     :param queue_size: frames a page may fall behind before it is disconnected
+    :param send_buffer: kernel send buffer per page, bytes (fixed, so a page that stops reading holds at
+        most this plus ``queue_size`` frames before it is disconnected)
     """
 
     def __init__(self, rpc_address: str, sub_address: str, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, operator_token: str | None = None, context: zmq.Context | None = None,
-                 bus: Any = None, fps: float = 10.0, poll_interval: float = 0.25, queue_size: int = 64) -> None:
+                 bus: Any = None, fps: float = 10.0, poll_interval: float = 0.25, queue_size: int = 64,
+                 send_buffer: int = 256 * 1024) -> None:
         if token == "" and not is_loopback(host):
             raise ValueError(f"refusing to serve the dashboard on {host} without a token: bind 127.0.0.1 "
                              "or keep the token (the default)")
@@ -107,6 +111,7 @@ class DashboardServer:
         self.context = context or zmq.Context.instance()
         self.bus = bus
         self.fps, self.poll_interval, self.queue_size = fps, poll_interval, queue_size
+        self.send_buffer = send_buffer
         self.state = DashboardState()
         self.metrics = Metrics(self._metrics_read)
         self.pages: set[_Page] = set()
@@ -177,7 +182,7 @@ class DashboardServer:
         self._op = self._client(self.operator_token)
         try:
             async with serve(self._handler, self.host, self.port, process_request=self._http,
-                             max_size=2**16, ping_interval=20, ping_timeout=20) as server:
+                             max_size=2**16, ping_interval=20, ping_timeout=20, close_timeout=2) as server:
                 self.port = _bound_port(server, self.port)
                 self._ready.set()
                 tasks = [asyncio.ensure_future(c) for c in (self._read_bus(), self._tick(), self._poll())]
@@ -327,6 +332,9 @@ class DashboardServer:
     # ------------------------------------------------------------------ WebSocket
     async def _handler(self, ws: ServerConnection) -> None:
         page = _Page(ws, self.queue_size)
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None and self.send_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         self.counters["pages"] += 1
         page.queue.put_nowait(json.dumps(self.state.snapshot(), allow_nan=False))
         self.pages.add(page)
