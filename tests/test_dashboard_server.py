@@ -89,8 +89,8 @@ def test_page_needs_the_token_and_the_stream_grows_with_the_replay(rt: Runtime) 
                            additional_headers={"Cookie": f"aitrados_dashboard={d.token}"}) as ws:
             first = await frames_until(ws, lambda m: True)
             rt.start_replay()
-            later = await frames_until(ws, lambda m: m["clock"].get("ended") and m["fills"] >= 2
-                                       and m["status"].get("strategies"))
+            later = await frames_until(ws, lambda m: m["clock"].get("ended") and m["fills"] >= 2 and "SMA5" in str(
+                m["status"].get("strategies")))  # a status poll after the strategy warmed up
             return {"first": first, "later": later}
 
     out = asyncio.run(run())

@@ -94,7 +94,7 @@ def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str,
         assert latest.is_symlink() and latest.resolve().parent == (tmp_path / "report").resolve()
         assert latest.resolve().name.startswith("run-") and latest.resolve() == rt.report_paths["folder"].resolve()
         files = sorted(p.name for p in latest.iterdir())
-        assert files == ["equity.csv", "equity.png", "metrics.json", "summary.txt", "trades.csv"]
+        assert files == ["equity.csv", "equity.png", "metrics.json", "report.html", "summary.txt", "trades.csv"]
         assert (latest / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         rt.stop()
