@@ -79,8 +79,9 @@ def test_live_page_grows_trips_the_kill_switch_and_the_report_shows_trades(rt: R
     d = rt.dashboard
     browser.get(d.login_url)
     wait_for(lambda: text(browser, "conn") == "live", "the page's WebSocket")
-    before, markers_before = int(text(browser, "candle-count")), int(text(browser, "marker-count"))
-    assert markers_before == 0  # the clock has not started: no fill yet
+    before = int(wait_for(lambda: text(browser, "candle-count") != "0" and text(browser, "candle-count"),
+                          "the hydrated history (chart window backfill)"))
+    assert int(text(browser, "marker-count")) == 0  # the clock has not started: no fill yet
     rt.start_replay()
     wait_for(lambda: int(text(browser, "marker-count")) >= 2 and int(text(browser, "candle-count")) > before + 100,
              "candles and fill markers to grow")

@@ -122,6 +122,7 @@ class DashboardServer:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._backfilled: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -245,7 +246,23 @@ class DashboardServer:
                     status.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
             status["dashboard"] = {**self.counters, "pages": len(self.pages)}
             self.state.set_status(status)
+            if "chart" in (status.get("services") or {}):
+                await self._backfill()
             await asyncio.sleep(self.poll_interval)
+
+    async def _backfill(self) -> None:
+        """Load the bars a chart window already holds (hydrated history) once per new (symbol, interval)."""
+        try:
+            for w in await self._call(self._rpc, "chart", "list"):
+                fs, iv = w["full_symbol"], w["interval"]
+                if (fs, iv) in self._backfilled:
+                    continue
+                self._backfilled.add((fs, iv))
+                for b in await self._call(self._rpc, "chart", "window", full_symbol=fs, interval=iv):
+                    self.state.feed(f"ohlc.{fs}.{iv}", b)
+        except BusError as exc:
+            self.counters["poll_errors"] += 1
+            logger.debug("dashboard: chart backfill failed: {}", exc)
 
     async def _tick(self) -> None:
         period = 1.0 / self.fps
