@@ -140,7 +140,7 @@ def test_metrics_parse_and_count_the_run(rt: Runtime) -> None:
     while True:  # the next status poll after the end carries the final counts
         m = metrics(d.url)
         fills = m.get("aitrados_fills", [])
-        if fills and fills[0].value >= 2 and m.get("aitrados_equity"):
+        if fills and fills[0].value >= 2 and m.get("aitrados_equity") and d.state.clock.get("ended"):
             break
         assert time.monotonic() < deadline, m.keys()
         time.sleep(0.2)
