@@ -65,15 +65,23 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
         s.marketdata.replay_speed = args.speed
     names = _names(args.plugins) or None
     isolate = [n for a in args.isolate or [] for n in _names(a)]
-    from .dashboard.launch import DEFAULT_PORT
-
-    port = args.dashboard if args.dashboard is not None else (DEFAULT_PORT if args.serve and not args.no_dashboard else None)
     rt = Runtime(s, plugins=names, strict=True if args.strict else None, isolate=isolate,
-                 exit_at_end=not args.serve, dashboard=None if args.no_dashboard else port)
+                 exit_at_end=not args.serve, dashboard=dashboard_port(args))
     rt.dashboard_any_port = args.dashboard is None  # only the implied default port may move
     rt.mw.install_signal_handlers()
     rt.start()
     return rt.wait()
+
+
+def dashboard_port(args: argparse.Namespace) -> int | None:
+    """The dashboard port ``run`` asks for: ``--dashboard [PORT]``, the default with ``--serve``, None when off."""
+    from .dashboard.launch import DEFAULT_PORT
+
+    if args.no_dashboard:
+        return None
+    if args.dashboard is not None:
+        return int(args.dashboard)
+    return DEFAULT_PORT if args.serve else None
 
 
 def cmd_config(args: argparse.Namespace, s: Settings) -> int:
@@ -197,6 +205,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         return sp
 
     run = add("run", cmd_run, "run the middleware, plugins and market data (a replay ends with a report)")
+    from .dashboard.launch import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
     from .plugin_cli import add_run_arguments
 
     add_run_arguments(run)
@@ -206,7 +215,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--report-dir", help="folder for the end-of-replay reports, one run-<UTC time> folder per run and a latest link "
                      "(setting trading.report_dir)")
     run.add_argument("--serve", action="store_true", help="keep serving after the replay ends (until Ctrl-C)")
-    run.add_argument("--dashboard", type=int, nargs="?", const=8780, metavar="PORT",
+    run.add_argument("--dashboard", type=int, nargs="?", const=DEFAULT_DASHBOARD_PORT, metavar="PORT",
                      help="serve the live dashboard and /metrics on 127.0.0.1:PORT (default 8780; on with --serve)")
     run.add_argument("--no-dashboard", action="store_true", help="no dashboard, even with --serve")
     add("config", cmd_config, "print the effective settings (secrets masked)")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from aitrados.bus.errors import ServiceUnavailableError
 from aitrados.runtime import Runtime
 
 from conftest import ROOT
@@ -62,6 +63,19 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         time.sleep(0.1)
 
 
+def call(rt: Runtime, service: str, method: str, **params: object) -> Any:
+    """An RPC call to the runtime, retried while its worker reconnects (heartbeats lost on a loaded machine)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with rt.mw.rpc_client(timeout=10) as c:
+                return c.call(service, method, **params)
+        except ServiceUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def text(drv: Any, id_: str) -> str:
     return drv.execute_script(f"return document.getElementById('{id_}').textContent")
 
@@ -101,17 +115,15 @@ def test_live_page_grows_trips_the_kill_switch_and_the_report_shows_trades(rt: R
     wait_for(lambda: browser.execute_script("return document.getElementById('confirm').open"), "the confirmation")
     browser.find_element("id", "confirm-ok").click()
     wait_for(lambda: text(browser, "kill-state") == "TRIPPED", "the page to show the tripped switch")
-    with rt.mw.rpc_client(timeout=10) as c:
-        assert c.call("trading", "risk_state")["kill_switch"] is True
-        ev = c.call("trading", "submit", strategy="ext", intent={"full_symbol": SYM, "side": "buy", "quantity": 1})
+    assert call(rt, "trading", "risk_state")["kill_switch"] is True
+    ev = call(rt, "trading", "submit", strategy="ext", intent={"full_symbol": SYM, "side": "buy", "quantity": 1})
     assert ev[0]["payload"]["status"] == "rejected"
     # cancelling the confirmation does nothing
     browser.find_element("id", "reset-btn").click()
     wait_for(lambda: browser.execute_script("return document.getElementById('confirm').open"), "the confirmation")
     browser.find_element("id", "confirm-cancel").click()
     time.sleep(0.5)  # not a correctness wait: gives a wrongly sent reset the chance to show up below
-    with rt.mw.rpc_client(timeout=10) as c:
-        assert c.call("trading", "risk_state")["kill_switch"] is True
+    assert call(rt, "trading", "risk_state")["kill_switch"] is True
 
     # the self-contained HTML report: trade markers on the price chart
     report = rt.report_paths["html"]

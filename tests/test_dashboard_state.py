@@ -77,3 +77,4 @@ def test_equity_points_before_the_initial_cash_is_known_are_priced_when_it_arriv
     assert not s.equity and s.equity_now() is None
     s.set_status({"account": {"initial_cash": 100.0}})
     assert [p["equity"] for p in s.equity] == [100.0, 100.0 + 20.0 - 30.0]
+

@@ -136,7 +136,7 @@ function render() {
     .slice(0, 40).map(([t, i]) => [t, i.count, i.rate]));
   const pl = (s.plugins || {}).plugins || [], wk = (s.plugins || {}).workers || [];
   table("plugins", ["plugin", "status", "errors"], pl.map((p) => [p.name, p.status || (p.loaded ? "loaded" : p.error || ""),
-    Object.values(p.errors || {}).reduce((a, b) => a + b, 0)]).concat(wk.map((w) => [`worker ${(w.plugins || []).join(",")}`, w.status, w.restarts ?? ""])));
+    Object.values(p.errors || {}).reduce((a, b) => a + b, 0)]).concat(wk.map((w) => [`worker ${(w.plugins || []).join(",")} pid ${w.pid ?? "-"}`, `${w.status}${w.reason ? ": " + w.reason : ""}`, `restarts ${w.restarts ?? 0}`])));
   table("news", ["time", "symbol", "title"], model.news.slice(-30).reverse().map((n) => [when(n.time), n.symbol, n.title]));
   table("calendar", ["time", "country", "event", "actual", "forecast"], model.calendar.slice(-30).reverse()
     .map((e) => [when(e.time), e.country, e.title, e.actual, e.forecast]));
