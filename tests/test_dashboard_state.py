@@ -42,7 +42,10 @@ def test_histories_are_bounded_and_older_candles_than_the_window_are_ignored() -
 
 
 @pytest.mark.parametrize("topic,data", [("ohlc.X.1M", {"bad": 1}), ("fill.X", None), ("replay.step", "x"),
-                                        ("something.else", {}), ("ohlc.X.1M", {**bar(0, 1.0), "datetime": "never"})])
+                                        ("something.else", {}), ("ohlc.X.1M", {**bar(0, 1.0), "datetime": "never"}),
+                                        ("ohlc.X.1M", bar(0, float("nan"))),
+                                        ("fill.X", {"full_symbol": SYM, "side": "buy", "quantity": float("inf"),
+                                                    "price": 1.0, "datetime": T0})])
 def test_bad_messages_are_counted_and_change_nothing(topic: str, data: object) -> None:
     s = DashboardState()
     s.feed(topic, data)

@@ -155,6 +155,8 @@ class DashboardState:
             s = self.series[key] = _Series(self.max_candles)
         candle = {"time": t, "open": float(b["open"]), "high": float(b["high"]), "low": float(b["low"]),
                   "close": float(b["close"])}
+        if not all(math.isfinite(v) for v in candle.values()):
+            raise ValueError("a bar with a non-finite price")
         if s.put(t, candle):
             if b.get("closed", True):
                 s.closed += 1
@@ -174,6 +176,8 @@ class DashboardState:
         item = {"time": t, "symbol": sym, "side": str(f["side"]), "quantity": float(f["quantity"]),
                 "price": float(f["price"]), "strategy": f.get("strategy", ""), "order_id": f.get("order_id"),
                 "bar_time": marks}
+        if not (math.isfinite(item["quantity"]) and math.isfinite(item["price"])):
+            raise ValueError("a fill with a non-finite price or quantity")
         self.counts["fills"] += 1
         self._item("fills", item)
         signed = item["quantity"] if item["side"] == "buy" else -item["quantity"]
