@@ -150,13 +150,13 @@ class DashboardState:
         if t is None:
             raise ValueError("bar without a datetime")
         key = f"{b['full_symbol']} {b['interval']}"
-        s = self.series.get(key)
-        if s is None:
-            s = self.series[key] = _Series(self.max_candles)
         candle = {"time": t, "open": float(b["open"]), "high": float(b["high"]), "low": float(b["low"]),
                   "close": float(b["close"])}
         if not all(math.isfinite(v) for v in candle.values()):
             raise ValueError("a bar with a non-finite price")
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = _Series(self.max_candles)
         if s.put(t, candle):
             if b.get("closed", True):
                 s.closed += 1
