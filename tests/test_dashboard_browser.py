@@ -63,17 +63,26 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         time.sleep(0.1)
 
 
-def call(rt: Runtime, service: str, method: str, **params: object) -> Any:
+def call(rt: Runtime, service: str, method: str, role: str | None = None, **params: object) -> Any:
     """An RPC call to the runtime, retried while its worker reconnects (heartbeats lost on a loaded machine)."""
     deadline = time.monotonic() + 30
     while True:
         try:
-            with rt.mw.rpc_client(timeout=10) as c:
+            with rt.mw.rpc_client(timeout=10, role=role) as c:
                 return c.call(service, method, **params)
         except ServiceUnavailableError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def submit_one(rt: Runtime) -> dict:
+    """Submit one market buy as a strategy attached from outside; returns its first order event."""
+    session = call(rt, "trading", "attach", role="service", strategy="ext")["session"]
+    ev = call(rt, "trading", "submit", role="service", strategy="ext", session=session,
+              intent={"full_symbol": SYM, "side": "buy", "quantity": 1})
+    call(rt, "trading", "detach", role="service", strategy="ext", session=session)
+    return ev[0]
 
 
 def text(drv: Any, id_: str) -> str:
@@ -116,8 +125,7 @@ def test_live_page_grows_trips_the_kill_switch_and_the_report_shows_trades(rt: R
     browser.find_element("id", "confirm-ok").click()
     wait_for(lambda: text(browser, "kill-state") == "TRIPPED", "the page to show the tripped switch")
     assert call(rt, "trading", "risk_state")["kill_switch"] is True
-    ev = call(rt, "trading", "submit", strategy="ext", intent={"full_symbol": SYM, "side": "buy", "quantity": 1})
-    assert ev[0]["payload"]["status"] == "rejected"
+    assert submit_one(rt)["payload"]["status"] == "rejected"
     # cancelling the confirmation does nothing
     browser.find_element("id", "reset-btn").click()
     wait_for(lambda: browser.execute_script("return document.getElementById('confirm').open"), "the confirmation")

@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from aitrados.dashboard import DashboardServer
 from aitrados.runtime import Runtime
 
-from test_dashboard_browser import call
+from test_dashboard_browser import submit_one
 from test_trading_runtime import SYM, make_runtime
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,8 +127,7 @@ def test_kill_switch_from_the_stream_refuses_the_next_order(rt: Runtime) -> None
     assert [a["ok"] for a in answers] == [False, False, True]
     assert "unknown command" in answers[1]["error"]
     assert answers[2]["risk"]["kill_switch"] is True
-    ev = call(rt, "trading", "submit", strategy="ext", intent={"full_symbol": SYM, "side": "buy", "quantity": 1})
-    assert ev and ev[0]["payload"]["status"] == "rejected"
+    assert submit_one(rt)["payload"]["status"] == "rejected"
     m = metrics(d.url)
     assert m["aitrados_kill_switch_tripped"][0].value == 1.0
 

@@ -205,7 +205,7 @@ class DashboardServer:
     def _client(self, token: str | None) -> AsyncRPCClient:
         kw: dict[str, Any] = {"bus": self.bus, "context": self.context, "timeout": 5.0}
         if token:
-            kw["token"] = token  # an operator token, once the bus's client takes one
+            kw["token"] = token  # the operator token: trading.trip/reset need it
         return AsyncRPCClient(self.rpc_address, **kw)
 
     # ------------------------------------------------------------------ bus and polls
