@@ -3,7 +3,7 @@
 Both run in this process on the bundled S&P 500 daily closes. The baseline recomputes the
 three `ta` indicators over the last 500 closes for each new bar (what a strategy does when it
 calls `ta` on its chart window); ours updates three O(1) objects. Prints µs per bar and the
-ratio. Run: ``python bench/bench_indicators.py [--ta-bars N]``.
+ratio. Run: ``python bench/bench_indicators.py [--ta-bars N]`` (needs ``ta``: extra ``bench`` or ``test``).
 """
 
 from __future__ import annotations

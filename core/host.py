@@ -427,7 +427,7 @@ class PluginHost:
                                f"within 15s{': ' + str(self._pump_error) if self._pump_error else ''}")
         if self._pump_error is not None:
             raise self._pump_error
-        logger.info("plugin host started: {} in-process ({}), {} isolated ({})", len(self.registry.loaded()),
+        logger.debug("plugin host started: {} in-process ({}), {} isolated ({})", len(self.registry.loaded()),
                     ", ".join(self.registry.loaded()) or "-", len(self.isolated), ", ".join(self.isolated) or "-")
 
     async def _pump(self, endpoints: Endpoints, zctx: zmq.Context, prefixes: list[str]) -> None:
@@ -492,7 +492,7 @@ class PluginHost:
         self.runner.loop = None
         if self.context_obj is not None:
             self.context_obj.close()
-        logger.info("plugin host stopped")
+        logger.debug("plugin host stopped")
 
     def __enter__(self) -> PluginHost:
         return self

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterable
 
 from loguru import logger
+from rich.console import Console
+from rich.text import Text
 
 _secrets: set[str] = set()
 
@@ -35,7 +37,27 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> No
     fmt = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | {message}"
     if level.upper() == "DEBUG":
         fmt += " <dim>({name}:{line})</dim>"
-    logger.add(sys.stderr, level=level.upper(), format=fmt, filter=_scrub, backtrace=False, diagnose=False)
+    con = console()
+    if con.is_terminal:  # through the rich console, so a live progress bar stays below the log lines
+        logger.add(_console_sink, level=level.upper(), format=fmt, filter=_scrub, backtrace=False,
+                   diagnose=False, colorize=True)
+    else:
+        logger.add(sys.stderr, level=level.upper(), format=fmt, filter=_scrub, backtrace=False, diagnose=False)
+
+
+_console: Console | None = None
+
+
+def console() -> Console:
+    """The rich console on stderr that log lines, the progress bar and the summary share."""
+    global _console
+    if _console is None or _console.file is not sys.stderr:
+        _console = Console(stderr=True, highlight=False)
+    return _console
+
+
+def _console_sink(message: str) -> None:
+    console().print(Text.from_ansi(str(message).rstrip("\n")), soft_wrap=True)
 
 
 def _thread_excepthook(args: threading.ExceptHookArgs) -> None:

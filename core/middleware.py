@@ -39,8 +39,12 @@ class Middleware:
         reach the routers over inproc without passing it around
     """
 
-    def __init__(self, settings: Settings | None = None, context: zmq.Context | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, context: zmq.Context | None = None,
+                 quiet: bool = False) -> None:
         self.settings = settings or load_settings()
+        #: Level of the routine start/registration/goodbye lines: INFO, or DEBUG when *quiet*
+        #: (a finite backtest keeps the terminal for its progress and summary).
+        self.routine_level = "DEBUG" if quiet else "INFO"
         self.bus = self.settings.bus
         self.context = context or zmq.Context.instance()
         self.rpc: RPCRouter | None = None
@@ -50,6 +54,8 @@ class Middleware:
         self._tcp_ports: dict[Role, int] = {}
         self._ipc_files: list[Path] = []
         self._stopped = threading.Event()
+        #: The signal (SIGINT, SIGTERM) that asked this middleware to stop, if one did.
+        self.signal_received: int | None = None
         self.running = False
         self.tokens: dict[str, str] = {}
         self._token_files: list[Path] = []
@@ -82,8 +88,8 @@ class Middleware:
         self.pubsub = PubSubRouter(self.context, self.bus, self._bind_addresses("publish"),
                                    self._bind_addresses("subscribe"), secure=secure)
         self.rpc = RPCRouter(self.context, self.bus, self._bind_addresses("rpc_frontend"),
-                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topic_stats, secure=secure,
-                             service_token=self.tokens["service"])
+                             self._bind_addresses("rpc_backend"), topics=self.pubsub.topics_encoded, secure=secure,
+                             service_token=self.tokens["service"], pubsub_stats=self.pubsub.router_stats)
         try:
             ps = self.pubsub.bind()
             rp = self.rpc.bind()
@@ -105,14 +111,15 @@ class Middleware:
                     self._ipc_files.append(Path(a[len("ipc://"):]))
         self._write_tokens()
         self.pubsub.start()
+        self.rpc.routine_level = self.routine_level
         self.rpc.start()
         self.running = True
-        logger.info("Pubsub Router Started")
-        logger.info("Sub addr:{}", ps["sub"])
-        logger.info("Pub addr:{}", ps["pub"])
-        logger.info("RPC Router Started")
-        logger.info("Frontend addr:{}", rp["frontend"])
-        logger.info("Backend addr:{}", rp["backend"])
+        logger.log(self.routine_level, "Pubsub Router Started")
+        logger.log(self.routine_level, "Sub addr:{}", ps["sub"])
+        logger.log(self.routine_level, "Pub addr:{}", ps["pub"])
+        logger.log(self.routine_level, "RPC Router Started")
+        logger.log(self.routine_level, "Frontend addr:{}", rp["frontend"])
+        logger.log(self.routine_level, "Backend addr:{}", rp["backend"])
         return self
 
     def stop(self) -> None:
@@ -132,7 +139,7 @@ class Middleware:
         self._remove_tokens()
         self.running = False
         self._stopped.set()
-        logger.info("middleware stopped")
+        logger.debug("middleware stopped")
 
     def _write_tokens(self) -> None:
         """Write this run's token files (after the binds succeeded: never over a running middleware's)."""
@@ -176,7 +183,13 @@ class Middleware:
         """Make SIGINT and SIGTERM end ``wait()`` (call before ``start()`` so no signal is missed)."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self._stopped.set())
+                signal.signal(sig, lambda signum, _frame: self.request_stop(signum))
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Ask ``wait()`` to return; *signum* records the signal that asked (``signal_received``)."""
+        if signum is not None:
+            self.signal_received = signum
+        self._stopped.set()
 
     def wait(self, install_signals: bool = True) -> int:
         """Block until SIGINT/SIGTERM, ``stop()`` or a router failure; stops and returns an exit code."""

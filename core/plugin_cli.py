@@ -69,7 +69,11 @@ def cmd_plugins(args: argparse.Namespace, settings: Any) -> int:
 
 # ---------------------------------------------------------------- aitrados new-plugin
 def template_dir() -> Path:
-    """The cookiecutter template folder (``AITRADOS_PLUGIN_TEMPLATE`` overrides)."""
+    """The cookiecutter template folder (``AITRADOS_PLUGIN_TEMPLATE`` overrides).
+
+    An installed wheel carries it as ``aitrados/plugin_template``; an editable install of a
+    checkout finds ``plugin_template/`` beside ``core/``.
+    """
     env = os.environ.get("AITRADOS_PLUGIN_TEMPLATE")
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve().parent
@@ -94,7 +98,7 @@ def template_context(name: str, **opts: Any) -> dict[str, str]:
         "author": "Your Name",
         "author_email": "you@example.com",
         "version": "0.1.0",
-        "full_symbol": "STOCK:US:SPY",
+        "full_symbol": "STOCK:US:SPX",
         "interval": "DAY",
     }
     for k, v in opts.items():
@@ -106,8 +110,15 @@ def template_context(name: str, **opts: Any) -> dict[str, str]:
 
 
 def render_plugin(name: str, output_dir: str | Path = ".", overwrite: bool = False, **opts: Any) -> Path:
-    """Render the template for plugin *name* into *output_dir*; returns the project folder."""
-    from cookiecutter.main import cookiecutter
+    """Render the template for plugin *name* into *output_dir*; returns the project folder.
+
+    Needs cookiecutter, which comes with the ``template`` extra (``pip install 'aitrados[template]'``).
+    """
+    try:
+        from cookiecutter.main import cookiecutter
+    except ImportError as exc:
+        raise RuntimeError("`aitrados new-plugin` needs cookiecutter, which the runtime does not install: "
+                           "pip install 'aitrados[template]'") from exc
 
     ctx = template_context(name, **opts)
     target = Path(output_dir) / ctx["project_name"]
@@ -124,7 +135,7 @@ _TEMPLATE_FLAGS = (("project_name", "--dist", "distribution name (default aitrad
                    ("author", "--author", "author name"),
                    ("author_email", "--email", "author e-mail"),
                    ("version", "--plugin-version", "first version (default 0.1.0)"),
-                   ("full_symbol", "--symbol", "symbol the example strategy trades (default STOCK:US:SPY)"),
+                   ("full_symbol", "--symbol", "symbol the example strategy trades (default STOCK:US:SPX, bundled)"),
                    ("interval", "--interval", "interval of the example strategy (default DAY)"))
 
 
@@ -152,8 +163,9 @@ def _names(text: str | None) -> list[str]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--plugins``, ``--strict`` and ``--isolate`` to the ``run`` command's parser."""
-    parser.add_argument("--plugins", help="comma-separated plugins to load (default: setting plugin_host.default, "
-                                          "else every installed plugin; `aitrados plugins` lists them)")
+    parser.add_argument("--plugins", help="comma-separated plugins to load; each must load, else the run stops "
+                                          "(default: setting plugin_host.default, which loads none; "
+                                          "`aitrados plugins` lists what is installed)")
     parser.add_argument("--strict", action="store_true",
                         help="any plugin failure stops the start (setting plugin_host.strict)")
     parser.add_argument("--isolate", action="append", default=[], metavar="NAME",

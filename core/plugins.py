@@ -187,6 +187,10 @@ class PluginRegistry:
         for n in [*(names or ()), *self.host_settings.always]:
             n = n.strip()
             if ":" in n and n not in self.installed:
+                mod, _, attr = n.partition(":")
+                if not all(p.isidentifier() for part in (mod, attr) for p in part.split(".")):
+                    raise UnknownPluginError(f"plugin {n!r}: a plugin given directly is module:attribute "
+                                             "(e.g. my_pkg.plugin:Plugin), else an installed plugin name")
                 self.installed[n] = EntryPoint(name=n, value=n, group=ENTRY_POINT_GROUP)
                 self.infos[n] = PluginInfo(n, n)
         return resolve_selection(self.installed, names, self.host_settings)
@@ -218,9 +222,9 @@ class PluginRegistry:
             self._collect(name, obj)
         except PluginError as exc:
             info.status, info.reason = "failed", str(exc)
+            if self.strict:  # the caller reports it (once) and stops
+                raise PluginLoadError(f"plugin {name!r} failed to load: {exc}") from exc
             logger.error("plugin {!r} not loaded: {}", name, exc)
-            if self.strict:
-                raise PluginLoadError(f"plugin {name!r} failed to load (strict mode): {exc}") from exc
             return info
         info.status, info.reason = "loaded", None
         info.hooks = sorted(c.name for c in (self.pm.get_hookcallers(obj) or []))

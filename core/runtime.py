@@ -16,7 +16,6 @@ kept up makes ``wait()`` stop the middleware with exit code 1 and the reason.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,18 +24,21 @@ from typing import Any
 from loguru import logger
 
 from .bus.pubsub import Publisher
-from .bus.service import ServiceWorker
+from .bus.service import Service, ServiceWorker
 from .events import Kind
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
-from .marketdata.intervals import is_intraday
-from .marketdata.loader import bundled_bar_files, load_bars, symbol_from_filename
+from .marketdata.intervals import interval_minutes, is_intraday, normalize_interval
+from .marketdata.loader import bundled_bar_files, symbol_from_filename
+from .marketdata.replay_store import bar_file_spec
 from .marketdata.models import normalize_full_symbol, parse_full_symbol
 from .marketdata.settings import MarketDataSettings
+from .log import console
 from .middleware import Middleware
 from .settings import Settings
 from .dashboard.launch import start_dashboard
 from .trading.engine import TradingEngine
+from .trading.report import build_report
 from .trading.report_html import PriceHistory, write_html_report
 from .trading.runtime import TradingRuntime, TradingService
 from .trading.settings import engine_from_settings
@@ -44,40 +46,63 @@ from .trading.strategy import Strategy
 
 
 class Progress:
-    """A one-line progress display of a replay (a bar on a terminal, log lines otherwise)."""
+    """The progress of a replay: a rich progress bar on a terminal (sharing the console with the
+    log lines), a log line every 5 s otherwise."""
 
-    def __init__(self, start: Any, end: Any, every: float = 0.5) -> None:
+    def __init__(self, start: Any, end: Any, every: float = 5.0) -> None:
         self.start, self.end = start, end
         self.every = every
-        self.tty = sys.stderr.isatty()
+        self.console = console()
+        self.tty = self.console.is_terminal
         self._next = 0.0
         self._t0 = time.monotonic()
         self.last_line = ""
+        self._bar: Any = None
+        self._task: Any = None
+
+    def fraction(self, now: Any) -> float:
+        """How far data time *now* is between the replay's start and end (0 .. 1)."""
+        if self.start is not None and self.end is not None and now is not None and self.end > self.start:
+            return min(1.0, max(0.0, (now - self.start) / (self.end - self.start)))
+        return 0.0
 
     def line(self, now: Any, bars: int) -> str:
         """The progress text at data time *now* after *bars* bars."""
-        frac = 0.0
-        if self.start is not None and self.end is not None and now is not None and self.end > self.start:
-            frac = min(1.0, max(0.0, (now - self.start) / (self.end - self.start)))
+        frac = self.fraction(now)
         filled = int(frac * 30)
         rate = bars / max(1e-9, time.monotonic() - self._t0)
         when = now.strftime("%Y-%m-%d %H:%M") if now is not None else "-"
         return f"replay [{'#' * filled}{'.' * (30 - filled)}] {frac * 100:5.1f}%  {when}  {bars:,} bars  {rate:,.0f} bars/s"
 
     def update(self, now: Any, bars: int, force: bool = False) -> None:
-        """Redraw when due (every ``every`` seconds on a terminal, every 5 s in a log)."""
+        """Redraw the bar (terminal), or log a line when due or *force*d; *force* also ends the bar."""
+        self.last_line = self.line(now, bars)
+        if self.tty:
+            from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+            if self._bar is None:
+                self._bar = Bar(TextColumn("replay"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                                TextColumn("{task.fields[when]}"), TextColumn("{task.fields[bars]:,} bars"),
+                                TimeElapsedColumn(), console=self.console, transient=False)
+                self._task = self._bar.add_task("replay", total=1000, when="-", bars=0)
+                self._bar.start()
+            when = now.strftime("%Y-%m-%d %H:%M") if now is not None else "-"
+            self._bar.update(self._task, completed=int(self.fraction(now) * 1000), when=when, bars=bars)
+            if force:
+                self._bar.stop()
+                self._bar = None
+            return
         t = time.monotonic()
         if not force and t < self._next:
             return
-        self._next = t + (self.every if self.tty else 5.0)
-        self.last_line = self.line(now, bars)
-        if self.tty:
-            sys.stderr.write("\r" + self.last_line)
-            sys.stderr.flush()
-            if force:
-                sys.stderr.write("\n")
-        else:
-            logger.info(self.last_line)
+        self._next = t + self.every
+        logger.info(self.last_line)
+
+    def close(self) -> None:
+        """Stop a live bar that is still drawn (an interrupted run)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 class Runtime:
@@ -89,7 +114,11 @@ class Runtime:
     :param isolate: plugins to run in their own processes
     :param exit_at_end: return from ``wait()`` when the replay ends (the report is written first)
     :param strategies: extra strategy objects to run beside those of the plugins (for embedding)
-    :param start_clock: start the replay as soon as everything is up (False: call ``start_replay()``)
+    :param start_clock: start the replay as soon as everything is up (without strategies: at the first
+        subscription); False: only ``start_replay()`` starts it
+    :param require_strategy: refuse to start when the plugins leave no strategy to run
+    :param bars_per_second: pace the replay at about this many bars of the strategies' finest
+        interval per second (instead of ``marketdata.replay_speed``)
     :param dashboard: serve the live dashboard and ``/metrics`` on this 127.0.0.1 port (0 = any free one;
         None = no dashboard); see ``self.dashboard.login_url``
     """
@@ -97,6 +126,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
                  isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True,
                  strategies: list[Strategy] | tuple[Strategy, ...] = (), start_clock: bool = True,
+                 require_strategy: bool = False, bars_per_second: float | None = None,
                  dashboard: int | None = None) -> None:
         self.settings = settings
         self.start_clock = start_clock
@@ -105,7 +135,11 @@ class Runtime:
         self.strict = strict
         self.isolate = list(isolate)
         self.exit_at_end = exit_at_end
-        self.mw = Middleware(settings)
+        self.require_strategy = require_strategy
+        self.bars_per_second = bars_per_second
+        #: True when the last report was written for a run interrupted before its end.
+        self.partial = False
+        self.mw = Middleware(settings, quiet=exit_at_end and bool(plugins or strategies))
         self.host: Any = None
         self.replay: Any = None
         self.provider = ""
@@ -135,6 +169,10 @@ class Runtime:
                                    isolate=self.isolate).start(self.mw)
             if self.host.supervisor is not None:  # isolated workers list their strategies once ready
                 self.host.supervisor.wait_ready(self.settings.plugin_host.worker_start_timeout)
+            if self.require_strategy and not self.strategies() and not self.remote_strategies():
+                raise RuntimeError(f"plugin(s) {', '.join(self.plugin_names or [])} registered no strategy: nothing "
+                                   "to backtest (`aitrados plugins` lists each plugin's strategies); "
+                                   "pass --serve to serve data and RPC without one")
             self._start_provider()
             if self.dashboard_port is not None:
                 self.dashboard = start_dashboard(self.mw, self.dashboard_port, any_port_if_busy=self.dashboard_any_port)
@@ -144,10 +182,28 @@ class Runtime:
                 raise TimeoutError(f"the runtime did not start within {timeout:g}s")
             if self.failure is not None:
                 raise self.failure
+            self._announce_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _announce_ready(self, timeout: float) -> None:
+        """Wait until the router lists every service of the run, then serve ``runtime`` (what
+        ``aitrados status --wait`` waits for) and log one "ready" line."""
+        want = {"chart", "mtf", "trading", "plugins", *self.host.context.services}
+        deadline = time.monotonic() + timeout
+        with self.mw.rpc_client(timeout=5.0) as c:
+            while True:
+                have = set(c.call("middleware", "services"))
+                if want <= have:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"services {', '.join(sorted(want - have))} did not register within {timeout:g}s")
+                time.sleep(0.05)
+        self.mw.serve(RuntimeService(self))
+        logger.info("ready: services {}; plugins {}", ", ".join(sorted(want | {"runtime"})),
+                    ", ".join(self.host.registry.loaded()) or "none")
 
     def _key(self) -> str | None:
         k = self.settings.secret_key
@@ -160,9 +216,14 @@ class Runtime:
             from .marketdata.replay_server import ReplayServerThread
 
             md = daily_profile(md, self.all_needs())
-            self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"})).start()
+            if self.bars_per_second:
+                md = md.model_copy(update={"replay_speed": self.bars_per_second * bar_seconds(self.all_needs())})
+            self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"}))
+            self.replay.routine_level = self.mw.routine_level
+            self.replay.start()
             self.http_url, self.ws_url = self.replay.server.http_url, self.replay.server.ws_url
-            logger.info("market data: local replay server at {} (no key: embedded default)", self.http_url)
+            logger.log(self.mw.routine_level, "market data: local replay server at {} (no key: embedded default)",
+                       self.http_url)
         else:
             self.http_url, self.ws_url = md.http_base_url, md.ws_url
             logger.info("market data: AiTrados cloud at {}", self.http_url)
@@ -274,7 +335,8 @@ class Runtime:
                         self.start_replay()
                 else:  # nothing to replay for: serve, and let the first subscriber start the clock
                     self.exit_at_end = False
-                    self.replay.server.autostart = "first_subscribe"
+                    if self.start_clock:  # (start_clock=False: only start_replay() starts it)
+                        self.replay.server.autostart = "first_subscribe"
             self._ready.set()
             ended = asyncio.ensure_future(hub.ended.wait())
             stop = asyncio.ensure_future(self._stop_req.wait())
@@ -282,9 +344,15 @@ class Runtime:
             if hub.ended.is_set():
                 if names:  # the report (a PNG included) is written off the loop: services keep answering
                     await asyncio.to_thread(self._finish)
+                    self.failure = self.failure or self._strategy_failure()
                 if self.exit_at_end:
                     self._done.set()
                 await self._stop_req.wait()
+            elif names and self.replay is not None and self.trading is not None and self.mw.signal_received:
+                # interrupted mid-replay: the report so far, marked partial
+                async with trading.lock:
+                    trading.finished = build_report(engine.broker, trading.interval)
+                await asyncio.to_thread(self._finish, True)
         finally:
             for w in workers:
                 await asyncio.to_thread(w.stop)
@@ -314,24 +382,37 @@ class Runtime:
         if kind == Kind.STEP and self.progress is not None and self.hub is not None:
             self.progress.update(obj[1], self.hub.counts["bars_in"])
 
-    def _finish(self) -> None:
-        """Write the report and print the summary (in a worker thread, once the replay ended)."""
+    def _finish(self, partial: bool = False) -> None:
+        """Write the report and print the summary (in a worker thread, once the replay ended or,
+        *partial*, once it was interrupted)."""
         assert self.trading is not None and self.hub is not None
         if self.progress is not None:
             self.progress.update(self.hub.step_time, self.hub.counts["bars_in"], force=True)
         report = self.trading.finished
         if report is None:
             return
+        bars, published, events = self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published
+        report.errors = self.trading.callback_errors()
+        report.partial = self.partial = partial
         folder = Path(self.settings.trading.report_dir)
         self.report_paths = self.trading.write_report(folder, title=", ".join(
             st.strategy_name for st in self.trading.engine.strategies) or "Equity")
         self.report_paths["html"] = write_html_report(report, self.report_paths["folder"] / "report.html",
                                                       self.prices.as_dict())
-        print(report.summary(), flush=True)
+        print_summary(report)
         print(f"report: {self.report_paths['folder'].resolve()} (report.html, trades.csv, equity.png, equity.csv, "
               f"metrics.json, summary.txt; {folder.resolve() / 'latest'} is the latest run)", flush=True)
-        logger.info("replay finished: {} bars in, {} messages published, {} orders/fills/position events",
-                    self.hub.counts["bars_in"], self.hub.counts["published"], self.trading.events_published)
+        logger.info("replay {}: {} bars in, {} messages published, {} orders/fills/position events",
+                    "interrupted" if partial else "finished", bars, published, events)
+
+    def _strategy_failure(self) -> BaseException | None:
+        """An error when strategy callbacks raised during the run (unless the settings allow it)."""
+        errs = self.trading.callback_errors() if self.trading is not None else {}
+        if not errs or self.settings.trading.allow_strategy_errors:
+            return None
+        return RuntimeError(f"{sum(errs.values())} strategy callback error(s): "
+                            + "; ".join(f"{k} x{n}" for k, n in sorted(errs.items()))
+                            + " (set trading.allow_strategy_errors=true to exit 0 anyway)")
 
     # ------------------------------------------------------------------ run / stop
     def wait_replay(self, timeout: float | None = None) -> bool:
@@ -349,11 +430,16 @@ class Runtime:
         code = 1 if self.failure is not None else 0
         if self.failure is not None:
             logger.error("stopping after a failure: {}", self.failure)
+        interrupted = self.exit_at_end and not self._done.is_set() and self.mw.signal_received is not None
         self.stop()
+        if interrupted and not self.failure:  # a backtest cut short: 130 after Ctrl-C, 143 after SIGTERM
+            return 128 + int(self.mw.signal_received or 2)
         return code
 
     def stop(self) -> None:
         """Stop everything in reverse order."""
+        if self.progress is not None:
+            self.progress.close()
         if self._loop is not None and self._stop_req is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._stop_req.set)
@@ -374,14 +460,32 @@ class Runtime:
         self.mw.stop()
 
 
+class RuntimeService(Service):
+    """RPC ``runtime``: registered once every other service and plugin of the run is up."""
+
+    name = "runtime"
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def ready(self) -> dict[str, Any]:
+        """``{ready, provider, strategies, replay_done}`` of this run."""
+        return {"ready": True, "provider": self._rt.provider,
+                "strategies": [st.strategy_name for st in self._rt.strategies()]
+                + [name for _, name, _ in self._rt.remote_strategies()],
+                "replay_done": self._rt._done.is_set()}
+
+
 def daily_profile(md: MarketDataSettings, needs: list[Any]) -> MarketDataSettings:
     """The replay window for daily backtests of the data files.
 
-    When no replay window is configured and every symbol the strategies need is a daily (or
-    coarser) file series — the bundled S&P 500 / NASDAQ history, or the user's own files — the
-    replay covers the files' whole span and generates no 1-minute bars. Otherwise *md* as given.
+    When every symbol the strategies need is a daily (or coarser) file series — the bundled
+    S&P 500 / NASDAQ history, or the user's own files — the replay covers the files' span
+    (bounded by ``replay_start`` / ``replay_end`` when set, e.g. by ``--from`` / ``--to``) and
+    generates no 1-minute bars. Otherwise *md* as given. The files are not read here: the replay
+    store resolves ``data_start`` / ``data_end`` when it reads them (each file is read once).
     """
-    if md.replay_start is not None or md.replay_end is not None or not needs:
+    if not needs:
         return md
     symbols = {normalize_full_symbol(fs) for n in needs for fs in n.symbols}
     symbols |= {normalize_full_symbol(fs) for n in needs for g in n.groups.values() for fs in g}
@@ -389,17 +493,55 @@ def daily_profile(md: MarketDataSettings, needs: list[Any]) -> MarketDataSetting
                                                              for ivs in g.values() for iv in ivs}
     if not symbols or any(is_intraday(iv) for iv in intervals):
         return md
-    files = dict(bundled_bar_files()) if md.replay_bundled else {}
+    files: dict[tuple[str, str], Path] = dict(bundled_bar_files()) if md.replay_bundled else {}
     for f in md.replay_bar_files:
-        key = symbol_from_filename(f)
+        path, fsym, fiv = bar_file_spec(f)
+        named = symbol_from_filename(path)
+        key = (normalize_full_symbol(fsym), normalize_interval(fiv or "DAY")) if fsym else named
         if key:
-            files[key] = Path(f)
-    have = {fs: p for (fs, iv), p in files.items() if not is_intraday(iv)}
-    if not symbols <= set(have):
+            files[key] = path
+    have = {fs for (fs, iv) in files if not is_intraday(iv)}
+    if not symbols <= have:
         return md
-    start = min(load_bars(have[fs]).bars[0].datetime for fs in symbols)
-    logger.info("daily replay of {} from {} to the end of the data", ", ".join(sorted(symbols)), start.date())
-    return md.model_copy(update={"replay_symbols": [], "replay_start": start, "replay_end": "data_end"})
+    start = md.replay_start if md.replay_start is not None else "data_start"
+    end = md.replay_end if md.replay_end is not None else "data_end"
+    logger.debug("daily replay of {} from {} to {}", ", ".join(sorted(symbols)), start, end)
+    return md.model_copy(update={"replay_symbols": [], "replay_start": start, "replay_end": end})
+
+
+def print_summary(report: Any) -> None:
+    """The run summary on stdout: a rich table on a terminal, the plain text table otherwise."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        print(report.summary(), flush=True)
+        return
+    text = report.summary().splitlines()
+    table = Table(title="Run summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for row in text:
+        if row.startswith("| "):
+            k, v = (c.strip() for c in row.strip("|").split("|", 1))
+            table.add_row(k, v)
+    out.print(table)
+    for row in text:
+        if not row.startswith(("|", "+", "Run summary")):
+            out.print(row, style="bold red" if "error" in row or "PARTIAL" in row else None)
+
+
+def bar_seconds(needs: list[Any]) -> float:
+    """Seconds of the finest interval the strategies need (a day when they need none)."""
+    spans = {"DAY": 86400.0, "WEEK": 7 * 86400.0, "MON": 30 * 86400.0}
+    out = []
+    for n in needs:
+        ivs = list(n.intervals) + [iv for g in n.groups.values() for ivs in g.values() for iv in ivs]
+        for iv in ivs:
+            m = interval_minutes(iv)
+            out.append(m * 60.0 if m else spans.get(normalize_interval(iv), 86400.0))
+    return min(out) if out else 86400.0
 
 
 def _ts(v: Any) -> Any:

@@ -8,7 +8,9 @@ optional ``aitrados.toml`` (path overridable with ``AITRADOS_CONFIG``).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,10 +59,44 @@ class BusSettings(BaseModel):
     peer_refusal_limit: int = Field(1000, ge=1, description="messages in a row a peer may leave untaken (its queue full) before the RPC router cuts it off")
     peer_cutoff_seconds: float = Field(10.0, gt=0, description="how long a cut-off peer's messages are discarded (a cut-off worker is unregistered)")
     service_token_file: str | None = Field(None, description="file holding the middleware's service token (default <ipc_dir>/<name>-service.token); workers prove with it that they may serve")
+    max_publish_size: int = Field(64 * 1024, ge=1, description="bytes; largest pub/sub message body: Publisher refuses "
+                                  "larger ones, the router disconnects a remote publisher that sends one")
+    subscriber_queue_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="bytes the pub/sub router queues at most for "
+                                        "one subscriber that does not read (its high-water mark is this ÷ max_publish_size)")
+    count_all_topics: bool = Field(True, description="the pub/sub router subscribes to every topic, so `status` counts "
+                                                     "topics nobody subscribes to (publishers send it everything)")
+    topic_stats_max: int = Field(10_000, ge=1, description="most topics the pub/sub router keeps statistics for")
+    topic_stats_ttl: float = Field(300.0, gt=0, description="seconds after which a silent topic's statistics are dropped")
     curve_secret_key_file: str | None = Field(None, description="router's CURVE secret certificate (server.key_secret from `aitrados keygen`)")
     curve_public_key_file: str | None = Field(None, description="router's CURVE public certificate (server.key), given to clients")
     curve_client_secret_key_file: str | None = Field(None, description="this client's CURVE secret certificate (client.key_secret)")
-    curve_authorized_dir: str | None = Field(None, description="folder of client public certificates allowed to connect; unset = any client that knows the server key")
+    curve_authorized_dir: str | None = Field(None, description="folder of client public certificates allowed to connect; unset = the `authorized` folder beside the server key (made by `aitrados keygen`)")
+    curve_allow_any_client: bool = Field(False, description="accept any client key that knows the server key (no allow-list); off by default")
+
+
+class StrictTomlSource(TomlConfigSettingsSource):
+    """``aitrados.toml``: a syntax error names the file; an unknown top-level section is an error.
+
+    Environment variables stay lenient (other ``AITRADOS_*`` variables may exist), but a file
+    the user wrote is checked: a misspelt ``[tradng]`` table would otherwise be silently ignored.
+    """
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{file_path}: not valid TOML: {exc}") from None
+        known = set(Settings.model_fields)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{file_path}: unknown setting(s) or section(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        return data
+
+
+def config_path() -> str:
+    """The TOML settings file in use: ``$AITRADOS_CONFIG``, else ``aitrados.toml`` in the current folder."""
+    return os.environ.get("AITRADOS_CONFIG", "aitrados.toml")
 
 
 class Settings(BaseSettings):
@@ -91,18 +127,38 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = os.environ.get("AITRADOS_CONFIG", "aitrados.toml")
         return (
             init_settings,
             env_settings,
             dotenv_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            StrictTomlSource(settings_cls, toml_file=config_path()),
             file_secret_settings,
         )
 
     def masked(self) -> dict[str, Any]:
-        """The settings as plain data with every secret replaced by ``'**********'``."""
-        return self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        """The settings as plain data with every secret replaced by ``'**********'``.
+
+        ``SecretStr`` fields dump masked; so does every other value (plugin settings included)
+        whose key names a secret (``secret``, ``token``, ``password``, ``api_key``), except file
+        and folder paths (``*_file``, ``*_dir``), which are not secrets themselves.
+        """
+        return _mask(self.model_dump(mode="json"))
+
+
+#: Key names whose values are secrets wherever they appear in the settings.
+_SECRET_NAME = re.compile(r"secret|token|password|passwd|api_?key|credential", re.IGNORECASE)
+_MASK = "**********"
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    """*value* with every secret-named entry replaced by the mask (recursively)."""
+    if isinstance(value, dict):
+        return {k: _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    if value is not None and _SECRET_NAME.search(key) and not key.endswith(("_file", "_dir", "_files")):
+        return _MASK
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:

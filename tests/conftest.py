@@ -1,4 +1,10 @@
-"""Shared fixtures: isolated bus settings (own name, ipc folder, free tcp ports) and a running middleware."""
+"""Shared fixtures: isolated bus settings (own name, ipc folder, free tcp ports) and a running middleware.
+
+No test reads the caller's environment: every ``AITRADOS_*`` variable is removed for the whole
+session and again around each test, and the working directory is a private empty folder (so a
+``.env`` or ``aitrados.toml`` where pytest was started is not read either). Child processes get
+their environment from :func:`clean_environ`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,40 @@ from aitrados.settings import Settings, load_settings
 _ids = itertools.count()
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: Prefix of the variables the settings read; none of the caller's may reach a test.
+ENV_PREFIX = "AITRADOS_"
+
+
+def clean_environ(*, drop_pythonpath: bool = False, **extra: str) -> dict[str, str]:
+    """A copy of this process's environment without any ``AITRADOS_*`` variable, plus *extra*.
+
+    The base of every child process's environment: a child sees only the settings its test
+    gives it. PYTHONPATH stays (fixtures put test plugins on it) unless *drop_pythonpath*.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(ENV_PREFIX) and not (drop_pythonpath and k == "PYTHONPATH")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_caller_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """For the whole session: no ``AITRADOS_*`` variable, and a private empty working directory.
+
+    Session-scoped so that module- and session-scoped fixtures are isolated too.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            mp.delenv(key)
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_aitrados_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Around each test: drop any ``AITRADOS_*`` variable a previous test or fixture left behind."""
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
 
 
 @pytest.fixture
@@ -26,6 +66,14 @@ def ipc_dir() -> Iterator[str]:
     d = tempfile.mkdtemp(prefix="at-", dir="/tmp")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+#: Heartbeats for tests that run a whole replay in one process. The routers, the runtime's event
+#: loop and any isolated worker share two cores with the replay (and, in .ci/run's second run,
+#: with a busy loop per core), so a thread may be starved for a second: with the fast default
+#: (0.6 s of silence = dead) a live service would be dropped mid-run. A killed peer is still
+#: noticed at the next heartbeat send (its connection is gone); only silence takes longer.
+PATIENT_HEARTBEATS: dict[str, object] = {"heartbeat_interval": 0.5, "heartbeat_liveness": 20}
 
 
 def bus_settings(ipc_dir: str, **bus: object) -> Settings:
@@ -56,14 +104,14 @@ def mw(settings: Settings) -> Iterator[Middleware]:
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a CLI subprocess that starts or reaches *settings*' middleware (tcp ports: any free)."""
     b = settings.bus
-    return dict(os.environ, AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir,
-                AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
-                AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0", **extra)
+    return clean_environ(AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir,
+                         AITRADOS_BUS__RPC_FRONTEND_PORT="0", AITRADOS_BUS__RPC_BACKEND_PORT="0",
+                         AITRADOS_BUS__SUB_PORT="0", AITRADOS_BUS__PUB_PORT="0", **extra)
 
 
 def child_env(settings: Settings | None = None) -> dict[str, str]:
-    """Environment for a child process that should use *settings*' bus."""
-    env = dict(os.environ)
+    """Environment for a child process that should use *settings*' bus (none of the caller's ``AITRADOS_*``)."""
+    env = clean_environ()
     if settings is not None:
         b = settings.bus
         env.update({

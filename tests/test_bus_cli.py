@@ -14,7 +14,7 @@ import pytest
 from aitrados.bus import Service, UnauthorizedError, rpc_method
 from aitrados.middleware import Middleware
 
-from conftest import AITRADOS
+from conftest import AITRADOS, clean_environ
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -32,7 +32,7 @@ class Shop(Service):
 
 def cli_env(mw: Middleware) -> dict[str, str]:
     b = mw.bus
-    return dict(os.environ, AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir)
+    return clean_environ(AITRADOS_BUS__NAME=b.name, AITRADOS_BUS__IPC_DIR=b.ipc_dir)
 
 
 def aitrados(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def test_tail_prints_messages(mw: Middleware) -> None:
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:
-    env = dict(os.environ, AITRADOS_SECRET_KEY="sk-very-secret-value-123", AITRADOS_BUS__PUB_PORT="6000")
+    env = clean_environ(AITRADOS_SECRET_KEY="sk-very-secret-value-123", AITRADOS_BUS__PUB_PORT="6000")
     r = subprocess.run([*AITRADOS, "config"], env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert r.returncode == 0
     assert "sk-very-secret-value-123" not in r.stdout + r.stderr
@@ -119,7 +119,8 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
 
 def test_config_reads_toml(tmp_path: Path) -> None:
     (tmp_path / "aitrados.toml").write_text('log_level = "DEBUG"\n[bus]\nrpc_frontend_port = 7001\n')
-    r = subprocess.run([*AITRADOS, "config"], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    r = subprocess.run([*AITRADOS, "config"], env=clean_environ(), capture_output=True, text=True, timeout=30,
+                       cwd=tmp_path)
     cfg = json.loads(r.stdout)
     assert cfg["log_level"] == "DEBUG" and cfg["bus"]["rpc_frontend_port"] == 7001
 
@@ -128,5 +129,32 @@ def test_keygen_writes_key_pairs(tmp_path: Path) -> None:
     r = subprocess.run([*AITRADOS, "keygen", "--dir", str(tmp_path / "k")], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     names = sorted(p.name for p in (tmp_path / "k").iterdir())
-    assert names == ["client.key", "client.key_secret", "server.key", "server.key_secret"]
+    assert names == ["authorized", "client.key", "client.key_secret", "server.key", "server.key_secret"]
     assert "AITRADOS_BUS__CURVE_SECRET_KEY_FILE" in r.stdout
+    assert (tmp_path / "k" / "authorized" / "client.key").read_bytes() == (tmp_path / "k" / "client.key").read_bytes()
+
+
+def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    d = tmp_path / "k"
+    assert subprocess.run([*AITRADOS, "keygen", "--dir", str(d)], capture_output=True, timeout=30).returncode == 0
+    before = (d / "server.key_secret").read_bytes()
+    again = subprocess.run([*AITRADOS, "keygen", "--dir", str(d)], capture_output=True, text=True, timeout=30)
+    assert again.returncode == 1 and "--force" in again.stderr and "server.key_secret" in again.stderr
+    assert (d / "server.key_secret").read_bytes() == before  # nothing replaced
+    forced = subprocess.run([*AITRADOS, "keygen", "--dir", str(d), "--force"], capture_output=True, text=True, timeout=30)
+    assert forced.returncode == 0, forced.stderr
+    assert (d / "server.key_secret").read_bytes() != before
+
+
+def test_config_masks_replay_key_and_plugin_secrets(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADOS_")}
+    env.update(AITRADOS_MARKETDATA__REPLAY_SECRET_KEY="replay-key-very-secret-42",
+               AITRADOS_BUS__CURVE_SECRET_KEY_FILE="/keys/server.key_secret")
+    (tmp_path / "aitrados.toml").write_text('[plugins.news]\napi_token = "tok-very-secret-77"\nlimit = 5\n')
+    r = subprocess.run([*AITRADOS, "config"], capture_output=True, text=True, timeout=30, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "replay-key-very-secret-42" not in r.stdout + r.stderr and "tok-very-secret-77" not in r.stdout
+    cfg = json.loads(r.stdout)
+    assert cfg["marketdata"]["replay_secret_key"] == "**********"
+    assert cfg["plugins"]["news"] == {"api_token": "**********", "limit": 5}
+    assert cfg["bus"]["curve_secret_key_file"] == "/keys/server.key_secret"  # a path, not a secret

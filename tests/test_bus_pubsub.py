@@ -171,3 +171,77 @@ def test_async_handler_subscription(mw: Middleware) -> None:
         return got
 
     assert asyncio.run(run()) == [0, 1, 2]
+
+
+# ---------------------------------------------------------------- honest, bounded topic statistics
+def _wait_for(fn, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _count(c, topic: str) -> int:
+    return c.call("middleware", "topics").get(topic, {}).get("count", 0)
+
+
+@pytest.mark.parametrize("count_all", [True, False])
+def test_topic_counts_are_true_when_nobody_subscribes(ipc_dir: str, count_all: bool) -> None:
+    """PUB sockets filter at the source: the router subscribes to everything so it still counts."""
+    topic = "ohlc.STOCK:US:SPX.DAY"
+    with Middleware(bus_settings(ipc_dir, count_all_topics=count_all)) as mw, \
+            Publisher(mw.endpoints("ipc").publish) as pub, mw.rpc_client(timeout=5) as c:
+        if not count_all:
+            for _ in range(50):
+                pub.publish(topic, {"close": 1.0})
+            time.sleep(1.5)  # two monitor ticks: proves the absence below means something
+            assert topic not in c.call("middleware", "topics")
+            assert c.call("middleware", "stats")["pubsub"]["count_all_topics"] is False
+            return
+        _wait_for(lambda: pub.publish(topic, {"close": 0.0}) and _count(c, topic) > 0, "the router's subscription")
+        first = _count(c, topic)
+        for i in range(500):
+            pub.publish(topic, {"close": float(i)})
+        last = pub._seq[topic]
+        _wait_for(lambda: _count(c, topic) == last, f"count {last}")
+        t = c.call("middleware", "topics")[topic]
+        assert t["publishers"] == 1 and last >= first + 500
+        assert c.call("middleware", "stats")["pubsub"]["subscriptions_total"] == 0
+
+
+def test_topic_stats_are_capped_and_expire(ipc_dir: str) -> None:
+    s = bus_settings(ipc_dir, topic_stats_max=100, topic_stats_ttl=0.5)
+    with Middleware(s) as mw, Publisher(mw.endpoints("ipc").publish) as pub, mw.rpc_client(timeout=5) as c:
+        _wait_for(lambda: pub.publish("warm.up", 1) and "warm.up" in c.call("middleware", "topics"), "warm-up")
+        for i in range(5000):  # 5000 distinct topics, 50 times the cap
+            pub.publish(f"t.{i}", i)
+        st = _wait_for(lambda: (p := c.call("middleware", "stats")["pubsub"])["topics_untracked"] > 0 and p,
+                       "untracked topics counted")
+        assert st["topics"] <= 100 and len(c.call("middleware", "topics")) <= 100
+        assert c.call("middleware", "ping")["pong"] is True
+        _wait_for(lambda: len(c.call("middleware", "topics")) == 0, "silent topics expire")
+        assert c.call("middleware", "stats")["pubsub"]["topics_expired"] >= 100
+        pub.publish("warm.up", 2)  # a topic that speaks again is tracked again, its count kept from seq
+        _wait_for(lambda: _count(c, "warm.up") >= 2, "the topic tracked again")
+
+
+def test_topic_stats_logic() -> None:
+    from aitrados.bus.topic_stats import TopicStats
+
+    ts = TopicStats(max_topics=2, ttl=10)
+    ts.observe(b"a", b"p1", 5, now=0.0)
+    ts.observe(b"a", b"p1", 3, now=0.0)  # out of order: the highest sequence stays
+    ts.observe(b"a", b"p2", 2, now=0.0)
+    ts.observe(b"b", b"p1", 1, now=0.0)
+    ts.observe(b"c", b"p1", 1, now=0.0)  # beyond the cap
+    ts.tick(1.0)
+    assert ts.snapshot() == {"a": {"count": 7, "publishers": 2, "rate": 0.0}, "b": {"count": 1, "publishers": 1, "rate": 0.0}}
+    assert ts.untracked == 1
+    ts.observe(b"a", b"p1", 9, now=5.0)
+    ts.tick(3.0)
+    assert ts.snapshot()["a"]["rate"] == 2.0  # 4 more messages over 2 s
+    ts.tick(12.0)  # p2 and b silent for over 10 s: p2 retired (its 2 kept), b forgotten
+    assert ts.snapshot() == {"a": {"count": 11, "publishers": 1, "rate": 0.0}} and ts.expired == 1

@@ -13,7 +13,7 @@ import pytest
 
 from aitrados.runtime import Runtime
 
-from conftest import AITRADOS, bus_settings, child_env
+from conftest import AITRADOS, PATIENT_HEARTBEATS, bus_settings, child_env
 
 pytestmark = pytest.mark.timeout(90)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -21,7 +21,7 @@ SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 @pytest.fixture
 def runtime(ipc_dir: str, tmp_path):
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider = "replay"
     md.replay_symbols = [SYM]
@@ -47,13 +47,14 @@ def collect(sub, until: str = "replay.end", timeout: float = 30.0) -> list:
 
 def test_window_hydrates_once_and_is_shared_across_processes(runtime: Runtime) -> None:
     # keep the replay clock still: a subscription would start it after a 0.3 s grace, and the
-    # window would then gain a live bar while the other process starts up
-    runtime.replay.server.autostart = "manual"
+    # window would then gain a live bar while the other process starts up (a race, not a check)
+    server = runtime.replay.server
+    server.autostart = "manual"
     c = runtime.mw.rpc_client(timeout=10)
     first = c.call("chart", "add", full_symbol=SYM, interval="15M", size=8)
     again = c.call("chart", "add", full_symbol=SYM, interval="15M", size=8)
     assert first["created"] and first["hydrated"] == 7 and not again["created"] and again["hydrated"] == 0
-    assert runtime.replay.server.state()["requests"].get("ohlc_latest") == 1  # fetched once
+    assert server.state()["requests"].get("ohlc_latest") == 1  # fetched once
     # another process reads the same instance over ipc: no new HTTP request
     r = subprocess.run([*AITRADOS, "call", "chart", "window", f"full_symbol={SYM}", "interval=15M"],
                        env=child_env(runtime.settings), capture_output=True, text=True, timeout=30)
@@ -61,9 +62,11 @@ def test_window_hydrates_once_and_is_shared_across_processes(runtime: Runtime) -
     theirs = json.loads(r.stdout)
     ours = c.call("chart", "window", full_symbol=SYM, interval="15M")
     assert [b["close"] for b in theirs] == [b["close"] for b in ours] and len(ours) == 7
-    assert runtime.replay.server.state()["requests"].get("ohlc_latest") == 1
-    # hydrated bars equal the provider's own history (an independent HTTP read)
-    hist = runtime.replay.server.store.latest_bars(SYM, "15M", runtime.replay.server.store.start, 7)
+    assert server.state()["requests"].get("ohlc_latest") == 1
+    # hydrated bars equal the provider's own history up to the clock, which never moved
+    st = server.state()
+    assert not st["running"] and st["ticks_sent"] == 0 and st["clock"] == st["start"]
+    hist = server.store.latest_bars(SYM, "15M", server.store.start, 7)
     assert [b.close for b in hist] == [b["close"] for b in ours]
     assert {w["interval"] for w in c.call("chart", "list")} == {"15M"}
     assert c.call("chart", "remove", full_symbol=SYM, interval="15M") is True

@@ -8,7 +8,7 @@ import pytest
 from aitrados.marketdata.models import bar_from_record
 from aitrados.runtime import Runtime
 
-from conftest import bus_settings
+from conftest import PATIENT_HEARTBEATS, bus_settings
 
 pytestmark = pytest.mark.timeout(120)
 BTC, SPX = "CRYPTO:GLOBAL:BTCUSD", "STOCK:US:SPX"
@@ -16,7 +16,7 @@ BTC, SPX = "CRYPTO:GLOBAL:BTCUSD", "STOCK:US:SPX"
 
 @pytest.fixture
 def runtime(ipc_dir: str, tmp_path):
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider = "replay"
     md.replay_symbols = [BTC]

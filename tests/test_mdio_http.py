@@ -323,3 +323,20 @@ def test_official_client_requests_are_answered(tmp_path) -> None:
         assert paged["next_page_key"] and KEY not in paged["next_page_url"]
         nxt = h.get(f"{s.http_url}{OFFICIAL_TARGETS[2]}&next_page_key={paged['next_page_key']}&secret_key={KEY}").json()
         assert nxt["result"]["data"][0]["datetime"] > paged["data"][-1]["datetime"]
+
+
+def test_a_forged_next_page_key_never_reaches_past_the_clock(srv: ReplayServerThread) -> None:
+    from aitrados.marketdata.replay_api import encode_page_key
+
+    now = srv.server.clock.now()
+    later = now + dt.timedelta(days=30)
+    base = (f"{srv.http_url}/api/v2/crypto/bars/GLOBAL:BTCUSD/1M/from/{(now - dt.timedelta(hours=2)).isoformat()}"
+            f"/to/{later.isoformat()}?format=json&limit=1000&secret_key={KEY}")
+    with httpx.Client() as h:
+        honest = h.get(base).json()["result"]["data"]
+        forged = h.get(f"{base}&next_page_key={encode_page_key(0, later)}").json()
+    assert forged["status"] == "ok", forged
+    bars = forged["result"]["data"]
+    assert bars and honest, "the window must hold bars before the clock for this test to mean anything"
+    assert max(b["datetime"] for b in bars) == max(b["datetime"] for b in honest)
+    assert all(dt.datetime.fromisoformat(b["datetime"]) < now for b in bars)

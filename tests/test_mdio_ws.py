@@ -253,3 +253,84 @@ def test_failed_backfill_is_surfaced_and_the_stream_goes_on(tmp_path: Path) -> N
             assert any(isinstance(e, ServerUnavailableError) for e in errors)
 
     asyncio.run(run())
+
+
+async def _raw_session(url: str, **kw: Any) -> Any:
+    ws = await connect(url + "/ws", **kw)
+    await ws.send(json.dumps({"message_type": "authenticate", "params": {"secret_key": "x"}}))
+    assert (await recv_json(ws))["result"]["authenticated"] is True
+    await ws.send(json.dumps({"message_type": "subscribe", "params": {"subscribe_type": "ohlc", "topics": ["CRYPTO:GLOBAL:*"]}}))
+    assert (await recv_json(ws))["message_type"] == "show_subscribe"
+    return ws
+
+
+def test_a_client_that_stops_reading_is_dropped_and_holds_up_nobody(tmp_path: Path) -> None:
+    syms = [f"CRYPTO:GLOBAL:C{i:02d}USD" for i in range(40)]
+    st = settings(tmp_path, replay_symbols=syms, replay_days=2, replay_history_days=0.01,
+                  replay_ws_queue=8, replay_ws_slow_timeout=1.0)
+
+    async def run() -> None:
+        async with ReplayServer(st, speed=0, autostart="manual") as srv:
+            # max_queue=1: the stalled client's library stops reading the socket at once
+            stalled = await _raw_session(srv.ws_url, max_queue=1)
+            healthy = await _raw_session(srv.ws_url)
+            srv.start_clock()
+            bars = 0
+            for _ in range(1_000_000):  # bounded: one iteration per push, replay_end stops it
+                m = await recv_json(healthy)
+                if m["message_type"] == "replay_end":
+                    break
+                assert m["message_type"] == "ohlc", m
+                bars += len(m["result"])
+            want = sum(b.full_symbol.startswith("CRYPTO:GLOBAL:") for b in srv.store.stream_bars())
+            assert bars == want > 0  # the healthy client lost nothing
+            assert srv.slow_disconnects == 1 and srv.state()["connections"] == 1
+            await healthy.close()
+            with pytest.raises(Exception):  # the stalled one was cut off: its stream ends in an error
+                for _ in range(1_000_000):
+                    await asyncio.wait_for(stalled.recv(), 10)
+
+    asyncio.run(run())
+
+
+def test_a_huge_bad_subscribe_gets_a_small_error_frame(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with ReplayServer(settings(tmp_path), autostart="manual") as srv:
+            async with connect(srv.ws_url + "/ws") as ws:
+                await ws.send(json.dumps({"message_type": "authenticate", "params": {"secret_key": "x"}}))
+                await recv_json(ws)
+                topics = [f"STOCK:US:NOPE{i:05d}" for i in range(10_000)]
+                await ws.send(json.dumps({"message_type": "subscribe",
+                                          "params": {"subscribe_type": "ohlc", "topics": topics}}))
+                raw = await asyncio.wait_for(ws.recv(), 30)
+                err = json.loads(raw)
+                assert err["message_type"] == "error" and err["message"].startswith("10000 of 10000 topics")
+                assert len(raw) < 64 * 1024 and err["detail"]["not_listed"] == 10_000 - len(err["detail"]["topics"])
+                assert "STOCK:US:NOPE00000" in err["detail"]["topics"][0]
+                assert (await recv_json(ws))["message_type"] == "show_subscribe"
+
+    asyncio.run(run())
+
+
+def test_replay_control_needs_the_token_without_a_key(tmp_path: Path) -> None:
+    import httpx
+
+    async def run() -> None:
+        async with ReplayServer(settings(tmp_path, replay_control_token="ctl-token-1"), autostart="manual") as srv:
+            async with httpx.AsyncClient() as h:
+                assert (await h.get(f"{srv.http_url}/replay/state")).status_code == 200  # reading is open
+                for action in ("start", "pause", "resume"):
+                    r = await h.get(f"{srv.http_url}/replay/{action}", params={"secret_key": "anything"})
+                    assert r.status_code == 401 and "token" in r.json()["message"], action
+                assert srv.state()["ticks_sent"] == 0 and not srv.ended  # the refused start did nothing
+                r = await h.get(f"{srv.http_url}/replay/start", params={"token": "ctl-token-1"})
+                assert r.status_code == 200
+                await asyncio.wait_for(srv.wait_ended(), 30)
+        async with ReplayServer(settings(tmp_path), autostart="manual") as srv:  # no token set: a random one
+            assert len(srv.control_token) >= 20
+            async with httpx.AsyncClient() as h:
+                assert (await h.get(f"{srv.http_url}/replay/pause", params={"token": ""})).status_code == 401
+                r = await h.get(f"{srv.http_url}/replay/pause", params={"token": srv.control_token})
+                assert r.status_code == 200
+
+    asyncio.run(run())

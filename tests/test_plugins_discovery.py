@@ -61,7 +61,7 @@ def test_a_broken_plugin_is_reported_with_its_reason_and_the_rest_load(installed
 
 
 def test_strict_mode_makes_a_failure_fatal(installed) -> None:
-    with pytest.raises(PluginLoadError, match="plugin 'unknown_hook' failed to load \\(strict mode\\)"):
+    with pytest.raises(PluginLoadError, match="plugin 'unknown_hook' failed to load: "):
         registry(strict=True).load(["recorder", "unknown_hook"])
     with pytest.raises(PluginLoadError, match="import_error"):
         PluginRegistry(load_settings(), strict=True).load(["import_error"])

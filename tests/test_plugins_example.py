@@ -26,9 +26,17 @@ def test_isolated_cpu_heavy_strategy_keeps_the_middleware_responsive(monkeypatch
     assert r["timeouts"] == 0 and len(r["latencies"]) >= 50
 
 
+@pytest.mark.timing
 @pytest.mark.timeout(120)
 def test_isolation_is_what_keeps_pings_fast() -> None:
-    """Relative, not absolute: the same burner in-process makes the ping tail much slower than isolated."""
+    """Relative, not absolute: the same burner in-process makes the ping tail much slower than isolated.
+
+    Marked ``timing``: it measures the effect of CPU contention between the strategy and the
+    middleware, so it only means something when the machine's cores are otherwise free. Under
+    any other load (a CPU burner, other test runs) the isolated worker competes for the cores
+    as well, and both tails become the scheduler's time slice. pytest leaves it out unless
+    asked (``-m timing``); .ci/run asks on the idle CI machine.
+    """
     spec = importlib.util.spec_from_file_location("isolated_strategy_example2", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]

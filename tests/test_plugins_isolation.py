@@ -25,6 +25,8 @@ from aitrados.middleware import Middleware
 from aitrados.plugin_settings import PluginHostSettings
 from aitrados.plugins import PluginLoadError
 
+from conftest import clean_environ
+
 pytestmark = pytest.mark.timeout(90)
 
 FAST = dict(restart_backoff=0.05, restart_backoff_max=0.2, worker_start_timeout=30, check_timeout=1.0)
@@ -253,7 +255,7 @@ def test_a_worker_by_hand_reaches_a_curve_secured_middleware(tmp_path, monkeypat
     s = bus_settings(ipc_dir, curve_secret_key_file=str(keys["server_secret"]))
     with Middleware(s) as mw:
         bus = Bus(mw, ["test."])
-        env = {**os.environ, "AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE": str(keys["server_public"]),
+        env = {**clean_environ(), "AITRADOS_BUS__CURVE_PUBLIC_KEY_FILE": str(keys["server_public"]),
                "AITRADOS_BUS__CURVE_CLIENT_SECRET_KEY_FILE": str(keys["client_secret"])}
         proc = subprocess.Popen([*worker_cmd(), "--plugins", "recorder", "--connect", mw.endpoints("tcp").rpc_frontend,
                                  "--token-file", str(token_path(mw.bus, "service"))],

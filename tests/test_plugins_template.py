@@ -1,26 +1,35 @@
-"""The plugin template: its file set, and a rendered plugin pip-installed into a fresh venv next to the host."""
+"""The plugin template and the wheel: the template renders a complete strategy plugin, and the
+built wheel, installed into a fresh venv, makes one with `aitrados new-plugin`, pip-installs it
+and runs it to a report with `aitrados run --plugins NAME`."""
 
 from __future__ import annotations
 
 import json
-import os
-import site
+import shutil
 import subprocess
 import sys
+import sysconfig
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
 
 from aitrados.plugin_cli import render_plugin, template_context, template_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import AITRADOS, ROOT, bus_settings, clean_environ, cli_env
+
+PLUGIN = "my_breakout"
+PACKAGE = "aitrados_my_breakout"
 
 EXPECTED = {
     "README.md",
     "pyproject.toml",
     "aitrados_demo_cross/__init__.py",
-    "aitrados_demo_cross/crossover.py",
+    "aitrados_demo_cross/channel.py",
+    "aitrados_demo_cross/strategy.py",
     "aitrados_demo_cross/plugin.py",
+    "tests/conftest.py",
     "tests/test_plugin.py",
 }
 
@@ -36,6 +45,10 @@ def test_template_file_set_and_rendering(tmp_path) -> None:
     from aitrados.plugin_cli import _TEMPLATE_FLAGS
 
     assert set(keys) == {"plugin_name"} | {k for k, _, _ in _TEMPLATE_FLAGS}
+    # the template's defaults and the command's agree, and trade a bundled symbol
+    assert (keys["full_symbol"], keys["interval"]) == ("STOCK:US:SPX", "DAY")
+    assert {k: template_context("x")[k] for k in ("full_symbol", "interval")} == {"full_symbol": "STOCK:US:SPX",
+                                                                                   "interval": "DAY"}
     out = render_plugin("demo_cross", tmp_path, author="Ada", full_symbol="CRYPTO:GLOBAL:BTCUSD", interval="60M")
     assert out == tmp_path / "aitrados-demo-cross"
     assert files(out) == EXPECTED
@@ -45,8 +58,10 @@ def test_template_file_set_and_rendering(tmp_path) -> None:
     pyproject = (out / "pyproject.toml").read_text()
     assert '[project.entry-points.aitrados]\ndemo_cross = "aitrados_demo_cross.plugin"' in pyproject
     assert 'name = "Ada"' in pyproject
+    strategy = (out / "aitrados_demo_cross/strategy.py").read_text()
+    assert 'Field("CRYPTO:GLOBAL:BTCUSD"' in strategy and 'Field("60M"' in strategy
     plugin = (out / "aitrados_demo_cross/plugin.py").read_text()
-    assert 'full_symbol: str = "CRYPTO:GLOBAL:BTCUSD"' in plugin and 'interval: str = "60M"' in plugin
+    assert "def register_strategies" in plugin and "intent." not in plugin  # a strategy, not unread intents
     with pytest.raises(FileExistsError, match="--force"):
         render_plugin("demo_cross", tmp_path)
 
@@ -59,119 +74,129 @@ def test_new_plugin_rejects_bad_names() -> None:
 
 
 def test_new_plugin_command(tmp_path) -> None:
-    out = subprocess.run([sys.executable, "-m", "aitrados.plugin_cli", "new-plugin", "demo_cross", "-o", str(tmp_path),
+    out = subprocess.run([*AITRADOS, "new-plugin", "demo_cross", "-o", str(tmp_path),
                           "--description", "Demo", "--email", "a@b.c"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"created {tmp_path / 'aitrados-demo-cross'}" in out.stdout
     assert 'description = "Demo"' in (tmp_path / "aitrados-demo-cross/pyproject.toml").read_text()
 
 
+def test_new_plugin_without_cookiecutter_names_the_extra(tmp_path) -> None:
+    """cookiecutter is an extra: without it, `new-plugin` fails with the install command, and writes nothing."""
+    code = ("import sys; sys.modules['cookiecutter'] = None; from aitrados.cli import main; "
+            f"sys.exit(main(['new-plugin', 'demo_cross', '-o', {str(tmp_path)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "pip install 'aitrados[template]'" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- the wheel in a fresh venv
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    """What a wheel build must not see from a working copy (venvs, build output, caches)."""
+    return {n for n in names if n in {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache"}
+            or n.endswith(".egg-info")}
+
+
+def run(cmd: list[str], timeout: float = 180, **kw) -> subprocess.CompletedProcess[str]:
+    """Run *cmd*; fail the test with its output when it exits non-zero."""
+    kw.setdefault("env", clean_environ(drop_pythonpath=True))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    assert r.returncode == 0, f"{cmd} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> tuple[Path, Path]:
-    """A fresh venv that sees the host's packages (a .pth adds this venv's site-packages), with the rendered plugin pip-installed."""
-    base = tmp_path_factory.mktemp("tpl")
-    project = render_plugin("demo_cross", base)
+def wheel(tmp_path_factory) -> Path:
+    """The aitrados wheel, built from a copy of this checkout (so no build output lands in it)."""
+    base = tmp_path_factory.mktemp("wheel")
+    src = base / "src"
+    shutil.copytree(ROOT, src, ignore=_ignore)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+         "-w", str(base / "dist"), str(src)], timeout=300)
+    [whl] = (base / "dist").glob("aitrados-*.whl")
+    return whl
+
+
+@pytest.fixture(scope="module")
+def fresh(wheel, tmp_path_factory) -> Path:
+    """A fresh venv with the wheel installed (not editable), then `aitrados new-plugin` + `pip install` of a plugin.
+
+    The venv's third-party dependencies (pyzmq, pandas, cookiecutter, ...) come from this test
+    run's own environment through a plain path line in a .pth file: the path is added without
+    running that environment's .pth files, so this checkout's editable `aitrados` stays
+    invisible and every `aitrados` import and entry point in the venv is the wheel's. Nothing
+    is downloaded.
+    """
+    base = tmp_path_factory.mktemp("fresh")
     env_dir = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=60)
+    run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], timeout=120)
     py = env_dir / "bin" / "python"
-    target = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                            capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    host_site = site.getsitepackages()[0]
-    Path(target, "aitrados_host.pth").write_text(f"import site; site.addsitedir({host_site!r})\n")
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                        str(project)], capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert any(Path(target).glob("aitrados_demo_cross-0.1.0.dist-info")), "pip did not install into the fresh venv"
-    return py, project
+    purelib = run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    Path(purelib, "zz_host_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], timeout=300)
+    return env_dir
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",) and not k.startswith("AITRADOS_")}
+def test_wheel_carries_the_template_and_a_small_runtime(wheel) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        meta = Parser().parsestr(z.read("aitrados-0.1.0.dist-info/METADATA").decode())
+    assert "aitrados/plugin_template/cookiecutter.json" in names
+    assert any(n.endswith("{{cookiecutter.package_name}}/strategy.py") for n in names)
+    requires = meta.get_all("Requires-Dist")
+    runtime = {r.split(";")[0].split(">")[0].split("=")[0].strip() for r in requires if "extra ==" not in r}
+    assert "cookiecutter" not in runtime and "ta" not in runtime
+    assert {"pyzmq", "pandas", "pydantic"} <= runtime
+    assert any(r.startswith("cookiecutter") and "extra == \"template\"" in r for r in requires), requires
+    assert {"template", "test", "bench"} <= set(meta.get_all("Provides-Extra"))
 
 
-@pytest.mark.timeout(240)
-def test_installed_plugin_is_listed_by_aitrados_plugins(venv) -> None:
-    py, _ = venv
-    out = subprocess.run([str(py), "-m", "aitrados.plugin_cli", "plugins", "--json"], capture_output=True, text=True,
-                         timeout=60, env=clean_env(), cwd="/")
-    assert out.returncode == 0, out.stderr
-    by = {p["name"]: p for p in json.loads(out.stdout)["plugins"]}
-    demo = by["demo_cross"]
-    assert (demo["distribution"], demo["version"], demo["status"]) == ("aitrados-demo-cross", "0.1.0", "loaded")
-    assert demo["hooks"] == ["on_bar", "on_news", "on_shutdown", "on_startup", "register_settings"]
-    # the host's own interpreter does not see it: the plugin lives in the fresh venv only
-    here = subprocess.run([sys.executable, "-m", "aitrados.plugin_cli", "plugins", "--json"], capture_output=True,
-                          text=True, timeout=60, env=clean_env(), cwd="/")
-    assert "demo_cross" not in {p["name"] for p in json.loads(here.stdout)["plugins"]}
+@pytest.mark.timeout(600)
+def test_wheel_new_plugin_pip_install_and_run_to_a_report(fresh, tmp_path, ipc_dir) -> None:
+    """In the fresh venv: new-plugin from the wheel's template, pip install (not editable), its own
+    tests, `aitrados plugins`, then `aitrados run --plugins my_breakout` to a report that equals
+    an in-process backtest of the same strategy."""
+    py, aitrados = fresh / "bin" / "python", fresh / "bin" / "aitrados"
+    where = run([str(py), "-c", "import aitrados, sys; print(aitrados.__file__)"], cwd="/").stdout.strip()
+    assert where.startswith(str(fresh)), f"the venv imports aitrados from {where}, not from the wheel"
 
+    made = run([str(aitrados), "new-plugin", PLUGIN, "-o", str(tmp_path)], cwd=tmp_path, timeout=120)
+    project = tmp_path / f"aitrados-{PLUGIN.replace('_', '-')}"
+    assert f"created {project}" in made.stdout and (project / "pyproject.toml").is_file()
+    run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", str(project)],
+        timeout=300)
 
-@pytest.mark.timeout(240)
-def test_installed_plugin_runs_in_the_host_and_receives_events(venv) -> None:
-    """The rendered plugin's own tests: the host loads it by entry point and it trades on published bars."""
-    py, project = venv
-    out = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project,
-                         capture_output=True, text=True, timeout=200, env=clean_env())
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "3 passed" in out.stdout
+    listed = run([str(aitrados), "plugins", "--json"], cwd="/").stdout
+    row = {p["name"]: p for p in json.loads(listed)["plugins"]}[PLUGIN]
+    assert (row["distribution"], row["status"], row["strategies"]) == (f"aitrados-{PLUGIN.replace('_', '-')}",
+                                                                        "loaded", [PLUGIN])
+    assert row["hooks"] == ["register_settings", "register_strategies"]
 
+    # the rendered plugin's own tests pass against the installed plugin (a backtest checked against pandas)
+    own = run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project, timeout=300)
+    assert "4 passed" in own.stdout, own.stdout[-2000:]
 
-def _run_supports_plugins(py: Path) -> bool:
-    out = subprocess.run([str(py), "-m", "aitrados", "run", "--help"], capture_output=True, text=True, timeout=60,
-                         env=clean_env(), cwd="/")
-    return "--plugins" in out.stdout
-
-
-@pytest.mark.timeout(120)
-def test_aitrados_run_plugins_loads_the_installed_plugin(venv, ipc_dir) -> None:
-    """`aitrados run --plugins demo_cross` in the fresh venv: the plugin loads and trades on published bars."""
-    import datetime as dt
-    import signal
-    import time
-
-    from aitrados.bus import RPCClient, Publisher, Subscriber
-    from aitrados.bus.addresses import endpoints_for
-    from aitrados.marketdata.models import Bar
-    from aitrados.settings import load_settings
-
-    py, _ = venv
-    assert _run_supports_plugins(py), "`aitrados run --plugins` must exist"
-    name = f"tplrun{os.getpid()}"
-    env = {**clean_env(), "AITRADOS_BUS__NAME": name, "AITRADOS_BUS__IPC_DIR": ipc_dir,
-           "AITRADOS_BUS__RPC_FRONTEND_PORT": "0", "AITRADOS_BUS__RPC_BACKEND_PORT": "0",
-           "AITRADOS_BUS__SUB_PORT": "0", "AITRADOS_BUS__PUB_PORT": "0",
-           "AITRADOS_PLUGINS__DEMO_CROSS__FAST": "2", "AITRADOS_PLUGINS__DEMO_CROSS__SLOW": "3",
-           "AITRADOS_PLUGINS__DEMO_CROSS__FULL_SYMBOL": "CRYPTO:GLOBAL:TPLCOIN",
-           "AITRADOS_PLUGINS__DEMO_CROSS__INTERVAL": "1M"}
-    proc = subprocess.Popen([str(py), "-m", "aitrados", "run", "--plugins", "demo_cross"], env=env, cwd="/",
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ep = endpoints_for(load_settings(bus={"name": name, "ipc_dir": ipc_dir}).bus, "ipc")
-    try:
-        with RPCClient(ep.rpc_frontend, timeout=2) as c:
-            deadline = time.monotonic() + 60
-            while True:  # ready once the plugin host serves its status and has subscribed to bars
-                try:
-                    st = c.call("plugins", "status")
-                    subs = c.call("middleware", "stats")["pubsub"].get("subscriptions", {})
-                    if any(k.startswith("ohlc.") for k in subs):
-                        break
-                except Exception:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, "aitrados run did not start"
-                time.sleep(0.2)
-        assert {p["name"]: p["status"] for p in st["plugins"]}["demo_cross"] == "loaded"
-        t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
-        m = dt.timedelta(minutes=1)
-        with Subscriber(ep.subscribe, ["intent.demo_cross"]) as sub, Publisher(ep.publish) as pub:
-            time.sleep(0.5)  # let the new publisher learn the subscriptions
-            for i, c_ in enumerate([10, 9, 8, 9, 11, 12, 9, 7]):
-                pub.publish("ohlc.CRYPTO:GLOBAL:TPLCOIN.1M",
-                            Bar("CRYPTO:GLOBAL:TPLCOIN", "1M", t0 + i * m, t0 + (i + 1) * m, c_, c_, c_, c_, 1.0))
-            got = [sub.recv(timeout=10), sub.recv(timeout=10)]
-        assert [(g.data["side"], g.data["price"]) for g in got if g] == [("buy", 11.0), ("sell", 9.0)]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    # the run: a finite daily backtest of the bundled S&P 500, then the report
+    report = tmp_path / "report"
+    env = cli_env(bus_settings(ipc_dir))
+    env.pop("PYTHONPATH", None)
+    r = run([str(aitrados), "run", "--plugins", PLUGIN, "--report-dir", str(report)], cwd=tmp_path, env=env,
+            timeout=400)
+    assert "total return" in r.stdout and str(report) in r.stdout
+    latest = report / "latest"  # one folder per run; `latest` points at the newest
+    metrics = json.loads((latest / "metrics.json").read_text())
+    assert (latest / "equity.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((latest / "trades.csv").read_text().splitlines()) == metrics["trades"] + 1 > 5
+    # the same strategy over the same bars in-process (engine only, no bus): the same result
+    code = (f"import json; from {PACKAGE}.strategy import Breakout; "
+            "from aitrados.marketdata.loader import bundled_bar_files, load_bars; "
+            "from aitrados.trading import build_report; "
+            "from aitrados.trading.settings import engine_from_settings; "
+            "e = engine_from_settings([Breakout()]); "
+            "e.run(load_bars(bundled_bar_files()[('STOCK:US:SPX', 'DAY')]).bars); "
+            "m = build_report(e.broker, 'DAY').metrics; print(json.dumps([m.final_equity, m.trades]))")
+    equity, trades = json.loads(run([str(py), "-c", code], cwd="/").stdout)
+    assert (metrics["final_equity"], metrics["trades"]) == (pytest.approx(equity), trades)

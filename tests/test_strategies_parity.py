@@ -23,7 +23,7 @@ from fixtures.plugin_env import install
 
 from aitrados.runtime import Runtime
 
-from conftest import bus_settings
+from conftest import PATIENT_HEARTBEATS, bus_settings
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,7 +45,7 @@ def run(name: str, ipc_dir: str, tmp: Path, isolate: bool) -> Run:
     """Replay 2018's SPX days with strategy *name* (recorded); returns its callbacks, the orders,
     the fills and the equity."""
     out = tmp / f"{name}-{'isolated' if isolate else 'local'}.jsonl"
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider, md.replay_symbols = "replay", []
     md.replay_start, md.replay_end = dt.datetime(2018, 1, 1, tzinfo=UTC), "data_end"

@@ -298,13 +298,13 @@ def test_strategies_attach_when_the_trading_service_comes_later(tmp_path, monkey
 def replay_orders(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[tuple[Any, ...]], float]:
     """Replay 720 one-minute bars through the real runtime with sma_cross (isolated or not) beside an
     in-process RSI strategy; returns every order and the final equity."""
-    from conftest import bus_settings
+    from conftest import PATIENT_HEARTBEATS, bus_settings
 
     from aitrados.runtime import Runtime
     from aitrados_strategies.rsi_reversion import RsiReversion
 
     sym = "CRYPTO:GLOBAL:BTCUSD"
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [sym], 0.5, 0.05
     s.trading.report_dir = str(tmp_path / f"report-{isolate}")

@@ -140,10 +140,19 @@ class Exploding(Strategy):
         raise RuntimeError("strategy bug")
 
 
-def test_a_raising_strategy_is_logged_and_the_others_run(bars: list[Bar]) -> None:
-    engine = TradingEngine([Exploding(), SmaCross(SPX, fast=5, slow=20)], PaperBroker())
-    engine.run(bars[:40])
-    assert len(engine.errors) == 40 and "exploding.on_bar raised RuntimeError" in engine.errors[0]
+def test_a_raising_strategy_is_logged_once_counted_and_the_others_run(bars: list[Bar]) -> None:
+    from loguru import logger
+
+    logged: list[str] = []
+    sink = logger.add(lambda m: logged.append(m), level="ERROR")
+    try:
+        engine = TradingEngine([Exploding(), SmaCross(SPX, fast=5, slow=20)], PaperBroker())
+        engine.run(bars[:40])
+    finally:
+        logger.remove(sink)
+    assert engine.callback_errors == {"exploding.on_bar: RuntimeError": 40}
+    assert len(engine.errors) == 1 and "exploding.on_bar raised RuntimeError" in engine.errors[0]
+    assert len(logged) == 1 and "Traceback" in logged[0]  # the first traceback once, then only a count
     assert engine.broker.fills()
 
 

@@ -166,6 +166,29 @@ def test_trade_columns_buy_and_hold_and_run_metadata(run: PaperBroker, tmp_path:
     assert "buy and hold return" in text and "rejected orders" in text and "margin calls" in text
 
 
+def test_run_metadata_skips_a_strategys_own_non_plain_attributes(run: PaperBroker, tmp_path: Path) -> None:
+    """A user strategy's `entry` may be an indicator object: metrics.json is still written, without it."""
+    from aitrados.trading.report import run_params
+    from aitrados.trading.risk import RiskLimits
+    from aitrados.trading.strategy import Strategy
+
+    class Breakout(Strategy):
+        symbols = ("STOCK:US:SPX",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.entry, self.size = object(), 3.0
+
+    class FakeEngine:  # run_params reads only these
+        broker = run
+        strategies = [Breakout()]
+        risk = type("R", (), {"limits": RiskLimits()})()
+        bars_seen = 5031
+
+    paths = build_report(run, "DAY", params=run_params(FakeEngine(), "DAY")).write(tmp_path / "out")
+    [item] = json.loads(paths["metrics"].read_text())["run"]["strategies"]
+    assert "entry" not in item and item["size"] == 3.0 and item["name"] == "breakout"
+
 def test_each_run_gets_its_own_folder_and_latest_points_at_it(tmp_path: Path) -> None:
     from aitrados.trading.report import run_folder
 

@@ -18,7 +18,7 @@ from aitrados.bus.errors import BadRequestError, UnauthorizedError
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
-from conftest import bus_settings
+from conftest import PATIENT_HEARTBEATS, bus_settings
 
 pytestmark = pytest.mark.timeout(120)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -26,7 +26,7 @@ SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, *, dashboard: int | None = None,
                  **trading: object) -> Runtime:
-    s = bus_settings(ipc_dir, **(bus or {}))
+    s = bus_settings(ipc_dir, **{**PATIENT_HEARTBEATS, **(bus or {})})
     md = s.marketdata
     md.provider = "replay"
     md.replay_symbols = [SYM]
@@ -150,7 +150,7 @@ def test_on_chart_reaches_in_process_strategies(ipc_dir: str, tmp_path) -> None:
         def on_chart(self, full_symbol, interval, window) -> None:  # noqa: ANN001
             self.seen.append((full_symbol, interval, window["seq"]))
 
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     s.marketdata.provider = "replay"
     s.marketdata.replay_symbols = [SYM]
     s.marketdata.replay_days = 0.05
@@ -216,7 +216,7 @@ def test_malformed_requests_to_core_services_are_answered_and_they_keep_serving(
 
 def test_service_heartbeats_do_not_wait_for_a_busy_runtime_loop(ipc_dir: str, tmp_path) -> None:
     # heartbeats slow enough that a loaded machine alone never costs a worker its registration
-    rt = make_runtime(ipc_dir, str(tmp_path / "report"), bus={"heartbeat_interval": 0.5})
+    rt = make_runtime(ipc_dir, str(tmp_path / "report"), bus={"heartbeat_interval": 0.5, "heartbeat_liveness": 3})
     try:
         check_heartbeats_while_the_loop_is_stuck(rt)
     finally:

@@ -15,7 +15,7 @@ import pytest
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
-from conftest import bus_settings
+from conftest import PATIENT_HEARTBEATS, bus_settings
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ EVENTS = [dt.datetime.fromisoformat(e["event_timestamp"].replace("Z", "+00:00"))
 
 
 def run(ipc_dir: str, tmp: Path, strategy: SmaCross, calendar: list | None = None) -> tuple[list[dict], list[dict]]:
-    s = bus_settings(ipc_dir)
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     s.trading.report_dir = str(tmp)
     rt = Runtime(s, plugins=[], strategies=[strategy], start_clock=False).start()
     try:

@@ -7,10 +7,13 @@ Wire format of one message, three frames: ``topic`` (UTF-8, dotted, general to s
 counts every missing number as lost: nothing is lost silently.
 
 The router forwards in C (``zmq.proxy_steerable``); a monitor thread samples a capture of
-the traffic for per-topic statistics. Counts are exact up to the newest sampled message
-because they are read from the publishers' sequence numbers, so sampling never undercounts
-what it has seen. Messages that do not follow the format are counted as malformed by the
-monitor and dropped by every subscriber.
+the traffic for per-topic statistics (``topic_stats.TopicStats``: capped, expiring, read as an
+encoded snapshot). Counts are exact up to the newest sampled message because they are read
+from the publishers' sequence numbers, so sampling never undercounts what it has seen. With
+``bus.count_all_topics`` (the default) the router subscribes to every topic itself, so
+publishers send it every message and counts are true whether or not anyone subscribes.
+Messages that do not follow the format are counted as malformed by the monitor and dropped by
+every subscriber.
 """
 
 from __future__ import annotations
@@ -32,25 +35,16 @@ from loguru import logger
 from ..settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
+from .memory import return_freed_memory, tune_allocator
+from .topic_stats import TopicStats
 
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
 # ======================================================================== router
-class _TopicStat:
-    __slots__ = ("last_seq", "last_time", "rate", "_prev_count", "_prev_time")
-
-    def __init__(self) -> None:
-        self.last_seq: dict[bytes, int] = {}
-        self.last_time = 0.0
-        self.rate = 0.0
-        self._prev_count = 0
-        self._prev_time = time.monotonic()
-
-    @property
-    def count(self) -> int:
-        return sum(list(self.last_seq.values()))  # the monitor thread may add a publisher meanwhile
+#: Most subscription prefixes listed in ``stats.pubsub.subscriptions`` (all are counted).
+MAX_LISTED_SUBSCRIPTIONS = 1000
 
 
 class PubSubRouter:
@@ -64,6 +58,8 @@ class PubSubRouter:
 
     #: Capacity of the monitor's capture queue; beyond it the monitor samples.
     MONITOR_HWM = 20_000
+    #: Seconds between the monitor's drains of the capture queue.
+    MONITOR_PERIOD = 0.05
 
     def __init__(self, ctx: zmq.Context, bus: BusSettings, sub_addrs: list[str], pub_addrs: list[str],
                  secure: Any = None) -> None:
@@ -73,9 +69,11 @@ class PubSubRouter:
         self.pub_addrs = pub_addrs
         self._secure = secure
         self.bound: dict[str, list[str]] = {"sub": [], "pub": []}
-        self.topics: dict[bytes, _TopicStat] = {}
+        self.stats = TopicStats(bus.topic_stats_max, bus.topic_stats_ttl)
         self.subscriptions: dict[bytes, int] = {}
-        self.counters = {"sampled": 0, "malformed": 0, "subscribe_events": 0, "proxy_restarts": 0}
+        self.counters = {"sampled": 0, "malformed": 0, "subscribe_events": 0, "proxy_restarts": 0,
+                         "memory_returned": 0}
+        self._router_snapshot: dict[str, Any] = {}
         self.failure: BaseException | None = None
         self._uid = f"{id(self)}"
         self._threads: list[threading.Thread] = []
@@ -87,16 +85,27 @@ class PubSubRouter:
     def bind(self) -> dict[str, list[str]]:
         """Create and bind the XSUB and XPUB sockets; returns the bound addresses."""
         self._xsub = self._socket(zmq.XSUB)
+        self._xsub.maxmsgsize = self.bus.max_publish_size
         self._xpub = self._socket(zmq.XPUB)
+        self._xpub.sndhwm = self.subscriber_hwm
         bind_all(self._xsub, self.sub_addrs, "publish", self.bound["sub"])
         bind_all(self._xpub, self.pub_addrs, "subscribe", self.bound["pub"])
+        if self.bus.count_all_topics:
+            self._xsub.send(b"\x01")  # subscribe to everything: publishers send the router every topic
         return self.bound
+
+    @property
+    def subscriber_hwm(self) -> int:
+        """Messages queued at most for one subscriber: ``subscriber_queue_bytes ÷ max_publish_size``
+        (capped by ``hwm``), so a subscriber that never reads pins at most ``subscriber_queue_bytes``."""
+        return max(1, min(self.bus.hwm, self.bus.subscriber_queue_bytes // self.bus.max_publish_size))
 
     def start(self) -> None:
         """Start the proxy thread and the monitor thread."""
+        tune_allocator()
         self._capture = self.ctx.socket(zmq.PUB)
         self._capture.linger = 0
-        self._capture.sndhwm = self.MONITOR_HWM
+        self._capture.sndhwm = min(self.MONITOR_HWM, self.subscriber_hwm)
         self._capture.bind(f"inproc://aitrados-capture-{self._uid}")
         self._ctrl = self.ctx.socket(zmq.PAIR)
         self._ctrl.bind(f"inproc://aitrados-pubsub-ctrl-{self._uid}")
@@ -162,11 +171,20 @@ class PubSubRouter:
         recv = mon.recv_multipart
         unpack = P.META.unpack
         meta_size = P.META.size
-        next_rate = time.monotonic() + 1.0
+        observe = self.stats.observe
+        topics = self.stats.topics
+        valid: set[bytes] = set()  # topics validated once (bounded: cleared with the stats' cap)
+        next_tick = time.monotonic() + 1.0
+        left = False  # a subscription went away since the last tick: its queue may have been freed
         try:
             while not self._stop.is_set():
+                # Wake at most every MONITOR_PERIOD, never per message: the monitor shares the GIL
+                # with the RPC router and the services, so it must not take it for every message.
+                # What queues meanwhile beyond the capture's high-water mark is dropped in C; counts
+                # stay exact because they come from sequence numbers.
                 if mon.poll(200):
                     n = 0
+                    now = time.monotonic()
                     while n < 1000:
                         try:
                             frames = recv(_NOBLOCK)
@@ -174,34 +192,39 @@ class PubSubRouter:
                             break
                         n += 1
                         if len(frames) == 3 and len(frames[1]) == meta_size and frames[1][0] == P.META_VERSION:
-                            _, pid, seq = unpack(frames[1])
-                            st = self.topics.get(frames[0])
-                            if st is None:
-                                if not P.valid_topic(frames[0]):
+                            topic = frames[0]
+                            if topic not in topics and topic not in valid:
+                                if not P.valid_topic(topic):
                                     self.counters["malformed"] += 1
                                     continue
-                                st = self.topics[frames[0]] = _TopicStat()
-                            if seq > st.last_seq.get(pid, 0):
-                                st.last_seq[pid] = seq
+                                if len(valid) >= self.stats.max_topics:
+                                    valid.clear()
+                                valid.add(topic)
+                            _, pid, seq = unpack(frames[1])
+                            observe(topic, pid, seq, now)
                         elif len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
                             self.counters["subscribe_events"] += 1
                             delta = 1 if frames[0][0] == 1 else -1
                             prefix = frames[0][1:]
-                            self.subscriptions[prefix] = self.subscriptions.get(prefix, 0) + delta
-                            if self.subscriptions[prefix] <= 0:
-                                del self.subscriptions[prefix]
+                            count = self.subscriptions.get(prefix, 0) + delta
+                            if count > 0:
+                                self.subscriptions[prefix] = count
+                            else:
+                                self.subscriptions.pop(prefix, None)
+                                left = True
                         else:
                             self.counters["malformed"] += 1
                     self.counters["sampled"] += n
-                    if n >= 1000:
-                        time.sleep(0.05)  # busy: sample (the capture queue drops), counts stay exact
+                    self._stop.wait(self.MONITOR_PERIOD)
                 now = time.monotonic()
-                if now >= next_rate:
-                    for st in list(self.topics.values()):
-                        c = st.count
-                        st.rate = (c - st._prev_count) / (now - st._prev_time)
-                        st._prev_count, st._prev_time = c, now
-                    next_rate = now + 1.0
+                if now >= next_tick:
+                    self.stats.tick(now)
+                    if left:
+                        left = False
+                        if return_freed_memory():
+                            self.counters["memory_returned"] += 1
+                    self._router_snapshot = self._make_router_snapshot()
+                    next_tick = now + 1.0
         except zmq.ContextTerminated:
             pass
         except BaseException as exc:
@@ -210,17 +233,35 @@ class PubSubRouter:
         finally:
             mon.close(0)
 
-    def topic_stats(self) -> dict[str, Any]:
-        """Per-topic message counts and rates, plus the router's own counters under ``_router``."""
-        out: dict[str, Any] = {}
-        for t, st in list(self.topics.items()):
-            out[t.decode()] = {"count": st.count, "publishers": len(st.last_seq), "rate": round(st.rate, 1)}
-        out["_router"] = {
+    def _make_router_snapshot(self) -> dict[str, Any]:
+        subs = self.subscriptions
+        listed = dict(list(subs.items())[:MAX_LISTED_SUBSCRIPTIONS])
+        return {
             **self.counters,
-            "subscriptions": {k.decode("utf-8", "replace"): v for k, v in list(self.subscriptions.items())},
+            "topics": len(self.stats.topics),
+            "topics_untracked": self.stats.untracked,
+            "topics_expired": self.stats.expired,
+            "count_all_topics": self.bus.count_all_topics,
+            "subscriptions": {k.decode("utf-8", "replace"): v for k, v in listed.items()},
+            "subscriptions_total": len(subs),
             "bound": self.bound,
         }
-        return out
+
+    def topics_encoded(self) -> msgspec.Raw:
+        """``{topic: {count, publishers, rate}}`` as of the monitor's last tick, already encoded.
+
+        O(1): the monitor thread builds it about once a second, so the RPC router never walks
+        the topics. ``rate`` is messages per second over the last tick.
+        """
+        return self.stats.encoded()
+
+    def router_stats(self) -> dict[str, Any]:
+        """The router's own counters as of the monitor's last tick (bounded in size)."""
+        return self._router_snapshot or self._make_router_snapshot()
+
+    def topic_stats(self) -> dict[str, Any]:
+        """Per-topic statistics decoded, plus the router's counters under ``_router`` (for in-process use)."""
+        return {**self.stats.snapshot(), "_router": self.router_stats()}
 
 
 # ======================================================================== publisher
@@ -248,6 +289,8 @@ class Publisher:
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.linger = 500
         self._sock.sndhwm = hwm or (bus.hwm if bus else 100_000)
+        #: Largest body this publisher sends (``bus.max_publish_size``); the router drops larger ones.
+        self.max_size = bus.max_publish_size if bus else BusSettings().max_publish_size
         _connect(self._sock, address, bus)
         self.publisher_id = os.urandom(8)
         self._seq: dict[str, int] = {}
@@ -267,7 +310,14 @@ class Publisher:
         return self.publish_raw(topic, P.encode(obj))
 
     def publish_raw(self, topic: str, body: bytes) -> int:
-        """Publish an already encoded body on *topic*; returns its sequence number."""
+        """Publish an already encoded body on *topic*; returns its sequence number.
+
+        :raises ValueError: for an invalid topic or a body over ``max_size`` bytes (nothing is sent)
+        """
+        if len(body) > self.max_size:
+            raise ValueError(f"message on {topic!r} is {len(body)} bytes, over bus.max_publish_size "
+                             f"({self.max_size}); send a reference or split it, or raise the setting "
+                             "(AITRADOS_BUS__MAX_PUBLISH_SIZE) on the middleware and its peers")
         t = self._topics.get(topic) or self._topic(topic)
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq

@@ -116,22 +116,28 @@ class RPCRouter:
     :param bus: bus settings (heartbeats, limits, high-water marks)
     :param frontend: addresses the client-facing ROUTER binds
     :param backend: addresses the worker-facing ROUTER binds
-    :param topics: optional callable returning pub/sub topic statistics for ``middleware.topics``
+    :param topics: optional callable returning the pub/sub topic statistics for ``middleware.topics``,
+        already encoded (``msgspec.Raw``) so answering costs nothing per topic on this thread
     :param secure: applies CURVE server options to a router socket, when CURVE is on
     :param service_token: the token a READY must carry; None accepts any worker (tests, embedding)
+    :param pubsub_stats: optional callable returning the pub/sub router's counters for ``middleware.stats``
     """
 
     def __init__(self, ctx: zmq.Context, bus: BusSettings, frontend: list[str], backend: list[str],
-                 topics: Callable[[], dict[str, Any]] | None = None,
+                 topics: Callable[[], Any] | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None,
-                 service_token: str | None = None) -> None:
+                 service_token: str | None = None,
+                 pubsub_stats: Callable[[], dict[str, Any]] | None = None) -> None:
         self.ctx = ctx
         self.bus = bus
         self.frontend_addrs = frontend
         self.backend_addrs = backend
         self._topics = topics
+        self._pubsub_stats = pubsub_stats
         self._secure = secure
         self.services: dict[bytes, _Service] = {}
+        #: Level of registration and goodbye lines (the middleware sets DEBUG for quiet runs).
+        self.routine_level = "INFO"
         self.workers: dict[bytes, _Worker] = {}
         self.counters: dict[str, int] = {
             "requests": 0, "replies": 0, "errors": 0, "unknown_service": 0, "workers_lost": 0,
@@ -461,7 +467,7 @@ class RPCRouter:
         if svc is None:
             svc = self.services[name] = _Service(name)
         svc.workers.append(w)
-        logger.info("RPC backend '{}' is submitting to Register RPC Service", text)
+        logger.log(self.routine_level, "RPC backend '{}' is submitting to Register RPC Service", text)
         logger.debug("worker {} (pid {}, host {}) registered for '{}'; {} worker(s) now",
                      wid.hex(), info.get("pid"), info.get("host"), text, len(svc.workers))
 
@@ -478,7 +484,7 @@ class RPCRouter:
                 del self.services[w.service]
         name = w.service.decode()
         self.counters["workers_lost"] += 1
-        level = "INFO" if why == "it said goodbye" and not w.inflight else "WARNING"
+        level = self.routine_level if why == "it said goodbye" and not w.inflight else "WARNING"
         logger.log(level, "RPC worker {} of service '{}' dropped: {}; {} request(s) in flight answered with an error",
                    w.wid.hex(), name, why, len(w.inflight))
         body = P.error_body("ServiceUnavailable",
@@ -504,7 +510,8 @@ class RPCRouter:
     # ---------------------------------------------------------------- middleware service
     def _m_ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "time": time.time(), "protocol": P.PROTOCOL_VERSION, "version": __version__,
-                "pid": os.getpid(), "host": _socket.gethostname()}
+                "pid": os.getpid(), "host": _socket.gethostname(),
+                "heartbeat_interval": self.bus.heartbeat_interval, "heartbeat_liveness": self.bus.heartbeat_liveness}
 
     def _m_services(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -519,8 +526,7 @@ class RPCRouter:
         }
 
     def _m_topics(self, params: dict[str, Any]) -> dict[str, Any]:
-        stats = self._topics() if self._topics else {}
-        return {k: v for k, v in stats.items() if k != "_router"}
+        return self._topics() if self._topics else {}
 
     def _m_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -528,5 +534,5 @@ class RPCRouter:
                     "peers": self.peers.stats(time.monotonic()),
                     "services": len(self.services), "workers": len(self.workers),
                     "uptime": time.time() - self.started_at, "bound": self.bound},
-            "pubsub": (self._topics() or {}).get("_router", {}) if self._topics else {},
+            "pubsub": self._pubsub_stats() if self._pubsub_stats else {},
         }

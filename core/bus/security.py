@@ -7,6 +7,7 @@ security handshake on inproc); ipc and tcp peers must present keys once CURVE is
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import zmq
@@ -52,9 +53,25 @@ def _load(path: str, need_secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
-def make_keys(directory: str | Path) -> dict[str, Path]:
-    """Create a server and a client key pair in *directory*; returns the four file paths."""
+#: Folder, beside the server's key files, of the client public keys the router accepts.
+AUTHORIZED_DIR = "authorized"
+
+
+def make_keys(directory: str | Path, force: bool = False) -> dict[str, Path]:
+    """Create a server and a client key pair in *directory* and authorize the client.
+
+    The client's public key is copied to ``<directory>/authorized/``, the allow-list a router
+    reads by default. Returns the paths of the four key files and of the allow-list folder.
+
+    :raises SecurityError: when key files exist already and *force* is false (overwriting a
+        server key locks out every client holding the old public key)
+    """
     d = Path(directory)
+    names = [f"{n}.{ext}" for n in ("server", "client") for ext in ("key", "key_secret")]
+    existing = [d / n for n in names if (d / n).exists()]
+    if existing and not force:
+        raise SecurityError(f"{', '.join(map(str, existing))} exist already; refusing to overwrite keys that "
+                            "clients may hold (pass --force to replace them, or choose another --dir)")
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     out: dict[str, Path] = {}
     for name in ("server", "client"):
@@ -62,7 +79,21 @@ def make_keys(directory: str | Path) -> dict[str, Path]:
         Path(secret).chmod(0o600)
         out[f"{name}_public"] = Path(public)
         out[f"{name}_secret"] = Path(secret)
+    allowed = d / AUTHORIZED_DIR
+    allowed.mkdir(exist_ok=True, mode=0o700)
+    (allowed / "client.key").write_bytes(out["client_public"].read_bytes())
+    out["authorized_dir"] = allowed
     return out
+
+
+def authorized_dir(bus: BusSettings) -> Path | None:
+    """The allow-list folder of client public keys: the setting, else ``authorized/`` beside the
+    server key; None when ``curve_allow_any_client`` is on."""
+    if bus.curve_allow_any_client:
+        return None
+    if bus.curve_authorized_dir:
+        return Path(bus.curve_authorized_dir)
+    return Path(bus.curve_secret_key_file or ".").parent / AUTHORIZED_DIR
 
 
 def apply_server(sock: zmq.Socket, bus: BusSettings) -> None:
@@ -92,14 +123,41 @@ def apply_client(sock: zmq.Socket, bus: BusSettings, address: str) -> None:
     sock.curve_secretkey = secret
 
 
+def _start_zap(ctx: zmq.Context, wait: float = 5.0) -> ThreadAuthenticator:
+    """Start a ZAP authenticator; returns it. A middleware stopped a moment ago in this process may
+    still hold the ZAP endpoint (libzmq closes sockets in the background): retry for *wait* seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        auth = ThreadAuthenticator(ctx)
+        try:
+            auth.start()
+            return auth
+        except zmq.ZMQError as exc:
+            zap = getattr(auth, "zap_socket", None)
+            if zap is not None:
+                zap.close(0)
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def start_authenticator(ctx: zmq.Context, bus: BusSettings) -> ThreadAuthenticator | None:
-    """Start the ZAP authenticator for CURVE (allow-list from ``curve_authorized_dir``)."""
+    """Start the ZAP authenticator for CURVE; returns it, or None when CURVE is off.
+
+    Only client keys in the allow-list folder (:func:`authorized_dir`) may connect, unless
+    ``curve_allow_any_client`` is set.
+
+    :raises SecurityError: when the allow-list folder is missing or holds no public key
+    """
     if not curve_enabled(bus):
         return None
-    auth = ThreadAuthenticator(ctx)
-    auth.start()
-    if bus.curve_authorized_dir:
-        auth.configure_curve(domain="*", location=bus.curve_authorized_dir)
-    else:
-        auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+    allowed = authorized_dir(bus)
+    if allowed is not None and (not allowed.is_dir() or not any(allowed.glob("*.key"))):
+        raise SecurityError(
+            f"CURVE is on but the client allow-list {allowed} is missing or holds no *.key file: copy each "
+            "client's public key (client.key from `aitrados keygen`) there, point "
+            "AITRADOS_BUS__CURVE_AUTHORIZED_DIR at such a folder, or accept any client key with "
+            "AITRADOS_BUS__CURVE_ALLOW_ANY_CLIENT=true")
+    auth = _start_zap(ctx)
+    auth.configure_curve(domain="*", location=str(allowed) if allowed is not None else zmq.auth.CURVE_ALLOW_ANY)
     return auth

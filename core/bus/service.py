@@ -300,6 +300,7 @@ class ServiceWorker:
                     self._sync.send_multipart([P.WORKER_TAG, P.HEARTBEAT], _NOBLOCK)
                 except zmq.ZMQError:
                     pass
+                self._recheck()
 
     def _drain(self) -> None:
         recv = self._sync.recv_multipart
@@ -336,6 +337,7 @@ class ServiceWorker:
         elif cmd == P.DISCONNECT:
             logger.info("router asked service {!r} to register again", self.service.name)
             self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+            self._recheck()
         elif cmd == P.ERROR and len(frames) == 3:
             try:
                 err = P.decode(frames[2])
@@ -347,6 +349,7 @@ class ServiceWorker:
             if self._token != sent:  # the middleware restarted with a new token: try once more
                 logger.info("service {!r} was refused; its token file changed, registering again", self.service.name)
                 self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+                self._recheck()
                 return
             raise ServiceRefused(f"the router refused service {self.service.name!r}: {why}")
 
@@ -369,9 +372,16 @@ class ServiceWorker:
             logger.warning("service {!r} dropped a reply: the router is not taking messages", self.service.name)
             return
         self.served += 1
+        self._recheck()
+
+    def _recheck(self) -> None:
+        """Call after every send through the shadow socket (replies, heartbeats, READY).
+
+        Such a send can consume the edge-triggered readiness signal that the pending
+        ``recv_multipart`` future waits for; without a re-check the service goes deaf until
+        the heartbeat watchdog reconnects it. Asks zmq.asyncio to look at the socket's events again.
+        """
         if self._recv_fut is not None and not self._recv_fut.done():
-            # A send through the shadow socket can consume the edge-triggered readiness signal
-            # the pending recv waits for; ask zmq.asyncio to re-check the socket's events.
             kick = getattr(self._asock, "_schedule_remaining_events", None)
             if kick is not None:
                 kick()

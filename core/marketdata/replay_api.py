@@ -294,8 +294,13 @@ class ReplayAPI:
     # ------------------------------------------------------------------ paging
 
     def _page_start(self, q: dict[str, str]) -> tuple[int, dt.datetime]:
+        """The offset and clock time a page starts at. A key's time is capped to the replay clock,
+        so a forged key (a later ``t``) never reaches bars past the clock (no look-ahead)."""
         key = q.get("next_page_key")
-        return decode_page_key(key) if key else (0, self.now())
+        if not key:
+            return 0, self.now()
+        offset, asof = decode_page_key(key)
+        return max(0, offset), min(asof, self.now())
 
     def _next(self, target: str, offset: int, total: int, asof: dt.datetime) -> dict[str, Any]:
         if offset >= total:

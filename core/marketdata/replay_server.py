@@ -18,8 +18,10 @@ import argparse
 import asyncio
 import datetime as dt
 import email.utils
+import hmac
 import http
 import logging
+import secrets
 import threading
 import time
 from collections import Counter
@@ -51,6 +53,11 @@ _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 SUB_KEYS = {"ohlc": "ohlc:1m", "news": "news", "event": "event"}
 MAX_RECORDS_PER_PUSH = 500  # keeps one push well under the clients' 1 MiB frame limit
+#: Most rejected topics listed one by one in a subscribe error (the rest are counted), so the
+#: error frame stays far below the clients' 1 MiB limit however many topics were sent.
+MAX_LISTED_BAD_TOPICS = 20
+#: Longest text of one rejected topic's reason in a subscribe error.
+MAX_BAD_TOPIC_TEXT = 300
 # websockets' own logger: warnings only (its debug lines would show request targets, keys included)
 _WS_LOG = logging.getLogger("aitrados.replay.websockets")
 _WS_LOG.setLevel(logging.WARNING)
@@ -68,11 +75,27 @@ def _ws_error(message: str, detail: Any = None, code: int = 400) -> dict[str, An
 
 @dataclass(eq=False)
 class _Session:
-    """One authenticated WebSocket connection and its subscriptions (per connection, start empty)."""
+    """One authenticated WebSocket connection: its subscriptions (start empty) and its own send
+    queue, drained by its own writer task so a client that stops reading holds up nobody else."""
 
     conn: ServerConnection
+    queue_size: int = 256
     subs: dict[str, set[str]] = field(default_factory=lambda: {"ohlc": set(), "news": set(), "event": set()})
     match_cache: dict[tuple[str, str], bool] = field(default_factory=dict)
+    queue: asyncio.Queue[bytes] = field(init=False)
+    writer: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+
+    async def write(self) -> None:
+        """Send queued frames in order until the connection closes."""
+        try:
+            while True:
+                frame = await self.queue.get()
+                await self.conn.send(frame, text=True)
+        except ConnectionClosed:
+            pass
 
     def wants(self, kind: str, key: str) -> bool:
         ck = (kind, key)
@@ -132,6 +155,10 @@ class ReplayServer:
         self.host = host or s.replay_host
         self._want_port = s.replay_port if port is None else port
         self.secret_key = secret_key if secret_key is not None else s.replay_secret_key
+        #: Token for ``/replay/start|pause|resume`` when no secret key is set (the key works when one is).
+        self.control_token = s.replay_control_token or secrets.token_urlsafe(18)
+        #: WebSocket clients disconnected because their queue stayed full (they stopped reading).
+        self.slow_disconnects = 0
         self.autostart = autostart or s.replay_autostart
         if self.autostart not in ("immediately", "first_subscribe", "manual"):
             raise ValueError(f"autostart {self.autostart!r} is not immediately, first_subscribe or manual")
@@ -148,6 +175,8 @@ class ReplayServer:
         self._build_timeline()
         self.pushed: Counter[str] = Counter()
         self.ticks_sent = 0
+        #: Level of the "listening" and "replay ended" lines (the middleware sets DEBUG in a backtest).
+        self.routine_level = "INFO"
         self.ended = False
         self.pump_error: str | None = None
         self._sessions: set[_Session] = set()
@@ -209,7 +238,7 @@ class ReplayServer:
                                    compression=None)  # loopback: deflate would only cost CPU on both ends
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        logger.info("replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
+        logger.log(self.routine_level, "replay server listening: HTTP {}/api/v2/  WS {}/ws  (clock {} .. {} speed {}, {} symbols, {} ticks)",
                     self.http_url, self.ws_url, format_timestamp(self.clock.now()), format_timestamp(self.store.end),
                     "max" if self.clock.as_fast_as_possible else f"x{self.clock.speed:g}",
                     len(self.store.symbols()), len(self.timeline))
@@ -367,8 +396,13 @@ class ReplayServer:
         from urllib.parse import parse_qsl, urlsplit
 
         q = dict(parse_qsl(urlsplit(target).query))
-        if self.secret_key is not None and q.get("secret_key") != self.secret_key:
+        key_ok = self.secret_key is not None and hmac.compare_digest(q.get("secret_key", ""), self.secret_key)
+        if self.secret_key is not None and not key_ok:
             return self._response(401, _enc.encode(error_body(401, "invalid secret_key", {"error": "bad_secret_key"})))
+        if action != "state" and not key_ok and not hmac.compare_digest(q.get("token", ""), self.control_token):
+            return self._response(401, _enc.encode(error_body(
+                401, f"/replay/{action} needs the server's secret_key, or token=<control token> when no key is set "
+                     "(setting marketdata.replay_control_token; ReplayServer.control_token)", {"error": "bad_token"})))
         if action == "start":
             self.start_clock()
         elif action == "pause":
@@ -382,7 +416,38 @@ class ReplayServer:
     # ------------------------------------------------------------------ WebSocket
 
     async def _send(self, conn: ServerConnection, msg: dict[str, Any]) -> None:
+        """Send *msg* directly (only before a session exists: the authentication answer)."""
         await conn.send(_enc.encode(msg), text=True)
+
+    async def _queue(self, sess: _Session, msg: dict[str, Any]) -> bool:
+        """Queue *msg* for *sess*; returns False when the session is gone or was dropped as too slow.
+
+        A full queue makes the replay wait for that client (lossless replays need every subscriber),
+        but never longer than ``replay_ws_slow_timeout``: then the client is disconnected and counted.
+        """
+        if sess not in self._sessions:
+            return False
+        frame = _enc.encode(msg)
+        try:
+            sess.queue.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            pass
+        try:
+            await asyncio.wait_for(sess.queue.put(frame), self.settings.replay_ws_slow_timeout)
+            return True
+        except TimeoutError:
+            self._drop_slow(sess)
+            return False
+
+    def _drop_slow(self, sess: _Session) -> None:
+        self._sessions.discard(sess)
+        self.slow_disconnects += 1
+        logger.warning("replay server: a WebSocket client kept {} messages unread for {} s; disconnecting it",
+                       sess.queue.maxsize, self.settings.replay_ws_slow_timeout)
+        if sess.writer is not None:
+            sess.writer.cancel()
+        sess.conn.transport.abort()  # no close handshake: it would queue behind the unread data
 
     async def _ws_handler(self, conn: ServerConnection) -> None:
         try:
@@ -407,7 +472,8 @@ class ReplayServer:
             await conn.close(1008, "invalid secret_key")
             return
         await self._send(conn, _envelope("authenticate", {"authenticated": True}))
-        sess = _Session(conn)
+        sess = _Session(conn, self.settings.replay_ws_queue)
+        sess.writer = asyncio.get_running_loop().create_task(sess.write(), name="replay-ws-writer")
         self._sessions.add(sess)
         try:
             async for raw in conn:
@@ -419,6 +485,10 @@ class ReplayServer:
             await conn.close(1011, "internal error")
         finally:
             self._sessions.discard(sess)
+            if sess.writer is not None:
+                sess.writer.cancel()
+            while not sess.queue.empty():  # frees a push waiting for room in this queue at once
+                sess.queue.get_nowait()
 
     def _check_topic(self, kind: str, topic: str) -> str:
         t = topic.strip().upper()
@@ -444,24 +514,24 @@ class ReplayServer:
             if not isinstance(msg, dict):
                 raise ValueError("not an object")
         except (msgspec.DecodeError, ValueError):
-            await self._send(sess.conn, _ws_error("message is not a JSON object", {"received": str(raw)[:200]}))
+            await self._queue(sess, _ws_error("message is not a JSON object", {"received": str(raw)[:200]}))
             return
         mtype = msg.get("message_type")
         if mtype == "show_subscribe":
             for kind in ("ohlc", "event", "news"):
-                await self._send(sess.conn, _envelope("show_subscribe", {SUB_KEYS[kind]: sorted(sess.subs[kind])}))
+                await self._queue(sess, _envelope("show_subscribe", {SUB_KEYS[kind]: sorted(sess.subs[kind])}))
             return
         if mtype not in ("subscribe", "unsubscribe"):
-            await self._send(sess.conn, _ws_error(f"unknown message_type {mtype!r}: use subscribe, unsubscribe or show_subscribe"))
+            await self._queue(sess, _ws_error(f"unknown message_type {mtype!r}: use subscribe, unsubscribe or show_subscribe"))
             return
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         kind = str(params.get("subscribe_type") or "ohlc").lower()
         if kind not in SUB_KEYS:
-            await self._send(sess.conn, _ws_error(f"subscribe_type {kind!r} is not ohlc, news or event"))
+            await self._queue(sess, _ws_error(f"subscribe_type {kind!r} is not ohlc, news or event"))
             return
         topics = params.get("topics")
         if not isinstance(topics, list):
-            await self._send(sess.conn, _ws_error("params.topics must be a JSON array of topics"))
+            await self._queue(sess, _ws_error("params.topics must be a JSON array of topics"))
             return
         bad: list[str] = []
         for topic in topics:
@@ -479,11 +549,13 @@ class ReplayServer:
                 sess.subs[kind].discard(t)
         sess.match_cache.clear()
         if bad:
-            await self._send(sess.conn, _ws_error("some topics were not " + mtype + "d", {"topics": bad}))
-        await self._send(sess.conn, _envelope("show_subscribe", {SUB_KEYS[kind]: sorted(sess.subs[kind])}))
+            listed = [b[:MAX_BAD_TOPIC_TEXT] for b in bad[:MAX_LISTED_BAD_TOPICS]]
+            await self._queue(sess, _ws_error(f"{len(bad)} of {len(topics)} topics were not {mtype}d",
+                                              {"topics": listed, "not_listed": len(bad) - len(listed)}))
+        await self._queue(sess, _envelope("show_subscribe", {SUB_KEYS[kind]: sorted(sess.subs[kind])}))
         if mtype == "subscribe":
             if self.ended:
-                await self._send(sess.conn, self._end_message())
+                await self._queue(sess, self._end_message())
             elif self.autostart == "first_subscribe":
                 self._subscribed()
 
@@ -510,10 +582,7 @@ class ReplayServer:
             mine = [r for r, k in zip(recs, keys) if want(k)]
             for i in range(0, len(mine), MAX_RECORDS_PER_PUSH):
                 chunk = mine[i:i + MAX_RECORDS_PER_PUSH]
-                try:
-                    await self._send(sess.conn, _envelope(kind, chunk))
-                except ConnectionClosed:
-                    self._sessions.discard(sess)
+                if not await self._queue(sess, _envelope(kind, chunk)):
                     break
                 self.pushed[kind] += len(chunk)
 
@@ -541,12 +610,12 @@ class ReplayServer:
             await self.clock.wait_until(self.store.end)
             self.clock.freeze(self.store.end if not self.clock.as_fast_as_possible else self.clock.now())
             self.ended = True
-            logger.info("replay ended at {}: {} ticks of {}, pushed {}", format_timestamp(self.clock.now()),
+            logger.log(self.routine_level, "replay ended at {}: {} ticks of {}, pushed {}", format_timestamp(self.clock.now()),
                         self.ticks_sent, total, dict(self.pushed))
             end = self._end_message()
             for sess in list(self._sessions):
                 try:
-                    await self._send(sess.conn, end)
+                    await self._queue(sess, end)
                 except ConnectionClosed:
                     pass
         except asyncio.CancelledError:
@@ -557,7 +626,7 @@ class ReplayServer:
             self.ended = True
             for sess in list(self._sessions):
                 try:
-                    await self._send(sess.conn, _ws_error(f"replay stopped by a server error: {self.pump_error}",
+                    await self._queue(sess, _ws_error(f"replay stopped by a server error: {self.pump_error}",
                                                           {"error": "internal"}, 500))
                 except ConnectionClosed:
                     pass
@@ -582,6 +651,8 @@ class ReplayServerThread:
         self._error: BaseException | None = None
         self.server: ReplayServer | None = None
         self._stop: asyncio.Event | None = None
+        #: Level of the server's "listening" and "replay ended" lines (``ReplayServer.routine_level``).
+        self.routine_level = "INFO"
 
     def start(self, timeout: float = 30.0) -> ReplayServerThread:
         """Start the thread and wait until the server listens."""
@@ -610,6 +681,7 @@ class ReplayServerThread:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         self.server = ReplayServer(self._settings, **self._kwargs)
+        self.server.routine_level = self.routine_level
         await self.server.start()
         self._ready.set()
         try:

@@ -64,6 +64,7 @@ from aitrados.marketdata.models import (
 UTC = dt.timezone.utc
 DEFAULT_REPLAY_START = dt.datetime(2018, 12, 24, 14, 30, tzinfo=UTC)
 DATA_END = "data_end"
+DATA_START = "data_start"
 """``end`` value meaning: up to the last bar close of the file data (the bundled daily bars: 2018-12-31)."""
 MAX_GENERATED_MINUTES = 3_000_000
 """Budget of generated 1-minute bars (symbols x minutes of the window): beyond it the store refuses
@@ -269,6 +270,15 @@ _SESSION_META = {
 }
 
 
+def bar_file_spec(f: Any) -> tuple[Path, str | None, str | None]:
+    """``(path, full_symbol, interval)`` of a ``replay_bar_files`` entry (a path, or a table /
+    :class:`~aitrados.marketdata.settings.BarFile` with ``path``, ``full_symbol``, ``interval``)."""
+    if isinstance(f, (str, Path)):
+        return Path(f), None, None
+    get = f.get if isinstance(f, dict) else (lambda k, d=None: getattr(f, k, d))
+    return Path(get("path")), get("full_symbol"), get("interval")
+
+
 class ReplayStore:
     """Everything the replay server serves, indexed for time queries.
 
@@ -286,12 +296,13 @@ class ReplayStore:
     :param bundled: include the bundled daily bars, sample news and sample calendar
     """
 
-    def __init__(self, *, start: dt.datetime | None = None, days: float = 3, history_days: float = 5,
+    def __init__(self, *, start: dt.datetime | str | None = None, days: float = 3, history_days: float = 5,
                  seed: int = 7, generated_symbols: Iterable[str] = (), generate_any: bool = False,
-                 bar_files: Iterable[str | Path] = (), news_files: Iterable[str | Path] = (),
+                 bar_files: Iterable[Any] = (), news_files: Iterable[str | Path] = (),
                  calendar_files: Iterable[str | Path] = (), holiday_files: Iterable[str | Path] = (),
                  bundled: bool = True, end: dt.datetime | str | None = None) -> None:
-        self.start = parse_timestamp(start) if start is not None else DEFAULT_REPLAY_START
+        from_data = isinstance(start, str) and start.strip().lower() == DATA_START
+        self.start = parse_timestamp(start) if start is not None and not from_data else DEFAULT_REPLAY_START
         self.end = self.start + dt.timedelta(days=days)
         self.data_start = self.start - dt.timedelta(days=history_days)
         self.seed = seed
@@ -303,18 +314,26 @@ class ReplayStore:
         self._m1_cache: dict[str, list[Bar]] = {}
         self.holidays: list[dict[str, Any]] = []
 
-        files: list[Path] = []
+        files: list[tuple[Path, str | None, str | None]] = []
         if bundled:
-            files += list(bundled_bar_files().values())
-        files += [Path(f) for f in bar_files]
-        for f in files:
-            res = load_bars(f)
+            files += [(p, None, None) for p in bundled_bar_files().values()]
+        files += [bar_file_spec(f) for f in bar_files]
+        for f, fsym, fiv in files:
+            res = load_bars(f, fsym, fiv)
             self.issues += res.issues
             if res.bars:
                 b0 = res.bars[0]
                 self._file_series.setdefault(b0.full_symbol, {})[b0.interval] = res.bars
-                logger.info("replay data: {} {} bars of {} {} from {}", len(res.bars), b0.interval,
+                logger.debug("replay data: {} {} bars of {} {} from {}", len(res.bars), b0.interval,
                             b0.full_symbol, b0.interval, f)
+        if from_data:  # the first bar of the files (read once, here)
+            opens = [ivs[iv][0].datetime for ivs in self._file_series.values() for iv in ivs if ivs[iv]]
+            if not opens:
+                raise ValueError("replay start 'data_start' needs bar files (replay_bundled=True or "
+                                 "replay_bar_files); none are loaded: give replay_start as a time")
+            self.start = min(opens)
+            self.end = self.start + dt.timedelta(days=days)
+            self.data_start = self.start - dt.timedelta(days=history_days)
         for fs in generated_symbols:
             self._generated.add(normalize_full_symbol(fs))
         if end is not None:

@@ -25,6 +25,17 @@ DEFAULT_REPLAY_SYMBOLS = [
 ]
 
 
+class BarFile(BaseModel):
+    """A bar file whose name does not say its symbol and interval (``GOOG.csv`` rather than
+    ``STOCK_US_GOOG_DAY.csv``): the path plus what it holds."""
+
+    model_config = {"extra": "forbid"}
+
+    path: str = Field(description="CSV or Parquet file")
+    full_symbol: str | None = Field(None, description="ASSET:COUNTRY:SYMBOL of its bars (default: from the name or columns)")
+    interval: str | None = Field(None, description="interval of its bars (default: from the name or an interval column)")
+
+
 class MarketDataSettings(BaseModel):
     """Provider choice, endpoints, replay data and clock, and the HTTP retry budget."""
 
@@ -46,8 +57,18 @@ class MarketDataSettings(BaseModel):
     replay_port: int = Field(0, ge=0, le=65535, description="replay server port; 0 picks a free one (logged)")
     replay_secret_key: str | None = Field(
         None, description="when set, the replay server requires this key (like the cloud); unset = any key")
-    replay_bar_files: list[str] = Field(
-        default_factory=list, description="user CSV/Parquet bar files (see docs/replay.md for columns)")
+    replay_control_token: str | None = Field(
+        None, description="token for /replay/start|pause|resume when no replay_secret_key is set; "
+                          "unset = a random one per server (ReplayServer.control_token)")
+    replay_ws_queue: int = Field(256, ge=1, description="messages queued per WebSocket connection before the "
+                                                      "replay waits for that client")
+    replay_ws_slow_timeout: float = Field(
+        5.0, gt=0, description="seconds a WebSocket client may keep its queue full before it is disconnected "
+                               "(other clients are never held up longer)")
+    replay_bar_files: list[str | BarFile] = Field(
+        default_factory=list, description="user CSV/Parquet bar files: paths, or {path, full_symbol, interval} "
+                                          "tables for files not named ASSET_COUNTRY_SYMBOL_INTERVAL.csv "
+                                          "(see docs/replay.md for columns)")
     replay_news_files: list[str] = Field(default_factory=list, description="news JSON/CSV files")
     replay_calendar_files: list[str] = Field(default_factory=list, description="economic calendar JSON/CSV files")
     replay_holiday_files: list[str] = Field(default_factory=list, description="holiday JSON/CSV files")
@@ -58,8 +79,9 @@ class MarketDataSettings(BaseModel):
     replay_generate_any: bool = Field(
         False, description="generate bars on demand for any well-formed full_symbol (no unknown-symbol errors)")
     replay_seed: int = Field(7, description="seed of the 1-minute bar generator (same seed, same bars)")
-    replay_start: datetime | None = Field(
-        None, description="replay clock start (UTC when naive); default 2018-12-24T14:30Z, inside the bundled samples")
+    replay_start: datetime | Literal["data_start"] | None = Field(
+        None, description="replay clock start (UTC when naive), or 'data_start' = the first bar of the files; "
+                          "default 2018-12-24T14:30Z, inside the bundled samples")
     replay_history_days: float = Field(5.0, ge=0, le=3650, description="days of generated bars before the clock start")
     replay_days: float = Field(3.0, gt=0, le=3650, description="days of replay after the clock start (fractions allowed)")
     replay_end: datetime | Literal["data_end"] | None = Field(

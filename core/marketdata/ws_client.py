@@ -386,7 +386,7 @@ class AitradosWSClient:
             logger.debug("WS message of type {!r} ignored", mtype)
 
     def _finish_replay(self, end: ReplayEnd) -> None:
-        logger.info("replay ended at {}", end.clock)
+        logger.debug("replay ended at {}", end.clock)
         self.replay_ended.set()
 
     async def _release(self) -> None:

@@ -18,6 +18,7 @@ same callbacks in the same order either way (a test runs every first-party strat
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -66,6 +67,8 @@ class StrategyDriver:
         self.now: dt.datetime | None = None
         #: What went wrong (raising callbacks, runaway re-entry), one line each.
         self.errors: list[str] = []
+        #: Callback errors, ``"strategy.method: ExceptionType"`` -> how many times.
+        self.callback_errors: Counter[str] = Counter()
         self.started = False
         self.stopped = False
         self._depth = 0
@@ -177,8 +180,8 @@ class StrategyDriver:
     def call(self, s: Strategy, method: str, *args: Any, interval: str | None = None) -> list[Event]:
         """Call one callback of *s*, then submit what it queued and notify what that caused.
 
-        A raising callback is logged and counted in ``errors``; orders queued before it raised
-        are still submitted. Returns every event caused.
+        A raising callback is counted in ``callback_errors`` (its first occurrence logged with the
+        traceback and kept in ``errors``); orders queued before it raised are still submitted. Returns every event caused.
         """
         ctx = s.ctx
         ctx.now = self.now
@@ -186,9 +189,7 @@ class StrategyDriver:
         try:
             getattr(s, method)(*args)
         except Exception as exc:
-            msg = f"strategy {s.strategy_name}.{method} raised {type(exc).__name__}: {exc}"
-            logger.opt(exception=exc).error(msg)
-            self.errors.append(msg)
+            self._callback_failed(s.strategy_name, method, exc)
         out: list[Event] = []
         rounds = 0
         while queued := ctx.drain():
@@ -208,6 +209,18 @@ class StrategyDriver:
         """Move the strategies' clock to *t* when it is later (data time never goes back)."""
         if t is not None and (self.now is None or t > self.now):
             self.now = t
+
+    def _callback_failed(self, strategy: str, method: str, exc: Exception) -> None:
+        """Count a callback error; its first occurrence is logged with the traceback and kept in
+        ``errors``, repeats (same strategy, callback and exception type) are logged at DEBUG only."""
+        key = f"{strategy}.{method}: {type(exc).__name__}"
+        msg = f"strategy {strategy}.{method} raised {type(exc).__name__}: {exc}"
+        self.callback_errors[key] += 1
+        if self.callback_errors[key] == 1:
+            logger.opt(exception=exc).error("{} (further errors like it are counted, not logged)", msg)
+            self.errors.append(msg)
+        else:
+            logger.debug(msg)
 
     def _error(self, msg: str) -> None:
         logger.error(msg)

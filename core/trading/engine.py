@@ -12,7 +12,8 @@ event goes back to the caller (and to ``listeners``) for publishing on ``order.*
 
 Strategy callbacks are called by the :class:`~aitrados.trading.driver.StrategyDriver`, the
 same one an isolated worker uses. A callback that raises is logged with the strategy's name
-and counted in ``errors``; the loop goes on. Everything is ordered, so the same inputs give
+and counted in ``callback_errors`` (the first of each kind logged with its traceback,
+repeats only counted); the loop goes on. Everything is ordered, so the same inputs give
 the same events.
 """
 
@@ -54,6 +55,8 @@ class TradingEngine:
         self.events: list[Event] = []
         #: What went wrong (strategy errors, refused orders), one line each; shared with the driver.
         self.errors: list[str] = self.driver.errors
+        #: Strategy callback errors, ``"strategy.method: ExceptionType"`` -> count; shared with the driver.
+        self.callback_errors = self.driver.callback_errors
         self.bars_seen = 0
 
     # ------------------------------------------------------------------ lifecycle

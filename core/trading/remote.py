@@ -164,6 +164,10 @@ class RemoteStrategyRunner:
         self.ready = threading.Event()
         #: What went wrong (strategy errors, refused submits), one line each; shared with the driver.
         self.errors: list[str] = self.driver.errors
+        #: Strategy callback errors (the driver's counter); the running totals go to the trading
+        #: service with the step acknowledgements, so the run's report and exit status count them.
+        self.callback_errors = self.driver.callback_errors
+        self._reported: dict[str, int] = {}
         #: Messages handled, by event kind.
         self.counts: collections.Counter[str] = collections.Counter()
 
@@ -357,9 +361,14 @@ class RemoteStrategyRunner:
         met an unavailable service is sent again (a few times, then the error is raised)."""
         assert self.rpc is not None
         for name in self._by_name:
+            # running totals (an ack sent again after a timeout cannot count an error twice)
+            errors = {k: v for k, v in self.callback_errors.items()
+                      if k.startswith(name + ".") and self._reported.get(k) != v}
+            extra = {"errors": errors} if errors else {}
             for attempt in range(1, _ACK_ATTEMPTS + 1):
                 try:
-                    self.rpc.call(self.service, "ack", strategy=name, step=step, **self._session(name))
+                    self.rpc.call(self.service, "ack", strategy=name, step=step, **self._session(name), **extra)
+                    self._reported.update(errors)
                     break
                 except (RPCTimeoutError, ServiceUnavailableError) as exc:
                     if attempt == _ACK_ATTEMPTS or self._stop.is_set():

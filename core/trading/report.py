@@ -222,10 +222,20 @@ class Report(msgspec.Struct):
     equity_curve: list[EquityPoint]
     prices: dict[str, list[tuple[dt.datetime, float]]] = {}
     params: dict[str, Any] = {}
+    #: Strategy callback errors of the run: ``"strategy.method: ExceptionType"`` -> count.
+    errors: dict[str, int] = msgspec.field(default_factory=dict)
+    #: True when the run was interrupted before the end of its data.
+    partial: bool = False
 
     def summary(self, title: str = "Run summary") -> str:
-        """The terminal table."""
-        return summary_table(self.metrics, title)
+        """The terminal table, then the partial-run mark and the strategy errors (if any)."""
+        lines = [summary_table(self.metrics, title)]
+        if self.partial:
+            lines.append("PARTIAL: the run was interrupted before the end of its data")
+        if self.errors:
+            lines.append(f"strategy errors: {sum(self.errors.values())}")
+            lines += [f"  {n:>7} x {k}" for k, n in sorted(self.errors.items())]
+        return "\n".join(lines)
 
     def write(self, folder: str | Path, title: str = "Equity") -> dict[str, Path]:
         """Write ``trades.csv``, ``equity.png``, ``equity.csv``, ``metrics.json`` and ``summary.txt`` into
@@ -256,6 +266,8 @@ class Report(msgspec.Struct):
             td = getattr(self.metrics, key)
             doc[key + "_days"] = None if td is None else td.total_seconds() / 86400
         doc["run"] = msgspec.to_builtins(self.params)
+        doc["partial"] = self.partial
+        doc["strategy_errors"] = dict(sorted(self.errors.items()))
         mj.write_text(json.dumps(doc, indent=2), encoding="utf-8")
         paths["metrics"] = mj
         st = d / "summary.txt"
@@ -304,8 +316,11 @@ def run_params(engine: Any, interval: str | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {"name": s.strategy_name, "class": f"{type(s).__module__}.{type(s).__qualname__}",
                                 "symbols": list(s.symbols), "intervals": list(s.intervals)}
         for attr in ("size", "entry", "allow_short", "stop_loss_pct", "take_profit_pct"):
-            if hasattr(s, attr):
-                item[attr] = getattr(s, attr)
+            value = getattr(s, attr, None)
+            # only plain values: a user strategy's own `entry` may be anything (an indicator,
+            # a channel), and metrics.json must still be written
+            if isinstance(value, (bool, int, float, str)):
+                item[attr] = value
         for attr in ("fast", "slow"):
             period = getattr(getattr(s, attr, None), "period", None)
             if period is not None:

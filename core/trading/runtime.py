@@ -51,6 +51,15 @@ class TradingRuntime:
         self._acked = asyncio.Event()
         self.events_published = 0
         self.finished: Report | None = None
+        #: Callback errors of strategies in other processes (running totals they send with their acks).
+        self.remote_errors: dict[str, int] = {}
+
+    def callback_errors(self) -> dict[str, int]:
+        """Every strategy callback error of the run, in-process and remote: ``{key: count}``."""
+        out = dict(self.engine.callback_errors)
+        for k, n in self.remote_errors.items():
+            out[k] = out.get(k, 0) + n
+        return out
 
     # ------------------------------------------------------------------ engine access
     async def run_engine(self, fn: Any, *args: Any) -> list[Event]:
@@ -229,9 +238,18 @@ class TradingService(Service):
         self._rt.remote.pop(strategy, None)
         self._rt._acked.set()
 
-    def ack(self, strategy: str, step: int, session: str | None = None) -> None:
-        """A remote strategy has processed everything published up to ``replay.step`` *step*."""
+    def ack(self, strategy: str, step: int, session: str | None = None,
+            errors: dict[str, int] | None = None) -> None:
+        """A remote strategy has processed everything published up to ``replay.step`` *step*.
+
+        *errors*: running totals of its callback errors, ``{"strategy.method: ExceptionType": n}``
+        (kept in ``remote_errors``; the report and the exit status count them with the in-process ones).
+        """
         self._own(strategy, session)
+        for key, n in (errors or {}).items():
+            if not str(key).startswith(f"{strategy}.") or not isinstance(n, int) or n < 0:
+                raise ValueError(f"errors: {key!r}: {n!r} is not '{strategy}.<callback>: <Exception>': count")
+            self._rt.remote_errors[str(key)] = max(n, self._rt.remote_errors.get(str(key), 0))
         if strategy in self._rt.remote:
             self._rt.remote[strategy] = max(step, self._rt.remote[strategy])
             self._rt._acked.set()

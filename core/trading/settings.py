@@ -31,6 +31,8 @@ class TradingSettings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     report_dir: str = Field("aitrados-report", description="folder of the end-of-run reports: a run-<UTC time> "
                             "folder per run and a `latest` link to the newest")
+    allow_strategy_errors: bool = Field(
+        False, description="a run whose strategy callbacks raised still exits 0 (default: exit status 1)")
 
 
 def engine_from_settings(
