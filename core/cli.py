@@ -148,10 +148,22 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     isolate = [n for a in args.isolate or [] for n in _names(a)]
     rt = Runtime(s, plugins=names, strict=True if (args.strict or names) else None, isolate=isolate,
                  exit_at_end=not args.serve, require_strategy=bool(names) and not args.serve,
-                 bars_per_second=getattr(args, "bars_per_second", None))
+                 bars_per_second=getattr(args, "bars_per_second", None), dashboard=dashboard_port(args))
+    rt.dashboard_any_port = args.dashboard is None  # only the implied default port may move
     rt.mw.install_signal_handlers()
     rt.start()
     return rt.wait()
+
+
+def dashboard_port(args: argparse.Namespace) -> int | None:
+    """The dashboard port ``run`` asks for: ``--dashboard [PORT]``, the default with ``--serve``, None when off."""
+    from .dashboard.launch import DEFAULT_PORT
+
+    if args.no_dashboard:
+        return None
+    if args.dashboard is not None:
+        return int(args.dashboard)
+    return DEFAULT_PORT if args.serve else None
 
 
 def cmd_config(args: argparse.Namespace, s: Settings) -> int:
@@ -353,6 +365,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         return sp
 
     run = add("run", cmd_run, "run the middleware, plugins and market data (a replay ends with a report)")
+    from .dashboard.launch import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
     from .plugin_cli import add_run_arguments
 
     add_run_arguments(run)
@@ -371,6 +384,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     run.add_argument("--bundled", action="store_true", help="with --data: keep the bundled S&P 500 / NASDAQ data too")
     run.add_argument("--from", dest="start", metavar="DATE", help="start the replay at DATE (YYYY-MM-DD, UTC)")
     run.add_argument("--to", dest="end", metavar="DATE", help="end the replay after DATE (YYYY-MM-DD, UTC)")
+    run.add_argument("--dashboard", type=int, nargs="?", const=DEFAULT_DASHBOARD_PORT, metavar="PORT",
+                     help="serve the live dashboard and /metrics on 127.0.0.1:PORT (default 8780; on with --serve)")
+    run.add_argument("--no-dashboard", action="store_true", help="no dashboard, even with --serve")
     cfg = add("config", cmd_config, "print the effective settings (secrets masked)")
     cfg.add_argument("--toml", action="store_true", help="as TOML to paste into aitrados.toml")
     cfg.add_argument("--origin", action="store_true",

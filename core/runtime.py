@@ -36,8 +36,10 @@ from .marketdata.settings import MarketDataSettings
 from .log import console
 from .middleware import Middleware
 from .settings import Settings
+from .dashboard.launch import start_dashboard
 from .trading.engine import TradingEngine
 from .trading.report import build_report
+from .trading.report_html import PriceHistory, write_html_report
 from .trading.runtime import TradingRuntime, TradingService
 from .trading.settings import engine_from_settings
 from .trading.strategy import Strategy
@@ -117,12 +119,15 @@ class Runtime:
     :param require_strategy: refuse to start when the plugins leave no strategy to run
     :param bars_per_second: pace the replay at about this many bars of the strategies' finest
         interval per second (instead of ``marketdata.replay_speed``)
+    :param dashboard: serve the live dashboard and ``/metrics`` on this 127.0.0.1 port (0 = any free one;
+        None = no dashboard); see ``self.dashboard.login_url``
     """
 
     def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
                  isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True,
                  strategies: list[Strategy] | tuple[Strategy, ...] = (), start_clock: bool = True,
-                 require_strategy: bool = False, bars_per_second: float | None = None) -> None:
+                 require_strategy: bool = False, bars_per_second: float | None = None,
+                 dashboard: int | None = None) -> None:
         self.settings = settings
         self.start_clock = start_clock
         self.extra_strategies = list(strategies)
@@ -148,6 +153,10 @@ class Runtime:
         self._done = threading.Event()
         self._stop_req: asyncio.Event | None = None
         self.progress: Progress | None = None
+        self.dashboard_port = dashboard
+        self.dashboard_any_port = False  # the CLI's default port falls back to a free one when busy
+        self.dashboard: Any = None
+        self.prices = PriceHistory()
 
     # ------------------------------------------------------------------ start
     def start(self, timeout: float = 120.0) -> Runtime:
@@ -165,6 +174,8 @@ class Runtime:
                                    "to backtest (`aitrados plugins` lists each plugin's strategies); "
                                    "pass --serve to serve data and RPC without one")
             self._start_provider()
+            if self.dashboard_port is not None:
+                self.dashboard = start_dashboard(self.mw, self.dashboard_port, any_port_if_busy=self.dashboard_any_port)
             self._thread = threading.Thread(target=self._thread_main, name="aitrados-runtime", daemon=True)
             self._thread.start()
             if not self._ready.wait(timeout):
@@ -287,6 +298,7 @@ class Runtime:
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
+        hub.consumers.append(self.prices.record)
         # the workers' own threads keep heartbeats going; the methods run here, on this loop
         workers = [ServiceWorker(svc, ep.rpc_backend, bus=s.bus, context=self.mw.context, loop=self._loop,
                                  **self.mw.worker_credentials())
@@ -385,9 +397,11 @@ class Runtime:
         folder = Path(self.settings.trading.report_dir)
         self.report_paths = self.trading.write_report(folder, title=", ".join(
             st.strategy_name for st in self.trading.engine.strategies) or "Equity")
+        self.report_paths["html"] = write_html_report(report, self.report_paths["folder"] / "report.html",
+                                                      self.prices.as_dict())
         print_summary(report)
-        print(f"report: {self.report_paths['folder'].resolve()} (trades.csv, equity.png, equity.csv, metrics.json, "
-              f"summary.txt; {folder.resolve() / 'latest'} is the latest run)", flush=True)
+        print(f"report: {self.report_paths['folder'].resolve()} (report.html, trades.csv, equity.png, equity.csv, "
+              f"metrics.json, summary.txt; {folder.resolve() / 'latest'} is the latest run)", flush=True)
         logger.info("replay {}: {} bars in, {} messages published, {} orders/fills/position events",
                     "interrupted" if partial else "finished", bars, published, events)
 
@@ -434,6 +448,9 @@ class Runtime:
         if self._thread is not None:
             self._thread.join(15)
             self._thread = None
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
         if self.host is not None:
             self.host.stop()
             self.host = None

@@ -114,6 +114,16 @@ class SmaCross(Strategy):
             return 1
         return -1 if self.allow_short else 0
 
+    def state(self) -> dict[str, Any]:
+        """The averages (drawn over the candles), the wanted position and why."""
+        f, sl = self.fast.value, self.slow.value
+        if f is None or sl is None:
+            reason = f"warming up: {self.slow.count}/{self.slow.period} bars"
+        else:
+            reason = f"SMA{self.fast.period} {'above' if f > sl else 'at or below'} SMA{self.slow.period}"
+        return {"indicators": {f"sma{self.fast.period}": f, f"sma{self.slow.period}": sl},
+                "signal": self.wanted, "reason": reason, "skipped_entries": self.skipped_entries}
+
     def update(self, close: float) -> bool:
         """Feed a close to both averages (and note a crossover); True once both are ready."""
         self.fast.update(close)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.timeout(120)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 
-def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, **trading: object) -> Runtime:
+def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, *, dashboard: int | None = None,
+                 **trading: object) -> Runtime:
     s = bus_settings(ipc_dir, **{**PATIENT_HEARTBEATS, **(bus or {})})
     md = s.marketdata
     md.provider = "replay"
@@ -35,7 +36,7 @@ def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, **tradi
     for k, v in trading.items():
         setattr(s.trading.broker, k, v)
     strat = SmaCross(full_symbol=SYM, interval="1M", fast=5, slow=20, quantity=2.0)
-    return Runtime(s, plugins=[], strategies=[strat], start_clock=False).start()
+    return Runtime(s, plugins=[], strategies=[strat], start_clock=False, dashboard=dashboard).start()
 
 
 def run_to_end(rt: Runtime, prefixes: list[str]) -> list:
@@ -93,7 +94,7 @@ def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str,
         assert latest.is_symlink() and latest.resolve().parent == (tmp_path / "report").resolve()
         assert latest.resolve().name.startswith("run-") and latest.resolve() == rt.report_paths["folder"].resolve()
         files = sorted(p.name for p in latest.iterdir())
-        assert files == ["equity.csv", "equity.png", "metrics.json", "summary.txt", "trades.csv"]
+        assert files == ["equity.csv", "equity.png", "metrics.json", "report.html", "summary.txt", "trades.csv"]
         assert (latest / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         rt.stop()

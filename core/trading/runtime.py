@@ -185,6 +185,21 @@ class TradingService(Service):
             r = self._rt.finished or build_report(self._rt.engine.broker, self._rt.interval)
         return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
 
+    async def strategy_state(self) -> dict[str, Any]:
+        """Each in-process strategy's own ``state()`` (indicators, last signal, reason), by name.
+
+        A strategy whose ``state()`` raises shows ``{"error": ...}`` instead; the others are unaffected.
+        """
+        async with self._rt.lock:  # the engine may be running in a worker thread
+            out: dict[str, Any] = {}
+            for st in self._rt.engine.strategies:
+                try:
+                    out[st.strategy_name] = msgspec.to_builtins(st.state())
+                except Exception as exc:  # noqa: BLE001 - shown to the caller, logged once per call
+                    logger.warning("strategy {!r}: state() failed: {}", st.strategy_name, exc)
+                    out[st.strategy_name] = {"error": f"{type(exc).__name__}: {exc}"}
+            return out
+
     # ---- kill switch
     @rpc_method(role="operator")
     def trip(self, reason: str = "tripped by operator") -> dict[str, Any]:

@@ -275,3 +275,19 @@ class Strategy:
 
     def on_stop(self) -> None:
         """Called once after the last event."""
+
+    def state(self) -> dict[str, Any]:
+        """What this strategy wants to show about itself (the dashboard, ``trading.strategy_state``).
+
+        Override it to return plain data (numbers, strings, lists, dicts); these keys have a
+        meaning, anything else is shown as is:
+
+        * ``indicators``: ``{name: value}`` of price-scaled values, drawn as lines over the candles
+          (moving averages, bands); ``None`` while warming up;
+        * ``signal``: the last signal or wanted position;
+        * ``reason``: a short sentence saying why.
+
+        Called from the trading loop between events, so it sees a consistent state; keep it cheap.
+        :returns: the state, ``{}`` by default.
+        """
+        return {}
