@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -18,7 +19,7 @@ pytest.importorskip("aitrados_api")
 from aitrados.runtime import Runtime
 
 from compat_peers import free_ports, point_official_clients
-from conftest import bus_settings
+from conftest import AITRADOS, bus_settings, child_env
 
 pytestmark = pytest.mark.timeout(120)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -194,3 +195,11 @@ def test_official_backend_service_registers_and_answers_official_and_native_call
     assert charts["status"] == "ok" and isinstance(charts["result"], list)
     missing = rpc_request("no_such_backend", "x", timeout=20)
     assert missing["status"] == "error" and "no_such_backend" in missing["message"]
+    # and native callers reach the official backend under its name: `aitrados call my_signals score`
+    native = rt.mw.rpc_client(timeout=20)
+    wait_for(lambda: "my_signals" in gateway(rt)._proxies, what="native twin served")
+    assert native.call("my_signals", "score", args=[4], y=5) == {"function": "score", "args": [4], "kwargs": {"y": 5}}
+    r = subprocess.run([*AITRADOS, "call", "my_signals", "rank", "z=1"], env=child_env(rt.settings),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"function": "rank", "args": [], "kwargs": {"z": 1}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import threading
 import time
 from typing import Any
@@ -24,10 +25,12 @@ from aitrados.bus.addresses import Endpoints, is_loopback
 from aitrados.bus.client import AsyncRPCClient
 from aitrados.bus.pubsub import Publisher, Subscriber
 from aitrados.bus.security import SecurityError, apply_server, curve_enabled
+from aitrados.bus.service import ServiceWorker
 from aitrados.settings import BusSettings
 
 from . import frames as F
 from .functions import answer
+from .official_backends import OfficialBackendProxy
 from .settings import CompatSettings
 from .topics import NATIVE_PREFIXES, to_native, to_official
 
@@ -60,7 +63,9 @@ class CompatGateway:
         self._ready = threading.Barrier(4)
         self._threads: list[threading.Thread] = []
         self._bridge = _BRIDGE.format(id(self))
-        self._lock = threading.Lock()
+        self._pending: dict[bytes, asyncio.Future[Any]] = {}
+        self._proxies: dict[str, ServiceWorker] = {}
+        self._ids = 0
 
     # ------------------------------------------------------------------ lifecycle
     def _addresses(self, port: int, ipc: str) -> list[str]:
@@ -150,6 +155,7 @@ class CompatGateway:
             return await native.call(service, method, **params)
 
         self._native_call = call
+        self._loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[None]] = set()
         # wait on asyncio shadows; receive and send on the plain sockets without blocking
         front_w = zmq.asyncio.Socket.shadow(self._front.underlying)
@@ -184,6 +190,9 @@ class CompatGateway:
             for t in tasks:
                 t.cancel()
             native.close()
+            for w in self._proxies.values():
+                w.stop()
+            self._proxies.clear()
 
     def _reply(self, client: bytes, backend: bytes, fn: bytes, body: bytes) -> None:
         try:
@@ -265,9 +274,15 @@ class CompatGateway:
                 return
             if name not in self.backends:
                 logger.info("compat gateway: official backend {!r} registered", name)
+                self._loop.run_in_executor(None, self._serve_proxy, name)
             self.backends[name] = (ident, time.monotonic())
             return
         if len(frames) >= 6:  # a reply: [ident, "", client, backend, function, response]
+            fut = self._pending.pop(frames[2], None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(frames[5])
+                return
             self._reply(frames[2], frames[3], frames[4], frames[5])
             return
         self.stats["malformed"] += 1
@@ -278,6 +293,41 @@ class CompatGateway:
             if seen < limit:
                 del self.backends[name]
                 logger.warning("compat gateway: official backend {!r} missed its heartbeats; removed", name)
+                w = self._proxies.pop(name, None)
+                if w is not None:
+                    self._loop.run_in_executor(None, w.stop)
+
+    def _serve_proxy(self, name: str) -> None:
+        """Serve the native twin of official backend *name* (runs in an executor thread)."""
+        if name in self._proxies or self._stop.is_set():
+            return
+        proxy = OfficialBackendProxy(name, self._forward, self._loop, self.settings.call_timeout)
+        try:
+            w = ServiceWorker(proxy, self.endpoints.rpc_backend, bus=self.bus, context=self.context).start()
+        except Exception as exc:  # the native name may be taken or refused: official callers still work
+            logger.warning("compat gateway: official backend {!r} not served natively: {}", name, exc)
+            return
+        self._proxies[name] = w
+
+    async def _forward(self, name: str, function: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Send one native caller's request to official backend *name*; returns its decoded answer."""
+        entry = self.backends.get(name)
+        if entry is None:
+            raise LookupError(f"official backend {name!r} is not registered with the compat gateway")
+        self._ids += 1
+        client = b"\x00native-%d" % self._ids
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[client] = fut
+        try:
+            self._back.send_multipart([entry[0], b"", client, name.encode(), function.encode(),
+                                       F.dumps({"args": args, "kwargs": kwargs})], zmq.NOBLOCK)
+            raw = await asyncio.wait_for(fut, self.settings.call_timeout)
+        finally:
+            self._pending.pop(client, None)
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return raw.decode("utf-8", "replace")
 
     # ------------------------------------------------------------------ pub/sub
     def _pubsub_main(self) -> None:
