@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,6 +52,7 @@ def rt():
     s.plugins["aitrados_compat"] = cfg
     r = Runtime(s, plugins=["aitrados_compat"]).start()
     r.replay.server.autostart = "manual"
+    r.compat_cfg, r.compat_dir = cfg, d  # type: ignore[attr-defined]
     yield r
     r.stop()
     shutil.rmtree(d, ignore_errors=True)
@@ -203,3 +205,42 @@ def test_official_backend_service_registers_and_answers_official_and_native_call
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"function": "rank", "args": [], "kwargs": {"z": 1}}
+
+
+STRATEGY = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from compat_peers import point_official_clients
+point_official_clients({ports!r}, {ipc!r})
+from aitrados_api.universal_interface.rpc_request import rpc_request
+print(json.dumps(rpc_request("aitrados_api", "add_latest_ohlc_chart_flow_item", {sym!r}, "1M", timeout=30)))
+"""
+
+
+def test_readme_example_chart_flow_streams_to_an_official_subscriber_from_a_strategy_process(rt: Runtime) -> None:
+    """The package's README-level usage, unchanged: a strategy process asks for a chart flow with
+    rpc_request; an AsyncSubscriber gets on_ohlc_chart_flow_streaming as the replay runs."""
+    from pathlib import Path
+
+    from aitrados_api.trade_middleware.subscriber import AsyncSubscriber
+
+    flows: list[Any] = []
+
+    class Strategy(AsyncSubscriber):
+        async def on_ohlc_chart_flow_streaming(self, msg: Any) -> None:
+            flows.append(msg)
+
+    sub = Strategy()
+    sub.subscribe_topics("on_ohlc_chart_flow_streaming")
+    sub.run(is_thread=True)
+    cfg = rt.compat_cfg  # type: ignore[attr-defined]
+    ports = [cfg["frontend_port"], cfg["backend_port"], cfg["sub_port"], cfg["pub_port"]]
+    code = STRATEGY.format(tests=str(Path(__file__).parent), ports=ports, ipc=rt.compat_dir, sym=SYM)  # type: ignore[attr-defined]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["status"] == "ok"
+    rt.start_replay()
+    wait_for(lambda: any(f.get("full_symbol") == SYM and f.get("interval") == "1M" for f in flows),
+             timeout=60, what="on_ohlc_chart_flow_streaming for the strategy's chart")
+    f = next(f for f in flows if f.get("interval") == "1M")
+    assert isinstance(f["closed"], list) and all("close" in b for b in f["closed"])
