@@ -139,8 +139,8 @@ class Settings(BaseSettings):
         """The settings as plain data with every secret replaced by ``'**********'``.
 
         ``SecretStr`` fields dump masked; so does every other value (plugin settings included)
-        whose key names a secret (``secret``, ``token``, ``password``, ``api_key``), except file
-        and folder paths (``*_file``, ``*_dir``), which are not secrets themselves.
+        whose key names a secret (``secret``, ``token``, ``password``, ``api_key``) and holds text,
+        except file and folder paths (``*_file``, ``*_dir``), which are not secrets themselves.
         """
         return _mask(self.model_dump(mode="json"))
 
@@ -156,7 +156,8 @@ def _mask(value: Any, key: str = "") -> Any:
         return {k: _mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, key) for v in value]
-    if value is not None and _SECRET_NAME.search(key) and not key.endswith(("_file", "_dir", "_files")):
+    # numbers and flags are never secrets (``max_tokens`` is a count, not a token)
+    if isinstance(value, str) and _SECRET_NAME.search(key) and not key.endswith(("_file", "_dir", "_files")):
         return _MASK
     return value
 
