@@ -329,7 +329,7 @@ def discover_endpoints(connect: str, bus: Any, timeout: float) -> Any:
 def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     """The worker's command-line options (shared by ``aitrados worker``)."""
     p.add_argument("--plugins", required=True, help="comma-separated plugin names to run in this process")
-    p.add_argument("--connect", help="the middleware's RPC frontend, e.g. tcp://10.0.0.5:51591 or "
+    p.add_argument("--connect", help="the middleware's RPC frontend, e.g. tcp://10.0.0.5:51691 or "
                                      "ipc:///tmp/aitrados-1000/default-rpc_frontend.sock (default: from settings)")
     p.add_argument("--transport", choices=["ipc", "tcp"], default="ipc",
                    help="without --connect: reach the middleware over this transport (default ipc)")

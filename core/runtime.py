@@ -31,6 +31,7 @@ from .marketdata.http_client import AsyncAitradosHTTPClient
 from .marketdata.intervals import interval_minutes, is_intraday, normalize_interval
 from .marketdata.loader import bundled_bar_files, symbol_from_filename
 from .marketdata.replay_store import bar_file_spec
+from .marketdata.http_service import HTTPService
 from .marketdata.models import normalize_full_symbol, parse_full_symbol
 from .marketdata.settings import MarketDataSettings
 from .log import console
@@ -302,7 +303,7 @@ class Runtime:
         # the workers' own threads keep heartbeats going; the methods run here, on this loop
         workers = [ServiceWorker(svc, ep.rpc_backend, bus=s.bus, context=self.mw.context, loop=self._loop,
                                  **self.mw.worker_credentials())
-                   for svc in (ChartService(hub), AlignService(hub), TradingService(trading))]
+                   for svc in (ChartService(hub), AlignService(hub), TradingService(trading), HTTPService(http))]
         try:
             for w in workers:
                 await asyncio.to_thread(w.start)

@@ -41,10 +41,10 @@ class BusSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     host: str = Field("127.0.0.1", description="tcp bind/connect host; beyond loopback needs CURVE keys")
-    rpc_frontend_port: int = Field(51591, description="tcp port clients connect to (0 = pick a free one)")
-    rpc_backend_port: int = Field(51592, description="tcp port services connect to (0 = pick a free one)")
-    sub_port: int = Field(51593, description="tcp port publishers connect to (router XSUB side)")
-    pub_port: int = Field(51594, description="tcp port subscribers connect to (router XPUB side)")
+    rpc_frontend_port: int = Field(51691, description="tcp port clients connect to (0 = pick a free one)")
+    rpc_backend_port: int = Field(51692, description="tcp port services connect to (0 = pick a free one)")
+    sub_port: int = Field(51693, description="tcp port publishers connect to (router XSUB side)")
+    pub_port: int = Field(51694, description="tcp port subscribers connect to (router XPUB side)")
     ipc_dir: str = Field(default_factory=default_ipc_dir, description="folder of the ipc endpoint files")
     name: str = Field("default", description="instance name: inproc and ipc endpoints are named after it")
     transport: Transport = Field("auto", description="peer transport; auto = inproc in-process, ipc on this host, tcp otherwise")
@@ -139,8 +139,8 @@ class Settings(BaseSettings):
         """The settings as plain data with every secret replaced by ``'**********'``.
 
         ``SecretStr`` fields dump masked; so does every other value (plugin settings included)
-        whose key names a secret (``secret``, ``token``, ``password``, ``api_key``), except file
-        and folder paths (``*_file``, ``*_dir``), which are not secrets themselves.
+        whose key names a secret (``secret``, ``token``, ``password``, ``api_key``) and holds text,
+        except file and folder paths (``*_file``, ``*_dir``), which are not secrets themselves.
         """
         return _mask(self.model_dump(mode="json"))
 
@@ -158,7 +158,8 @@ def _mask(value: Any, key: str = "") -> Any:
         return {k: _mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, key) for v in value]
-    if value is not None and _SECRET_NAME.search(key) and not key.endswith(("_file", "_dir", "_files")):
+    # numbers and flags are never secrets (``max_tokens`` is a count, not a token)
+    if isinstance(value, str) and _SECRET_NAME.search(key) and not key.endswith(("_file", "_dir", "_files")):
         return _MASK
     return value
 

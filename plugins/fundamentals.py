@@ -33,7 +33,7 @@ class FundamentalsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     corporate_action_files: list[str] = Field(
-        default_factory=lambda: [str(bundled_data_dir() / "corporate_actions" / "US_2018_sample.json")],
+        default_factory=lambda: [str(bundled_data_dir() / "fundamentals_sample" / "US_2018_synthetic_actions.json")],
         description="JSON files of corporate actions (AiTrados fields)")
 
 

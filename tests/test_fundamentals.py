@@ -20,7 +20,7 @@ from aitrados.runtime import Runtime
 
 from conftest import bus_settings
 
-SAMPLE = bundled_data_dir() / "corporate_actions" / "US_2018_sample.json"
+SAMPLE = bundled_data_dir() / "fundamentals_sample" / "US_2018_synthetic_actions.json"
 AAPL = "STOCK:US:AAPL"
 
 

@@ -9,7 +9,7 @@ factor, and for splits their volume divided by it; factors of several actions mu
 - dividend: ``adjustment_factor`` when given, else ``1 - cash_amount / reference``, where the
   reference is ``reference_price`` or the close of the last bar before the ex-date.
 
-The bundled ``data/corporate_actions/US_2018_sample.json`` is a synthetic sample (made-up
+The bundled ``data/fundamentals_sample/US_2018_synthetic_actions.json`` is a synthetic sample (made-up
 actions for AAPL and TSLA in late 2018) for tests and the replay.
 """
 

@@ -23,6 +23,7 @@ import msgspec
 
 from aitrados.marketdata.intervals import INTERVALS, normalize_interval
 from aitrados.marketdata.models import Bar, bar_to_record, format_timestamp, normalize_full_symbol, parse_timestamp
+from aitrados.marketdata import replay_reference as RR
 from aitrados.marketdata.replay_store import (
     ReplayStore,
     UnavailableInterval,
@@ -218,9 +219,12 @@ class ReplayAPI:
             return "news_" + seg[1].lower(), seg, q
         if s0 == "server" and n == 2 and seg[1].lower() == "address_info":
             return "address_info", seg, q
-        if s0 == "option" or (s0 == "stock" and n > 1 and seg[1].lower() == "stock_corporate_action"):
-            raise ApiError(404, "options and corporate actions are not available in the local replay "
-                                "server; use the AiTrados cloud for them", "not_available")
+        if s0 == "option" and n == 7 and seg[1].lower() == "search" and seg[5].lower() == "moneyness":
+            return "option_search", seg, q
+        if s0 == "option" and n == 4 and seg[1].lower() == "expiration_date_list":
+            return "option_expiration_date_list", seg, q
+        if s0 == "stock" and n == 4 and seg[1].lower() == "stock_corporate_action" and seg[2].lower() == "list":
+            return "stock_corporate_action_list", seg, q
         raise ApiError(404, f"no such endpoint {path!r}", "not_found")
 
     def _route(self, target: str) -> tuple[int, dict[str, Any]]:
@@ -307,8 +311,8 @@ class ReplayAPI:
             return {"next_page_key": None, "next_page_url": None}
         key = encode_page_key(offset, asof)
         parts = urlsplit(target)
-        q = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in ("next_page_key", "secret_key")]
+        # the cloud's next_page_url is the full original URL, secret_key included (protocol §1.5)
+        q = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "next_page_key"]
         q.append(("next_page_key", key))
         base = self.address_info().get("http_url", "")
         return {"next_page_key": key, "next_page_url": f"{base}{parts.path}?{urlencode(q)}"}
@@ -448,6 +452,67 @@ class ReplayAPI:
     def _reference(self, seg: list[str], q: dict[str, str], target: str) -> dict[str, Any]:
         fs = self._symbol(seg[0], seg[2])
         return ok(self.store.reference(fs), reference="cached")
+
+    # ------------------------------------------------------------------ options / corporate actions
+
+    def _underlying(self, asset: str, country_symbol: str) -> str:
+        if asset.lower() != "stock" or ":" not in country_symbol:
+            raise _bad(f"options are served for stocks as stock/COUNTRY:SYMBOL, not {asset}/{country_symbol}")
+        return country_symbol.split(":", 1)[1].upper()
+
+    def _option_search(self, seg: list[str], q: dict[str, str], target: str) -> dict[str, Any]:
+        und = self._underlying(seg[2], seg[3])
+        typ = seg[4].lower()
+        if typ not in ("call", "put"):
+            raise _bad(f"option_type {seg[4]!r}: use call or put")
+        money = seg[6].lower()
+        if money not in RR.MONEYNESS:
+            raise _bad(f"moneyness {seg[6]!r}: use one of {', '.join(RR.MONEYNESS)}")
+        offset, asof = self._page_start(q)
+        limit = _int(q, "limit", 100, 1, 1000)
+        ref = q.get("ref_asset_price")
+        if ref is None:
+            fs = self._symbol("stock", seg[3])
+            finest = self.store.intervals(fs)[0]
+            bars = self._series_call(fs, finest, lambda: self.store.latest_bars(fs, finest, asof, 1))
+            if not bars:
+                raise _bad("no price of the underlying at the replay clock yet: pass ref_asset_price")
+            ref_price = bars[-1].close
+        else:
+            try:
+                ref_price = float(ref)
+            except ValueError:
+                raise _bad(f"ref_asset_price {ref!r} is not a number") from None
+        strike = q.get("strike_price")
+        exp = _dt(q.get("expiration_date"), "expiration_date")
+        try:
+            strike_f = float(strike) if strike is not None else None
+        except ValueError:
+            raise _bad(f"strike_price {strike!r} is not a number") from None
+        rows = RR.search_options(self.store.options, und, typ, money, ref_price, asof, strike_f,
+                                 exp.date() if exp else None, q.get("sort_by"))
+        page = rows[offset:offset + limit]
+        exps, groups = RR.group_by_expiry(page)
+        return ok({**self._next(target, offset + limit, len(rows), asof), "count": len(page),
+                   "expiration_datetimes": exps, "data": groups})
+
+    def _option_expiration_date_list(self, seg: list[str], q: dict[str, str], target: str) -> dict[str, Any]:
+        return ok(RR.expiration_dates(self.store.options, self._underlying(seg[2], seg[3]), self.now()))
+
+    def _stock_corporate_action_list(self, seg: list[str], q: dict[str, str], target: str) -> dict[str, Any]:
+        if ":" not in seg[3]:
+            raise _bad(f"country_symbol {seg[3]!r}: use COUNTRY:SYMBOL, e.g. US:AAPL")
+        first = _dt(_require(q, "from_date"), "from_date")
+        last = _dt(q.get("to_date"), "to_date")
+        action = q.get("action_type")
+        if action is not None and action not in ("dividend", "split"):
+            raise _bad(f"action_type {action!r}: use dividend or split")
+        fmt = _choice(q, "format", "json", ("json", "csv"))
+        limit = _int(q, "limit", 150, 1, 1000)
+        offset, asof = self._page_start(q)
+        rows = RR.corporate_actions(self.store.corporate_actions, seg[3].split(":", 1)[1], asof,
+                                    first.date(), last.date() if last else None, action)  # type: ignore[union-attr]
+        return self._paged(rows, q, target, limit, offset, asof, fmt, None)
 
     def _address_info(self, seg: list[str], q: dict[str, str], target: str) -> dict[str, Any]:
         return ok(self.address_info())

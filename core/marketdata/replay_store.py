@@ -40,6 +40,7 @@ from aitrados.marketdata.chart import can_aggregate, resample_bars
 from aitrados.marketdata.generator import iter_bars, price_model
 from aitrados.marketdata.calendars import stock_session
 from aitrados.marketdata.intervals import INTERVALS, STOCK_HOURS, normalize_interval, session_for
+from aitrados.marketdata.replay_reference import exchange_code, load_records, reference_extras
 from aitrados.marketdata.loader import (
     DataIssue,
     bundled_bar_files,
@@ -353,6 +354,12 @@ class ReplayStore:
             r = load_calendar(f)
             self.issues += r.issues
             events += r.records
+        # options and corporate actions: the bundled samples (synthetic chains, announced actions)
+        self.options: list[dict[str, Any]] = []
+        self.corporate_actions: list[dict[str, Any]] = []
+        if bundled:
+            self.options = load_records(sorted((bundled_data_dir() / "options").glob("*.json")))
+            self.corporate_actions = load_records(sorted((bundled_data_dir() / "corporate_actions").glob("*.json")))
         news.sort(key=lambda n: n.published_date)
         events.sort(key=lambda e: e.event_timestamp)
         self.news = news
@@ -568,7 +575,7 @@ class ReplayStore:
         hours = (f"{s.open.strftime('%H:%M:%S')}-{s.close.strftime('%H:%M:%S')}"
                  if not s.is_24h or s.rolls_over else "00:00:00-24:00:00")
         rec: dict[str, Any] = {
-            "exchange": country, "name": symbol, "currency": "USD" if country in ("US", "GLOBAL") else None,
+            "exchange": exchange_code(fs), "name": symbol, "currency": "USD" if country in ("US", "GLOBAL") else None,
             "calendar_key": template, "open_time": s.open.strftime("%H:%M:%S"),
             "close_time": s.close.strftime("%H:%M:%S"), "time_zone": s.tz,
             "description": f"{fs} (local replay data: {'generated 1-minute bars' if fs in self._generated else 'files'})",
@@ -582,10 +589,18 @@ class ReplayStore:
         }
         if asset in ("FOREX", "CRYPTO") and len(symbol) >= 6:
             rec["base_currency"], rec["quote_currency"] = symbol[:-3], symbol[-3:]
-        if fs in self._generated:  # the generator's rounding: 5 decimals for EURUSD, 3 for USDJPY, 2 for stocks
-            dec = price_model(fs, self.seed).decimals
-            rec["price_precision"], rec["tick_size"] = dec, round(10.0 ** -dec, dec)
+        # the generator's rounding: 5 decimals for EURUSD, 3 for USDJPY, 2 for stocks
+        dec = price_model(fs, self.seed).decimals if fs in self._generated else None
+        rec.update(reference_extras(fs, dec, self.listing_date(fs)))
         return rec
+
+    def listing_date(self, full_symbol: str) -> dt.date | None:
+        """The first day this store has bars of *full_symbol* (its listing date as far as the replay knows)."""
+        fs = self.resolve(full_symbol)
+        if fs in self._generated:
+            return self.data_start.date()
+        firsts = [bars[0].datetime.date() for bars in self._file_series.get(fs, {}).values() if bars]
+        return min(firsts) if firsts else None
 
 
 def ws_bar_record(bar: Bar) -> dict[str, Any]:
