@@ -159,8 +159,9 @@ def run_backtest(spec: dict[str, Any], base: dict[str, Any], plugins: list[str] 
     :raises RuntimeError: the run failed (the message says why; the log has the details)
     """
     import msgspec
+    from loguru import logger
 
-    from .log import setup_logging
+    from .log import LOG_FORMAT, register_secret, scrub_secrets
     from .runtime import Runtime
 
     label = spec["label"]
@@ -171,11 +172,16 @@ def run_backtest(spec: dict[str, Any], base: dict[str, Any], plugins: list[str] 
         with open(folder / "run.log", "w", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             s = run_settings(spec, base, ipc_dir, str(folder))
-            setup_logging(s.log_level if s.log_level.upper() != "DEBUG" else "INFO",
-                          [s.secret_key.get_secret_value() if s.secret_key else None])
-            rt = Runtime(s, plugins=plugins, strict=True, exit_at_end=True)
-            rt.start()
-            code = rt.wait()
+            register_secret(s.secret_key.get_secret_value() if s.secret_key else None)
+            if _in_dask_worker():  # the worker's own terminal stays quiet: the run logs to its file
+                logger.remove()
+            sink = logger.add(log, level=s.log_level.upper(), format=LOG_FORMAT, filter=scrub_secrets)
+            try:
+                rt = Runtime(s, plugins=plugins, strict=True, exit_at_end=True)
+                rt.start()
+                code = rt.wait()
+            finally:
+                logger.remove(sink)
             report = rt.trading.finished if rt.trading is not None else None
         if code != 0 or report is None:
             raise RuntimeError(f"run {label} failed (exit code {code}); see {folder / 'run.log'}")
@@ -186,6 +192,19 @@ def run_backtest(spec: dict[str, Any], base: dict[str, Any], plugins: list[str] 
         return row
     finally:
         shutil.rmtree(ipc_dir, ignore_errors=True)
+
+
+def _in_dask_worker() -> bool:
+    """Whether this code runs as a task of a Dask worker."""
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- the sweep
@@ -235,6 +254,7 @@ def run_sweep(runs: Sequence[SweepRun], base: dict[str, Any], plugins: list[str]
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise RuntimeError("aitrados sweep needs Dask: pip install 'aitrados[sweep]'") from exc
 
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     out = str(Path(out_dir).resolve())
     cluster = None if scheduler else local_cluster(n_workers)
     try:
