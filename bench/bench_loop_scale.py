@@ -9,8 +9,10 @@ symbol and never trades. "Ours" is the whole loop — replay server, WebSocket, 
 bus, trading runtime — in a fresh process (``Runtime``); the baseline is ``TradingEngine.run``
 over the same bars (``ReplayStore.stream_bars``) in another fresh process. Each prints the bars
 it saw, the seconds from the clock's start to the end of the replay and its fills (both 0: same
-fills); the parent reads the child's peak resident memory (``os.wait4``). Prints bars/s, the
-ratio ours/baseline (goal ≥ 0.3x at 100 symbols) and memory per size, with the load average.
+fills); the parent reads the child's peak resident memory (``os.wait4``). While ours replays, a
+thread pings the router (``middleware ping`` over ipc, every 20 ms, 5 s timeout) and keeps the
+round trips (goal: p99 ≤ 10 ms throughout). Prints bars/s, the ratio ours/baseline (goal ≥ 0.3x
+at 100 symbols), memory and ping p50/p99/max per size, with the load average.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,15 +69,37 @@ def role_ours(n: int, days: float) -> dict:
     s.marketdata = md_settings(n, days)
     s.trading.report_dir = os.path.join(tmp, "report")
     rt = Runtime(s, plugins=[], strategies=[noop(n)], start_clock=False).start()
+    pings: list[float] = []
+    done = threading.Event()
+
+    def pinger() -> None:
+        from aitrados.bus import RPCClient
+
+        c = RPCClient(rt.mw.endpoints("ipc").rpc_frontend, timeout=5.0)
+        try:
+            while not done.wait(0.02):
+                t0 = time.perf_counter()
+                c.call("middleware", "ping")
+                pings.append(time.perf_counter() - t0)
+        finally:
+            c.close()
+
+    th = threading.Thread(target=pinger, name="bench-pinger", daemon=True)
     try:
+        th.start()
         t = time.perf_counter()
         rt.start_replay()
         if not rt.wait_replay(3600):
             raise RuntimeError("the replay did not finish within an hour")
         secs = time.perf_counter() - t
+        done.set()
+        th.join(10)
+        ms = sorted(p * 1000 for p in pings) or [float("nan")]
         return {"bars": rt.hub.counts["bars_in"], "seconds": secs, "fills": len(rt.trading.engine.broker.fills()),
-                "published": rt.hub.counts["published"]}
+                "published": rt.hub.counts["published"], "pings": len(pings), "ping_p50_ms": ms[len(ms) // 2],
+                "ping_p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))], "ping_max_ms": ms[-1]}
     finally:
+        done.set()
         rt.stop()
 
 
@@ -128,12 +153,14 @@ def main() -> None:
                      "base_bars_s": base["bars"] / base["seconds"], "ours_bars_s": ours["bars"] / ours["seconds"],
                      "ratio": (ours["bars"] / ours["seconds"]) / (base["bars"] / base["seconds"]),
                      "fills": ours["fills"], "base_fills": base["fills"], "published": ours["published"],
-                     "ours_peak_mib": ours["peak_mib"], "base_peak_mib": base["peak_mib"]})
+                     "ours_peak_mib": ours["peak_mib"], "base_peak_mib": base["peak_mib"],
+                     **{k: ours[k] for k in ("pings", "ping_p50_ms", "ping_p99_ms", "ping_max_ms")}})
         r = rows[-1]
         print(f"{n:4d} symbols  {r['bars']:>8,} bars (baseline {r['base_bars']:,})  ours {r['ours_bars_s']:>9,.0f} bars/s  "
               f"engine.run {r['base_bars_s']:>9,.0f} bars/s  ratio {r['ratio']:.3f}x (goal >= 0.3x)  "
               f"memory {r['ours_peak_mib']:.0f} MiB vs {r['base_peak_mib']:.0f} MiB  fills {r['fills']} vs {r['base_fills']}  "
-              f"{r['published'] / max(1, r['bars']):.1f} msgs/bar", flush=True)
+              f"{r['published'] / max(1, r['bars']):.1f} msgs/bar  ping p50/p99/max {r['ping_p50_ms']:.1f}/"
+              f"{r['ping_p99_ms']:.1f}/{r['ping_max_ms']:.1f} ms ({r['pings']} pings; goal p99 <= 10 ms)", flush=True)
     load1 = os.getloadavg()[0]
     print(f"load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs")
     if a.json:

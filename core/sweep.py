@@ -130,11 +130,18 @@ def expand(grid: Sequence[tuple[str, list[Any]]]) -> list[SweepRun]:
     return runs
 
 
+#: How pydantic dumps a ``SecretStr`` in JSON mode.
+MASKED = "**********"
+
+
+def _drop_masked(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _drop_masked(v) if isinstance(v, dict) else v for k, v in d.items() if v != MASKED}
+
+
 def base_settings(settings: Any) -> dict[str, Any]:
-    """The caller's effective settings as plain JSON data for the workers, without the secret key."""
-    d = settings.model_dump(mode="json")
-    d.pop("secret_key", None)
-    return d
+    """The caller's effective settings as plain JSON data for the workers, without any secret
+    (the secret key, an LLM API key...: a worker falls back to its own environment for those)."""
+    return _drop_masked(settings.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- one run (on a worker)
@@ -144,7 +151,8 @@ def run_settings(spec: dict[str, Any], base: dict[str, Any], ipc_dir: str, repor
 
     d = deep_merge(base, spec.get("overrides", {}))
     d["bus"] = {**d.get("bus", {}), "name": f"sweep-{uuid.uuid4().hex[:12]}", "ipc_dir": ipc_dir,
-                "rpc_frontend_port": 0, "rpc_backend_port": 0, "sub_port": 0, "pub_port": 0}
+                "rpc_frontend_port": 0, "rpc_backend_port": 0, "sub_port": 0, "pub_port": 0,
+                "service_token_file": None}  # the token goes beside the run's own ipc files
     d["marketdata"] = {**d.get("marketdata", {}), "provider": "replay", "replay_port": 0, "replay_speed": 0}
     d["trading"] = {**d.get("trading", {}), "report_dir": report_dir}
     return load_settings(**d)

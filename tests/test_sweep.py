@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from aitrados import sweep
+from pydantic import SecretStr
+
 from aitrados.settings import Settings
 
 pytest.importorskip("distributed")
@@ -71,6 +73,21 @@ def test_parse_grid_and_expand() -> None:
 def test_bad_grid_is_a_clear_error(bad: str) -> None:
     with pytest.raises(ValueError, match="--grid"):
         sweep.parse_grid([bad])
+
+
+def test_base_settings_carry_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings(_env_file=None, secret_key="sk-very-secret-1234")
+    s.trading.llm.api_key = SecretStr("llm-secret-5678")
+    s.plugins = {"sma_cross": {"fast": 7}}
+    base = sweep.base_settings(s)
+    text = json.dumps(base)
+    assert "very-secret" not in text and "llm-secret" not in text and sweep.MASKED not in text
+    assert "secret_key" not in base and "api_key" not in base["trading"]["llm"]
+    assert base["plugins"] == {"sma_cross": {"fast": 7}}
+    run = sweep.run_settings({"overrides": {"plugins": {"sma_cross": {"slow": 30}}}}, base, str(tmp_path), "rep")
+    assert run.plugins == {"sma_cross": {"fast": 7, "slow": 30}} and run.marketdata.provider == "replay"
+    assert run.bus.name.startswith("sweep-") and run.bus.rpc_frontend_port == 0 and run.bus.service_token_file is None
 
 
 def test_sort_rows_puts_missing_values_last() -> None:
