@@ -22,7 +22,8 @@ import time
 
 CATEGORIES = [("router (aitrados/bus/rpc.py)", "/bus/rpc.py"), ("service worker (aitrados/bus/service.py)", "/bus/service.py"),
               ("client (aitrados/bus/client.py)", "/bus/client.py"), ("protocol (aitrados/bus/protocol.py)", "/bus/protocol.py"),
-              ("pyzmq", "/zmq/"), ("asyncio", "/asyncio/"), ("msgspec", "msgspec")]
+              ("pyzmq", "/zmq/"), ("enum (pyzmq's IntFlag constants)", "enum.py"), ("asyncio", "/asyncio/"),
+              ("msgspec", "msgspec")]
 
 
 def category(module: str) -> str:
@@ -54,12 +55,14 @@ def main() -> None:
             return value
 
     tmp = tempfile.mkdtemp(prefix="atp-", dir="/tmp")
-    mw = Middleware(load_settings(bus={"name": "profrpc", "ipc_dir": tmp, "rpc_frontend_port": 0, "rpc_backend_port": 0,
-                                       "sub_port": 0, "pub_port": 0})).start()
+    settings = load_settings(bus={"name": "profrpc", "ipc_dir": tmp, "rpc_frontend_port": 0, "rpc_backend_port": 0,
+                                  "sub_port": 0, "pub_port": 0})
+    mw = Middleware(settings).start()
     ep = mw.endpoints(a.transport)
     yappi.set_clock_type("cpu")
     yappi.start(builtins=True, profile_threads=True)
-    worker = ServiceWorker(Echo(), ep.rpc_backend, context=mw.context if a.transport == "inproc" else None).start()
+    worker = ServiceWorker(Echo(), ep.rpc_backend, bus=settings.bus,
+                           context=mw.context if a.transport == "inproc" else None).start()
     client = RPCClient(ep.rpc_frontend, timeout=30, context=mw.context if a.transport == "inproc" else None)
     for _ in range(200):
         client.call("echo", "echo", value=1)
