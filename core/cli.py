@@ -1,6 +1,6 @@
 """The ``aitrados`` command line: run the middleware and talk to a running one.
 
-Subcommands: run, config, call, tail, status, mcp, keygen (plus the plugin commands from
+Subcommands: run, config, call, tail, status, mcp, keygen, sweep (plus the plugin commands from
 ``aitrados.plugin_cli`` when present). Exit code 0 on success, non-zero on failure with the
 reason on stderr.
 """
@@ -425,7 +425,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
 
 #: Modules that contribute subcommands through ``add_commands(subparsers, handlers)``.
-_COMMAND_MODULES: list[str] = ["aitrados.plugin_cli"]
+_COMMAND_MODULES: list[str] = ["aitrados.sweep_cli", "aitrados.plugin_cli"]
 
 
 def _validation_message(exc: ValidationError) -> str:

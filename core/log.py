@@ -19,7 +19,12 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
-def _scrub(record: dict) -> bool:
+#: The format of log lines.
+LOG_FORMAT = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | {message}"
+
+
+def scrub_secrets(record: dict) -> bool:
+    """A loguru filter that replaces every registered secret in the message; always True."""
     if _secrets:
         msg = record["message"]
         for s in _secrets:
@@ -34,15 +39,15 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> No
     for s in secrets:
         register_secret(s)
     logger.remove()
-    fmt = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | {message}"
+    fmt = LOG_FORMAT
     if level.upper() == "DEBUG":
         fmt += " <dim>({name}:{line})</dim>"
     con = console()
     if con.is_terminal:  # through the rich console, so a live progress bar stays below the log lines
-        logger.add(_console_sink, level=level.upper(), format=fmt, filter=_scrub, backtrace=False,
+        logger.add(_console_sink, level=level.upper(), format=fmt, filter=scrub_secrets, backtrace=False,
                    diagnose=False, colorize=True)
     else:
-        logger.add(sys.stderr, level=level.upper(), format=fmt, filter=_scrub, backtrace=False, diagnose=False)
+        logger.add(sys.stderr, level=level.upper(), format=fmt, filter=scrub_secrets, backtrace=False, diagnose=False)
 
 
 _console: Console | None = None

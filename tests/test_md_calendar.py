@@ -163,3 +163,20 @@ def test_holiday_list_agrees_with_the_generated_bars() -> None:
     closed = {d for d, h in by_day.items() if h["session_template"] == "CLOSED"}
     assert closed == {d.isoformat() for d in session_for("STOCK:US:AAPL").holidays
                       if dt.date(1999, 1, 1) <= d <= dt.date(2018, 12, 31)}
+
+
+def test_calendar_cache_file_gives_the_same_session(tmp_path, monkeypatch) -> None:
+    """A session read from the cache file equals one built by exchange_calendars; a broken file is rebuilt."""
+    from aitrados.marketdata import calendars
+    from aitrados.marketdata.intervals import STOCK_HOURS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    hours = STOCK_HOURS["US"]
+    built = (calendars.closed_days("XNYS", hours), calendars.early_closes("XNYS", hours))
+    assert calendars._cached_days("XNYS", hours) == built  # no file yet: built and written
+    files = list((tmp_path / "aitrados").glob("calendar-XNYS-*.json"))
+    assert len(files) == 1 and dt.date(2018, 12, 25).isoformat() in files[0].read_text()
+    assert calendars._cached_days("XNYS", hours) == built  # from the file
+    files[0].write_text('{"closed": ["not a date"]')
+    assert calendars._cached_days("XNYS", hours) == built  # unreadable: rebuilt
+    assert calendars._cached_days("XNYS", hours) == built and not list((tmp_path / "aitrados").glob("*.tmp"))

@@ -10,20 +10,30 @@ a known country, so the generator, the loader's gap check, the aligner and the r
 
 Calendars cover :data:`CALENDAR_START` .. :data:`CALENDAR_END` (clipped to what the library knows for
 an exchange); outside that range no holiday is known and every weekday trades. Each calendar is built
-once per process, on first use (about half a second).
+once per process, on first use (about half a second, plus importing ``exchange_calendars`` and
+pandas); what a session needs from it (its closed weekdays and early closes) is then kept in a
+cache file per exchange and library version (:func:`cache_dir`), so later processes read a small
+JSON file instead of importing the library. A missing, stale or unreadable cache file is rebuilt.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import tempfile
 import warnings
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from aitrados.marketdata.intervals import STOCK_HOURS, Session
 
 __all__ = ["CALENDAR_START", "CALENDAR_END", "EXCHANGES", "exchange_calendar", "stock_session",
-           "closed_days", "early_closes"]
+           "closed_days", "early_closes", "cache_dir"]
 
 #: First and last date the calendars are built for (the generator's data start in 1990).
 CALENDAR_START = dt.date(1990, 1, 1)
@@ -102,5 +112,46 @@ def _stock_session(c: str) -> Session:
     if hours is None:
         raise ValueError(f"no stock session for country {c!r}: known are {' '.join(sorted(STOCK_HOURS))}")
     code = EXCHANGES[c]
-    return Session(hours.name, hours.tz, hours.open, hours.close, hours.weekdays,
-                   closed_days(code, hours), early_closes(code, hours))
+    closed, early = _cached_days(code, hours)
+    return Session(hours.name, hours.tz, hours.open, hours.close, hours.weekdays, closed, early)
+
+
+def cache_dir() -> Path:
+    """Folder of the calendar cache files: ``$XDG_CACHE_HOME/aitrados`` (default ``~/.cache/aitrados``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "aitrados"
+
+
+def _cache_file(code: str, hours: Session) -> Path:
+    try:
+        lib = version("exchange_calendars")
+    except PackageNotFoundError:  # pragma: no cover - a dependency
+        lib = "unknown"
+    key = f"{code}-{lib}-{CALENDAR_START}-{CALENDAR_END}-{hours.tz}-{hours.open}-{hours.close}-" \
+          f"{''.join(map(str, sorted(hours.weekdays)))}"
+    return cache_dir() / ("calendar-" + key.replace(":", "").replace("/", "_") + ".json")
+
+
+def _cached_days(code: str, hours: Session) -> tuple[frozenset[dt.date], frozenset[tuple[dt.date, dt.time]]]:
+    """:func:`closed_days` and :func:`early_closes` of ``code``, from the cache file when it is there."""
+    path = _cache_file(code, hours)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return (frozenset(dt.date.fromisoformat(d) for d in doc["closed"]),
+                frozenset((dt.date.fromisoformat(d), dt.time.fromisoformat(t)) for d, t in doc["early"]))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("calendar cache {} unreadable ({}); rebuilding it", path, exc)
+    closed, early = closed_days(code, hours), early_closes(code, hours)
+    doc = {"closed": sorted(d.isoformat() for d in closed),
+           "early": sorted([d.isoformat(), t.isoformat()] for d, t in early)}
+    try:  # atomically: concurrent processes (a sweep's workers) never read half a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only home: work without the cache
+        logger.debug("calendar cache {} not written: {}", path, exc)
+    return closed, early

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from enum import IntEnum
 
 import msgspec
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from loguru import logger
 
 from aitrados.marketdata.intervals import (
@@ -33,6 +34,9 @@ from aitrados.marketdata.intervals import (
     session_for,
 )
 from aitrados.marketdata.models import Bar, normalize_full_symbol
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Change", "ChartWindow", "can_aggregate", "resample_bars"]
 
@@ -395,9 +399,11 @@ class ChartWindow:
                 b.open, b.high, b.low, b.close, b.volume)
         return out
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_frame(self) -> "pd.DataFrame":
         """The window as a DataFrame indexed by open time (UTC), columns close_datetime, open, high,
         low, close, volume, vwap, closed. Built on demand; O(N)."""
+        import pandas as pd  # lazily: importing pandas costs ~0.5 s and only this needs it
+
         bars = self.bars()
         df = pd.DataFrame(
             {

@@ -1,0 +1,95 @@
+"""Where one RPC round trip through our router spends its CPU: a profile of every thread (yappi).
+
+    python bench/profile_rpc.py [--calls 5000] [--transport ipc]
+
+The middleware's RPC router, an echo ``ServiceWorker`` and an ``RPCClient`` run in one process
+(each on its own thread, as in the middleware), so one profiler (yappi, CPU clock, all threads)
+sees the whole path; the client makes ``--calls`` sequential ``echo`` calls. Prints the CPU
+microseconds per call spent in each part of the path — the router (``aitrados.bus.rpc``), the
+service worker (``aitrados.bus.service``), the client (``aitrados.bus.client``), the protocol
+codec (``aitrados.bus.protocol``, msgspec), pyzmq socket calls, asyncio, and the rest — and the
+20 costliest functions by own time. This is a profile, not a benchmark: the profiler slows
+Python code several times, so read the shares, not the totals; bench/bench_bus.py gives the
+latencies against the raw pyzmq limits. bench-only dependency: ``yappi``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import time
+
+CATEGORIES = [("router (aitrados/bus/rpc.py)", "/bus/rpc.py"), ("service worker (aitrados/bus/service.py)", "/bus/service.py"),
+              ("client (aitrados/bus/client.py)", "/bus/client.py"), ("protocol (aitrados/bus/protocol.py)", "/bus/protocol.py"),
+              ("pyzmq", "/zmq/"), ("enum (pyzmq's IntFlag constants)", "enum.py"), ("asyncio", "/asyncio/"),
+              ("msgspec", "msgspec")]
+
+
+def category(module: str) -> str:
+    """The part of the path a function's module belongs to."""
+    for name, needle in CATEGORIES:
+        if needle in module:
+            return name
+    return "other (stdlib, loguru, threading...)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=5000)
+    ap.add_argument("--transport", choices=["ipc", "tcp", "inproc"], default="ipc")
+    a = ap.parse_args()
+    import yappi
+
+    from aitrados.bus import RPCClient, Service, ServiceWorker
+    from aitrados.log import setup_logging
+    from aitrados.middleware import Middleware
+    from aitrados.settings import load_settings
+
+    setup_logging("WARNING")
+
+    class Echo(Service):
+        name = "echo"
+
+        def echo(self, value: object) -> object:
+            return value
+
+    tmp = tempfile.mkdtemp(prefix="atp-", dir="/tmp")
+    settings = load_settings(bus={"name": "profrpc", "ipc_dir": tmp, "rpc_frontend_port": 0, "rpc_backend_port": 0,
+                                  "sub_port": 0, "pub_port": 0})
+    mw = Middleware(settings).start()
+    ep = mw.endpoints(a.transport)
+    yappi.set_clock_type("cpu")
+    yappi.start(builtins=True, profile_threads=True)
+    worker = ServiceWorker(Echo(), ep.rpc_backend, bus=settings.bus,
+                           context=mw.context if a.transport == "inproc" else None).start()
+    client = RPCClient(ep.rpc_frontend, timeout=30, context=mw.context if a.transport == "inproc" else None)
+    for _ in range(200):
+        client.call("echo", "echo", value=1)
+    yappi.clear_stats()
+    t0 = time.perf_counter()
+    for _ in range(a.calls):
+        client.call("echo", "echo", value=1)
+    wall = time.perf_counter() - t0
+    yappi.stop()
+    stats = yappi.get_func_stats()
+    by_cat: dict[str, float] = collections.defaultdict(float)
+    rows = []
+    for f in stats:
+        by_cat[category(f.module)] += f.tsub
+        rows.append((f.tsub, f.ncall, f"{f.name} ({f.module.rsplit('/', 2)[-1]}:{f.lineno})"))
+    total = sum(by_cat.values())
+    print(f"{a.calls} sequential calls over {a.transport}, profiled: {wall / a.calls * 1e6:.0f} µs wall per call "
+          f"(profiler on), {total / a.calls * 1e6:.0f} µs CPU per call over all threads")
+    for name, t in sorted(by_cat.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:45} {t / a.calls * 1e6:8.1f} µs/call  {t / total * 100:5.1f} %")
+    print("costliest functions by own CPU time:")
+    for tsub, n, name in sorted(rows, reverse=True)[:20]:
+        print(f"  {tsub / a.calls * 1e6:8.1f} µs/call  {n / a.calls:6.1f} calls/call  {name}")
+    client.close()
+    worker.stop()
+    mw.stop()
+
+
+if __name__ == "__main__":
+    main()
