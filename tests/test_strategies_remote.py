@@ -377,8 +377,9 @@ def test_an_ack_that_meets_service_unavailable_is_sent_again(mw, refusals: int, 
         pub = ready_publisher(mw)
         pub.publish("replay.step", {"step": 1, "time": T0})
         if acked:  # refused twice, then the third attempt gets through
-            assert wait_for(lambda: ("ack", "ticker", 1) in svc.entries("ack"), 30)
-            assert svc.entries("refused") == [("refused", "ticker", 1)] * 2 and runner.step == 1
+            # the runner records the step once the ack's reply is back, a moment after the service saw it
+            assert wait_for(lambda: ("ack", "ticker", 1) in svc.entries("ack") and runner.step == 1, 30)
+            assert svc.entries("refused") == [("refused", "ticker", 1)] * 2
         else:  # a bounded number of attempts, then the failure is reported, not swallowed
             assert wait_for(lambda: any("replay.step" in e for e in runner.errors), 30)
             assert len(svc.entries("refused")) == 4 and svc.entries("ack") == [] and runner.step is None
