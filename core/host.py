@@ -159,6 +159,17 @@ class HostContext:
         raise PluginError(f"no LLM model {name!r}; registered: {', '.join(sorted(models)) or 'none'} "
                           "(install or select a plugin that implements register_llm_models)")
 
+    def watch(self, part: Any) -> None:
+        """Stop the run when *part* (anything with a ``failure`` attribute: a plugin's own threads)
+        fails: the middleware's ``failure`` becomes *part*'s, so ``aitrados run`` exits non-zero with
+        that cause. Where no middleware runs in this process (an isolated worker), it is not watched.
+        """
+        mw = getattr(self._host, "middleware", None)
+        if mw is not None:
+            mw.watch(part)
+        else:
+            logger.warning("{} is not watched: no middleware in this process", type(part).__name__)
+
     # ------------------------------------------------------------ bus
     @property
     def rpc(self) -> RPCClient:
@@ -296,6 +307,8 @@ class PluginHost:
         self.loop: LoopThread | None = None
         self.context_obj: HostContext | None = None
         self.supervisor: Any = None
+        #: The ``Middleware`` this host was started on in-process (None when given only its endpoints).
+        self.middleware: Any = None
         self._service_workers: list[ServiceWorker] = []
         self._pump_task: asyncio.Future[Any] | None = None
         self._pump_ready = threading.Event()
@@ -379,6 +392,7 @@ class PluginHost:
         if isinstance(bus, Endpoints):
             endpoints, zctx, worker_address = bus, zmq.Context.instance(), bus.rpc_frontend
         else:
+            self.middleware = bus
             endpoints, zctx = bus.endpoints("inproc"), bus.context
             b = bus.settings.bus
             worker_address = bus.endpoints("ipc" if b.enable_ipc else "tcp").rpc_frontend

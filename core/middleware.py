@@ -50,6 +50,8 @@ class Middleware:
         self.rpc: RPCRouter | None = None
         self.pubsub: PubSubRouter | None = None
         self.workers: list[ServiceWorker] = []
+        #: Other long-running parts (a plugin's gateway...) whose ``failure`` stops the run; see ``watch``.
+        self.watched: list[Any] = []
         self._auth: Any = None
         self._tcp_ports: dict[Role, int] = {}
         self._ipc_files: list[Path] = []
@@ -164,10 +166,20 @@ class Middleware:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def watch(self, part: Any) -> None:
+        """Make *part*'s fatal error this middleware's: once ``part.failure`` is not None, ``failure``
+        returns it, so ``wait()`` (and ``aitrados run``) stop with that cause and exit non-zero.
+
+        For parts that run their own threads beside the routers (a plugin's gateway, say).
+        """
+        if not hasattr(part, "failure"):
+            raise TypeError(f"{type(part).__name__} has no `failure` attribute to watch")
+        self.watched.append(part)
+
     @property
     def failure(self) -> BaseException | None:
-        """The error that killed a router or in-process service thread, if any."""
-        for part in (self.rpc, self.pubsub, *self.workers):
+        """The error that killed a router, an in-process service thread or a watched part, if any."""
+        for part in (self.rpc, self.pubsub, *self.workers, *self.watched):
             if part is not None and part.failure is not None:
                 return part.failure
         if self.running and ((self.rpc and not self.rpc.alive) or (self.pubsub and not self.pubsub.alive)):

@@ -7,6 +7,8 @@ tests set them to free ports so they never touch the machine's real 51591-51594.
 from __future__ import annotations
 
 import socket
+import time
+from typing import Any
 
 
 def free_ports(n: int) -> list[int]:
@@ -42,3 +44,32 @@ def point_official_clients(ports: list[int], ipc_dir: str) -> dict[str, object]:
     for det in (D.FrontendAddressDetector, D.BackendAddressDetector, D.SubAddressDetector, D.PubAddressDetector):
         det._address_url = None
     return cfg
+
+
+def wait_for(cond: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll *cond* until truthy (bounded by *timeout* seconds); returns its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def compat_runtime_settings(ipc_dir: str, symbols: list[str], **marketdata: Any) -> tuple[Any, dict[str, object]]:
+    """Settings of a test runtime on the replay server (manual clock) with the gateway aimed at by the
+    official clients; returns ``(settings, gateway settings)``."""
+    from conftest import bus_settings
+
+    cfg = point_official_clients(free_ports(4), ipc_dir)
+    s = bus_settings(ipc_dir)
+    md = s.marketdata
+    md.provider = "replay"
+    md.replay_symbols = symbols
+    md.replay_autostart = "manual"
+    for k, v in {"replay_days": 0.1, "replay_history_days": 0.1, **marketdata}.items():
+        setattr(md, k, v)
+    s.trading.report_dir = f"{ipc_dir}/report"
+    s.plugins["aitrados_compat"] = cfg
+    return s, cfg

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -19,37 +18,17 @@ pytest.importorskip("aitrados_api")
 
 from aitrados.runtime import Runtime
 
-from compat_peers import free_ports, point_official_clients
-from conftest import AITRADOS, bus_settings, child_env
+from compat_peers import compat_runtime_settings, wait_for
+from conftest import AITRADOS, child_env
 
 pytestmark = pytest.mark.timeout(120)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 
-def wait_for(cond: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll *cond* until truthy (bounded); returns its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not met within {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def rt():
     d = tempfile.mkdtemp(prefix="atc-", dir="/tmp")
-    cfg = point_official_clients(free_ports(4), d)
-    s = bus_settings(d)
-    md = s.marketdata
-    md.provider = "replay"
-    md.replay_symbols = [SYM, "STOCK:US:AAPL"]
-    md.replay_days = 0.1
-    md.replay_history_days = 0.1
-    md.replay_autostart = "manual"
-    s.trading.report_dir = f"{d}/report"
-    s.plugins["aitrados_compat"] = cfg
+    s, cfg = compat_runtime_settings(d, [SYM, "STOCK:US:AAPL"])
     r = Runtime(s, plugins=["aitrados_compat"]).start()
     r.replay.server.autostart = "manual"
     r.compat_cfg, r.compat_dir = cfg, d  # type: ignore[attr-defined]
@@ -94,8 +73,8 @@ def test_rpc_request_every_data_family_and_official_errors(rt: Runtime) -> None:
     assert unknown["status"] == "error" and "Unknown request" in unknown["message"]
     bad = rpc_request("aitrados_api", "ohlc.a_ohlcs_latest", "crypto", timeout=20)  # missing arguments
     assert bad["status"] == "error" and "country_symbol" in bad["message"]
-    ws = rpc_request("aitrados_api", "a_subscribe_ohlc_1m", "CRYPTO:GLOBAL:BTCUSD", timeout=20)
-    assert ws["status"] == "not_supported" and ws["code"] == 501
+    ws = rpc_request("aitrados_api", "a_get_all_subscribed_topics", timeout=20)  # the runtime's one WS session
+    assert ws["status"] == "ok" and set(ws["result"]) == {"ohlc", "news", "event"}, ws
     online = rpc_request("aitrados_api", "get_all_online_backend_services", timeout=20)
     assert "aitrados_api" in online["result"]
 
@@ -108,9 +87,10 @@ def test_chart_flow_and_multi_timeframe_items_use_our_one_chart_flow_and_aligner
     native = rt.mw.rpc_client(timeout=10)
     assert {(w["full_symbol"], w["interval"]) for w in native.call("chart", "list")} >= {(SYM, "15M")}
     data = rpc_request("aitrados_api", "add_latest_ohlc_chart_flow_item_or_get_data", SYM, "15M", limit=3,
-                       timeout=20)
-    assert data["status"] == "ok" and len(data["result"]) == 3
-    assert [b["close"] for b in data["result"]] == [b["close"] for b in native.call(
+                       to_format="list", timeout=20)
+    assert data["status"] == "ok" and data["result"]["full_symbol"] == SYM and data["result"]["interval"] == "15M"
+    assert len(data["result"]["data"]) == 3
+    assert [b["close"] for b in data["result"]["data"]] == [b["close"] for b in native.call(
         "chart", "window", full_symbol=SYM, interval="15M", size=3)]
     assert rpc_request("aitrados_api", "remove_latest_ohlc_chart_flow_item", SYM, "15M", timeout=20)["result"] is True
     mtf = rpc_request("aitrados_api", "add_latest_ohlc_multi_timeframe_item", {SYM: ["5M", "15M"]}, name="g1",
@@ -118,10 +98,59 @@ def test_chart_flow_and_multi_timeframe_items_use_our_one_chart_flow_and_aligner
     assert mtf["status"] == "ok", mtf
     assert "g1" in native.call("mtf", "list_groups")
     got = rpc_request("aitrados_api", "add_latest_ohlc_multi_timeframe_item_or_get_data", {SYM: ["5M", "15M"]},
-                      name="g1", timeout=20)
+                      name="g1", limit=4, to_format="list", timeout=20)
     assert got["status"] == "ok", got
+    five, fifteen = got["result"][SYM]  # the official shape: {full_symbol: [data of each timeframe]}
+    assert [r["interval"] for r in five] == ["5M"] * 4 and [r["interval"] for r in fifteen] == ["15M"] * 4
+    assert [r["close"] for r in fifteen] == [b["close"] for b in native.call(
+        "chart", "window", full_symbol=SYM, interval="15M", size=4)]
     assert rpc_request("aitrados_api", "remove_latest_ohlc_multi_timeframe_item", "g1", timeout=20)["status"] == "ok"
     assert "g1" not in native.call("mtf", "list_groups")
+
+
+def test_or_get_data_to_format_csv_and_dataframe_in_the_official_shapes(rt: Runtime) -> None:
+    """The official backend sends CSV text unless ``to_format="list"`` (a DataFrame cannot travel):
+    CSV by default and for pandas/polars, which the official client's own helper turns into a
+    DataFrame; its values are those of our window (as pandas reads them back)."""
+    import io
+
+    import pandas as pd
+    from aitrados_api.common_lib.any_list_data_to_format_data import any_data_to_format_data
+    from aitrados_api.universal_interface.rpc_request import rpc_request
+
+    native = rt.mw.rpc_client(timeout=10)
+    csv_default = rpc_request("aitrados_api", "add_latest_ohlc_chart_flow_item_or_get_data", SYM, "15M", limit=5,
+                              timeout=20)
+    assert csv_default["status"] == "ok", csv_default
+    text = csv_default["result"]["data"]
+    assert isinstance(text, str) and text.splitlines()[0].startswith("asset_schema,interval,")
+    asked_pandas = rpc_request("aitrados_api", "add_latest_ohlc_chart_flow_item_or_get_data", SYM, "15M", limit=5,
+                               to_format="pandas", timeout=20)
+    df = any_data_to_format_data(asked_pandas, to_format="pandas")  # the official client's conversion
+    assert isinstance(df, pd.DataFrame) and len(df) == 5
+    window = native.call("chart", "window", full_symbol=SYM, interval="15M", size=5)
+    ours = pd.DataFrame({"close": [b["close"] for b in window], "volume": [b["volume"] for b in window]})
+    # the official rounding of CSV floats: 4 decimals below 10, else 2
+    for col in ("close", "volume"):
+        want = [round(v, 4) if abs(v) < 10 else round(v, 2) for v in ours[col]]
+        assert df[col].tolist() == pytest.approx(want, abs=1e-9), col
+    assert pd.read_csv(io.StringIO(text))["close"].tolist() == df["close"].tolist()
+    shaped = rpc_request("aitrados_api", "add_latest_ohlc_chart_flow_item_or_get_data", SYM, "15M",
+                         rename_column_name_mapping={"interval": "timeframe"},
+                         filter_column_names=["interval", "close", "no_such_column"], limit=2, to_format="polars",
+                         timeout=20)
+    pl_df = any_data_to_format_data(shaped, to_format="polars")
+    assert pl_df.columns == ["timeframe", "close"] and pl_df.height == 2
+    assert pl_df["timeframe"].to_list() == ["15M", "15M"]
+    mtf = rpc_request("aitrados_api", "add_latest_ohlc_multi_timeframe_item_or_get_data", {SYM: ["15M"]},
+                      name="g_csv", limit=3, timeout=20)
+    assert mtf["status"] == "ok", mtf
+    (csv15,) = mtf["result"][SYM]
+    assert pd.read_csv(io.StringIO(csv15))["close"].tolist() == df["close"].tolist()[-3:]
+    bad = rpc_request("aitrados_api", "add_latest_ohlc_chart_flow_item_or_get_data", SYM, "15M", limit="x",
+                      timeout=20)
+    assert bad["status"] == "error" and "limit" in bad["message"]
+    assert rpc_request("aitrados_api", "remove_latest_ohlc_multi_timeframe_item", "g_csv", timeout=20)["result"]
 
 
 def test_official_subscriber_gets_our_bars_and_official_publishes_reach_native(rt: Runtime) -> None:

@@ -76,6 +76,9 @@ class MarketDataHub:
         self.step_time: dt.datetime | None = None
         self.last_error: BaseException | None = None
         self._subscribed: set[str] = set()
+        #: Stream topics asked for through :meth:`subscribe_stream` (by kind), apart from the charts' own.
+        self.stream_topics: dict[str, set[str]] = {"ohlc": set(), "news": set(), "event": set()}
+        self._started_topics: dict[str, set[str]] = {"ohlc": set(), "news": set(), "event": set()}
         self._hydrating: dict[str, list[Bar]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -87,6 +90,8 @@ class MarketDataHub:
             await self.ws.subscribe("news", list(news))
         if events:
             await self.ws.subscribe("event", list(events))
+        self._started_topics["news"].update(self.ws.desired["news"])
+        self._started_topics["event"].update(self.ws.desired["event"])
 
     async def stop(self) -> None:
         """Close the stream and the HTTP client."""
@@ -142,6 +147,54 @@ class MarketDataHub:
         self.flow.add_group(name, norm, size, start=start)
         return {"group": name, "members": self.flow.aligner.groups()[name]}
 
+    # ------------------------------------------------------------------ stream subscriptions
+    async def subscribe_stream(self, kind: str, topics: list[str]) -> list[str]:
+        """Add *topics* of *kind* (``ohlc``, ``news``, ``event``) to the one WebSocket session.
+
+        Bars of an ``ohlc`` topic are then published on ``ohlc.<full_symbol>.<interval>`` as they
+        stream, even without a chart window (a window of the same interval publishes them itself).
+        :returns: the topics as the stream client normalised them
+        """
+        kind = self.ws._kind(kind)
+        norm = [self.ws._norm(kind, t) for t in topics]
+        self.stream_topics[kind].update(norm)
+        await self.ws.subscribe(kind, norm)
+        return norm
+
+    async def unsubscribe_stream(self, kind: str, topics: list[str]) -> list[str]:
+        """Drop *topics* of *kind* asked for through :meth:`subscribe_stream`; the WebSocket session
+        keeps those the charts and the runtime's own news/calendar subscriptions still need.
+
+        :returns: the topics unsubscribed from the session
+        """
+        kind = self.ws._kind(kind)
+        norm = [self.ws._norm(kind, t) for t in topics]
+        self.stream_topics[kind].difference_update(norm)
+        needed = self._started_topics[kind] | (self._subscribed if kind == "ohlc" else set())
+        drop = [t for t in norm if t not in needed]
+        await self.ws.unsubscribe(kind, drop)
+        return drop
+
+    async def resubscribe_stream(self) -> dict[str, list[str]]:
+        """Send the subscription of every topic the session should have again (after a server
+        restart lost them, say); :returns: the topics re-sent, by kind."""
+        sent = {}
+        for kind, topics in self.ws.desired.items():
+            if topics:
+                await self.ws.subscribe(kind, sorted(topics))
+                sent[kind] = sorted(topics)
+        return sent
+
+    def stream_subscriptions(self) -> dict[str, list[str]]:
+        """The session's topics by kind, as the server last confirmed them (``show_subscribe``)."""
+        return {kind: list(topics) for kind, topics in self.ws.server_topics.items()}
+
+    def _stream_wanted(self, full_symbol: str) -> bool:
+        for t in self.stream_topics["ohlc"]:
+            if t == full_symbol or (t.endswith("*") and full_symbol.startswith(t[:-1])):
+                return True
+        return False
+
     # ------------------------------------------------------------------ stream
     async def _advance(self, t: dt.datetime | None) -> None:
         """Close the current time step when data time moves past it."""
@@ -170,6 +223,9 @@ class MarketDataHub:
 
     async def _process_bar(self, bar: Bar) -> None:
         await self._deliver(self.flow.feed(bar))
+        if self.stream_topics["ohlc"] and self._stream_wanted(bar.full_symbol) and \
+                self.flow.get(bar.full_symbol, bar.interval) is None:
+            self._publish(build_topic(Kind.BAR, bar.full_symbol, bar.interval), bar)
 
     async def _deliver(self, res: FeedResult) -> None:
         pub = self._publish
@@ -236,6 +292,15 @@ class MarketDataHub:
                 logger.exception("market data consumer {} failed on a {} event: {}", getattr(c, "__qualname__", c), kind, exc)
 
 
+def _topic_list(topics: Any) -> list[str]:
+    """*topics* as a list of strings (one string is one topic); ``TypeError`` otherwise."""
+    if isinstance(topics, str):
+        return [topics]
+    if not isinstance(topics, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in topics):
+        raise TypeError("topics must be a list of non-empty strings")
+    return list(topics)
+
+
 class ChartService(Service):
     """RPC ``chart``: the shared chart windows (add/get hydrate once; later calls reuse)."""
 
@@ -265,6 +330,24 @@ class ChartService(Service):
         """Every window: symbol, interval, size, bars held, sequence number."""
         return [{"full_symbol": w.full_symbol, "interval": w.interval, "size": w.size, "bars": len(w), "seq": w.seq}
                 for w in self._hub.flow.windows.values()]
+
+    async def subscribe(self, kind: str, topics: list[str]) -> list[str]:
+        """Add stream topics (``kind`` ohlc, news or event) to the one WebSocket session; ohlc bars are
+        then published on ``ohlc.*`` even without a window. :returns: the normalised topics"""
+        return await self._hub.subscribe_stream(kind, _topic_list(topics))
+
+    async def unsubscribe(self, kind: str, topics: list[str]) -> list[str]:
+        """Drop stream topics added with ``subscribe`` (those charts still need stay on the session).
+        :returns: the topics dropped from the session"""
+        return await self._hub.unsubscribe_stream(kind, _topic_list(topics))
+
+    async def resubscribe(self) -> dict[str, list[str]]:
+        """Send every wanted stream subscription to the server again; :returns: them by kind."""
+        return await self._hub.resubscribe_stream()
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        """The WebSocket session's topics by kind (ohlc, news, event), as the server confirmed them."""
+        return self._hub.stream_subscriptions()
 
     def provider(self) -> dict[str, str]:
         """Where this hub's market data comes from: ``{http_url, ws_url}`` (no key: it never leaves the process)."""

@@ -31,8 +31,15 @@ def on_startup(host: Any) -> None:
     if host.in_worker:
         return
     cfg = host.plugin_settings("aitrados_compat")
-    _gateways[id(host)] = CompatGateway(cfg, host.endpoints, host.settings.bus,
-                                        getattr(host, "_context", None)).start()
+    gw = CompatGateway(cfg, host.endpoints, host.settings.bus, getattr(host, "_context", None))
+    _gateways[id(host)] = gw
+    # a gateway that cannot start (a port in use) or whose thread dies later stops the run with its cause
+    host.watch(gw)
+    try:
+        gw.start()
+    except Exception as exc:
+        gw.failure = exc
+        raise
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import frames as F
+from .formats import format_rows
 
 #: Native RPC: ``await call(service, method, **params)``.
 NativeCall = Callable[..., Awaitable[Any]]
@@ -71,9 +72,14 @@ CHART_FUNCTIONS = ("add_latest_ohlc_chart_flow_item", "remove_latest_ohlc_chart_
                    "add_latest_ohlc_chart_flow_item_or_get_data")
 MTF_FUNCTIONS = ("add_latest_ohlc_multi_timeframe_item", "remove_latest_ohlc_multi_timeframe_item",
                  "add_latest_ohlc_multi_timeframe_item_or_get_data")
-#: The official WebSocketClient functions: our stream subscriptions are owned by the runtime.
-WS_FUNCTIONS = ("a_subscribe_news", "a_subscribe_ohlc_1m", "a_subscribe_event", "a_unsubscribe_news",
-                "a_unsubscribe_ohlc_1m", "a_unsubscribe_event", "resubscribe_all", "a_get_all_subscribed_topics")
+#: The official WebSocketClient functions -> (action, stream kind): the runtime's one WS session.
+WS_ROUTES: dict[str, tuple[str, str | None]] = {
+    "a_subscribe_ohlc_1m": ("subscribe", "ohlc"), "a_subscribe_news": ("subscribe", "news"),
+    "a_subscribe_event": ("subscribe", "event"), "a_unsubscribe_ohlc_1m": ("unsubscribe", "ohlc"),
+    "a_unsubscribe_news": ("unsubscribe", "news"), "a_unsubscribe_event": ("unsubscribe", "event"),
+    "resubscribe_all": ("resubscribe", None), "a_get_all_subscribed_topics": ("subscriptions", None),
+}
+WS_FUNCTIONS = tuple(WS_ROUTES)
 ALL_FUNCTIONS = (*DATA_ROUTES, *WS_FUNCTIONS, *CHART_FUNCTIONS, *MTF_FUNCTIONS)
 
 
@@ -133,15 +139,38 @@ async def answer(function_name: str, args: list[Any], kwargs: dict[str, Any], na
             path, query, page_key = build_request(function_name, args, kwargs)
             return F.ok(await native("http", "get", path=path, params=query, page_key=page_key))
         if function_name in WS_FUNCTIONS:
-            return F.error(f"'{function_name}' is not supported by the aitrados compat gateway: the middleware's "
-                           "stream subscriptions follow its charts and groups (add a chart-flow or multi-timeframe "
-                           "item instead); see docs/compat.md", code=501, status="not_supported")
+            return F.ok(await _ws(function_name, args, kwargs, native))
         if function_name in CHART_FUNCTIONS:
             return F.ok(await _chart(function_name, args, kwargs, native))
         return F.ok(await _mtf(function_name, args, kwargs, native))
     except Exception as exc:  # the official backend answers every failure as an ErrorResponse
         message = getattr(exc, "message", None) or str(exc)
         return F.error(f"Error: {message}", code=_error_code(exc), detail=type(exc).__name__)
+
+
+async def _ws(function_name: str, args: list[Any], kwargs: dict[str, Any], native: NativeCall) -> Any:
+    """The official WebSocketClient function on the runtime's one WS session (``chart`` service).
+
+    Answers as the official client does: ``"subscribing"`` / ``"unsubscribing"`` once sent
+    (``"subscribed"`` for no topics), ``None`` for ``resubscribe_all``, the server-confirmed topics
+    by kind for ``a_get_all_subscribed_topics``.
+    """
+    action, kind = WS_ROUTES[function_name]
+    if kwargs:
+        raise TypeError(f"{function_name} takes topics as positional arguments only")
+    if action == "subscriptions":
+        return await native("chart", "subscriptions")
+    if action == "resubscribe":
+        if args:
+            raise TypeError("resubscribe_all takes no arguments")
+        await native("chart", "resubscribe")
+        return None
+    if not args:
+        return "subscribed"
+    if not all(isinstance(t, str) and t.strip() for t in args):
+        raise TypeError("topics must be non-empty strings")
+    await native("chart", action, kind=kind, topics=list(args))
+    return "subscribing" if action == "subscribe" else "unsubscribing"
 
 
 async def _chart(function_name: str, args: list[Any], kwargs: dict[str, Any], native: NativeCall) -> Any:
@@ -159,7 +188,20 @@ async def _chart(function_name: str, args: list[Any], kwargs: dict[str, Any], na
     added = await native("chart", "add", full_symbol=fs, interval=iv)
     if function_name == "add_latest_ohlc_chart_flow_item":
         return added
-    return await native("chart", "window", full_symbol=fs, interval=iv, size=v.get("limit"))
+    return {"full_symbol": added["full_symbol"], "interval": added["interval"],
+            "data": await _window_data(native, added["full_symbol"], added["interval"], v)}
+
+
+async def _window_data(native: NativeCall, fs: str, iv: str, v: dict[str, Any]) -> Any:
+    """One window's bars as the official ``to_format`` asks (CSV text unless ``list``)."""
+    import msgspec
+
+    from aitrados.marketdata.models import Bar, bar_to_record
+
+    bars = await native("chart", "window", full_symbol=fs, interval=iv)
+    rows = [bar_to_record(msgspec.convert(b, Bar)) for b in bars]
+    return format_rows(rows, v.get("to_format"), v.get("rename_column_name_mapping"), v.get("filter_column_names"),
+                       v.get("limit"))
 
 
 def _group_name(item_data: dict[str, Any]) -> str:
@@ -187,4 +229,5 @@ async def _mtf(function_name: str, args: list[Any], kwargs: dict[str, Any], nati
         added = await native("mtf", "add_group", name=name, members=members)
     if function_name == "add_latest_ohlc_multi_timeframe_item":
         return added
-    return await native("mtf", "get_group", name=name)
+    group = (await native("mtf", "get_group", name=name))["members"]
+    return {fs: [await _window_data(native, fs, iv, v) for iv in ivs] for fs, ivs in group.items()}

@@ -397,7 +397,7 @@ class CompatGateway:
                     continue
                 try:
                     out = to_official(m.topic, m.data)
-                except (ValueError, TypeError) as exc:
+                except Exception as exc:  # any malformed native payload is counted, never stops the bridge
                     self.stats["malformed"] += 1
                     logger.warning("compat gateway: native {} not bridged: {}", m.topic, exc)
                     continue
