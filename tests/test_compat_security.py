@@ -107,3 +107,58 @@ def test_fuzzed_official_frames_are_counted_and_never_kill_the_gateway(gw_factor
     params = json.dumps({"args": [], "kwargs": {}}).encode()
     ok = request(s.frontend_port, [b"aitrados_api", b"get_all_online_backend_services", params])
     assert json.loads(ok[2])["status"] == "ok"
+
+
+def test_official_input_that_json_or_msgpack_cannot_take_is_counted_not_fatal(gw_factory, mw: Middleware) -> None:
+    """Params nested deeper than the JSON parser goes, and a publish whose integer msgpack cannot
+    carry: each is answered or counted, and both gateway threads live on."""
+    g = gw_factory()
+    s = g.settings
+    deep = b'{"args": ' + b"[" * 200_000 + b"]" * 200_000 + b', "kwargs": {}}'
+    reply = request(s.frontend_port, [b"aitrados_api", b"a_get_all_subscribed_topics", deep])
+    assert json.loads(reply[2])["status"] == "error"
+    native = mw.subscriber(["compat.on_big"])
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.linger = 0
+    pub.connect(f"tcp://127.0.0.1:{s.sub_port}")
+    seen = []
+    try:
+        before = g.stats["malformed"]
+
+        def one() -> bool:
+            pub.send_multipart([b"on_big", b'{"n": 123456789012345678901234567890}'])  # > 2**64: not msgpack
+            pub.send_multipart([b"on_big", b'{"n": 1}'])
+            m = native.recv(timeout=0.1)
+            if m is not None:
+                seen.append(m)
+            return bool(seen) and g.stats["malformed"] > before
+
+        deadline = time.monotonic() + 20
+        while not one() and time.monotonic() < deadline:
+            pass
+        assert seen and seen[0].data == {"n": 1} and g.stats["malformed"] > before
+    finally:
+        pub.close(0)
+        ctx.term()
+        native.close()
+    assert g.failure is None and all(t.is_alive() for t in g._threads)
+
+
+def test_a_gateway_thread_that_dies_is_the_middleware_failure(mw: Middleware, ipc_dir: str) -> None:
+    """A thread of a watched gateway dies (here: the native bus address it subscribes to is not a
+    ZeroMQ address): ``Middleware.failure`` is its error and ``wait()`` returns 1 at once."""
+    import dataclasses
+
+    f, b, s, p = free_ports(4)
+    cfg = CompatSettings(frontend_port=f, backend_port=b, sub_port=s, pub_port=p, enable_ipc=False)
+    bad = dataclasses.replace(mw.endpoints(), subscribe="not-a-transport://x")
+    gw = CompatGateway(cfg, bad, mw.bus, mw.context)
+    mw.watch(gw)
+    assert mw.failure is None
+    with pytest.raises(RuntimeError, match="did not start"):
+        gw.start(timeout=20)
+    assert isinstance(mw.failure, zmq.ZMQError) and mw.failure is gw.failure
+    assert mw.wait(install_signals=False) == 1
+    with pytest.raises(TypeError, match="failure"):
+        mw.watch(object())

@@ -56,8 +56,8 @@ def parse_params(raw: bytes) -> tuple[list[Any], dict[str, Any]]:
     """``(args, kwargs)`` of an official params frame; ``ValueError`` when it is not that JSON."""
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"params frame is not JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"params frame is not JSON (or nested too deep): {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("params frame must be a JSON object with args and kwargs")
     args, kwargs = data.get("args", []), data.get("kwargs", {})

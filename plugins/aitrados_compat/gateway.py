@@ -127,9 +127,11 @@ class CompatGateway:
     def _guard(self, target: Any) -> None:
         try:
             target()
+        except threading.BrokenBarrierError:  # another thread failed first: its error is the cause
+            pass
         except BaseException as exc:  # reported through failure, never silent
             if not self._stop.is_set():
-                self.failure = exc
+                self.failure = self.failure or exc  # the first error is the cause; later ones follow from it
                 logger.exception("compat gateway thread {} died: {}", threading.current_thread().name, exc)
                 self._ready.abort()
 
@@ -380,7 +382,7 @@ class CompatGateway:
             if mapped is not None:
                 native.publish(*mapped)
                 self.stats["published_in"] += 1
-        except (ValueError, TypeError, UnicodeDecodeError):
+        except Exception:  # not JSON, too deep, ints msgpack cannot carry...: counted, never fatal
             self.stats["malformed"] += 1
 
     def _bridge_main(self) -> None:

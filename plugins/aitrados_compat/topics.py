@@ -72,6 +72,6 @@ def to_native(topic: bytes, body: bytes) -> tuple[str, Any] | None:
         raise ValueError(f"official topic {topic[:40]!r} cannot be a native topic")
     try:
         data: Any = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         data = body  # the official subscriber would get the raw text; native peers get the bytes
     return NATIVE_ROOT + text, data
