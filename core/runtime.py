@@ -38,11 +38,10 @@ from .log import console
 from .middleware import Middleware
 from .settings import Settings
 from .dashboard.launch import start_dashboard
-from .trading.engine import TradingEngine
+from .trading.engine import TradingEngine, engine_from_settings
 from .trading.report import build_report
 from .trading.report_html import PriceHistory, write_html_report
 from .trading.runtime import TradingRuntime, TradingService
-from .trading.settings import engine_from_settings
 from .trading.strategy import Strategy
 
 

@@ -194,7 +194,7 @@ def test_wheel_new_plugin_pip_install_and_run_to_a_report(fresh, tmp_path, ipc_d
     code = (f"import json; from {PACKAGE}.strategy import Breakout; "
             "from aitrados.marketdata.loader import bundled_bar_files, load_bars; "
             "from aitrados.trading import build_report; "
-            "from aitrados.trading.settings import engine_from_settings; "
+            "from aitrados.trading.engine import engine_from_settings; "
             "e = engine_from_settings([Breakout()]); "
             "e.run(load_bars(bundled_bar_files()[('STOCK:US:SPX', 'DAY')]).bars); "
             "m = build_report(e.broker, 'DAY').metrics; print(json.dumps([m.final_equity, m.trades]))")

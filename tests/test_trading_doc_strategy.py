@@ -17,7 +17,8 @@ from aitrados.marketdata.loader import bundled_bar_files, load_bars
 from aitrados.plugin_settings import PluginHostSettings
 from aitrados.plugins import PluginRegistry
 from aitrados.trading import build_report
-from aitrados.trading.settings import TradingSettings, engine_from_settings
+from aitrados.trading.engine import engine_from_settings
+from aitrados.trading.settings import TradingSettings
 
 from conftest import ROOT
 

@@ -133,7 +133,8 @@ def test_trading_settings_build_an_engine() -> None:
     import pytest
     from pydantic import ValidationError
 
-    from aitrados.trading.settings import TradingSettings, engine_from_settings
+    from aitrados.trading.engine import engine_from_settings
+    from aitrados.trading.settings import TradingSettings
 
     s = TradingSettings.model_validate({"broker": {"fill_at": "close", "initial_cash": 5_000},
                                         "risk": {"max_position": 3}})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..settings import BusSettings
+from .settings import BusSettings
 
 Role = Literal["rpc_frontend", "rpc_backend", "publish", "subscribe"]
 ROLES: tuple[Role, ...] = ("rpc_frontend", "rpc_backend", "publish", "subscribe")

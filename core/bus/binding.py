@@ -12,7 +12,7 @@ import zmq
 from .addresses import PORT_SETTING, AlreadyRunningError, Role, clear_stale_ipc
 
 if TYPE_CHECKING:
-    from ..settings import BusSettings
+    from .settings import BusSettings
 
 
 def router_socket(ctx: zmq.Context, kind: int, bus: "BusSettings", secure: Callable[[zmq.Socket], None] | None) -> zmq.Socket:

@@ -21,7 +21,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ..settings import BusSettings
+from .settings import BusSettings
 from . import protocol as P
 from .errors import BusyError, RPCTimeoutError, ServiceUnavailableError, remote_error
 

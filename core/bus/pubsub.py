@@ -32,7 +32,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from ..settings import BusSettings
+from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
 from .memory import return_freed_memory, tune_allocator

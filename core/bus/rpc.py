@@ -35,7 +35,7 @@ import zmq
 from loguru import logger
 
 from .. import __version__
-from ..settings import BusSettings
+from .settings import BusSettings
 from . import protocol as P
 from .peers import PeerLedger
 from .tokens import same_token

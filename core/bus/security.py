@@ -14,7 +14,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from ..settings import BusSettings
+from .settings import BusSettings
 from .addresses import is_loopback
 
 

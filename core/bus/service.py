@@ -35,7 +35,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from ..settings import BusSettings
+from .settings import BusSettings
 from . import protocol as P
 from .tokens import read_token, same_token
 

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from ..settings import BusSettings
+from .settings import BusSettings
 
 Kind = Literal["service", "operator"]
 KINDS: tuple[Kind, ...] = ("service", "operator")

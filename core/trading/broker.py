@@ -54,45 +54,16 @@ from typing import Literal
 
 import msgspec
 from loguru import logger
-from pydantic import BaseModel, Field, model_validator
 
 from aitrados.events import Kind, build_topic
 from aitrados.marketdata.models import Bar
 
 from .orders import Account, Event, Fill, MarginCall, Order, OrderIntent, Position
+from .settings import BrokerSettings
 
 __all__ = ["BrokerSettings", "EquityPoint", "PaperBroker", "deliver"]
 
 _EPS = 1e-9
-
-
-class BrokerSettings(BaseModel):
-    """Settings of the paper broker."""
-
-    model_config = {"extra": "forbid"}
-
-    initial_cash: float = Field(100_000.0, gt=0, description="starting cash")
-    fill_at: Literal["next_open", "close"] = Field("next_open", description="market orders: next bar's open or current close")
-    commission_per_share: float = Field(0.0, ge=0, description="commission per unit traded")
-    commission_bps: float = Field(0.0, ge=0, description="commission in basis points of notional")
-    min_commission: float = Field(0.0, ge=0, description="least commission per fill (0 = none)")
-    slippage_bps: float = Field(0.0, ge=0, description="market-order slippage in basis points, against the order")
-    allow_short: bool = Field(True, description="allow sells that leave a negative position")
-    allow_margin: bool = Field(False, description="allow buys that take cash below zero")
-    initial_margin: float = Field(
-        1.0, gt=0, le=1, description="share of an opening order's notional the free equity must cover (1 = no leverage, 0.5 = 2x)"
-    )
-    maintenance_margin: float = Field(
-        0.25, ge=0, le=1, description="equity below this share of gross exposure triggers a margin call (liquidation)"
-    )
-
-    @model_validator(mode="after")
-    def _margins(self) -> "BrokerSettings":
-        if self.maintenance_margin > self.initial_margin:
-            raise ValueError(
-                f"maintenance_margin ({self.maintenance_margin}) must not exceed initial_margin ({self.initial_margin})"
-            )
-        return self
 
 
 class EquityPoint(msgspec.Struct, frozen=True):

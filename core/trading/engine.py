@@ -31,10 +31,11 @@ from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
 from .broker import PaperBroker, deliver
 from .driver import StrategyDriver
 from .orders import Event, OrderIntent
-from .risk import RiskContext, RiskEngine
+from .risk import RiskCheck, RiskContext, RiskEngine
+from .settings import TradingSettings
 from .strategy import Cancel, Strategy
 
-__all__ = ["TradingEngine", "snapshot_from_record"]
+__all__ = ["TradingEngine", "engine_from_settings", "snapshot_from_record"]
 
 
 class TradingEngine:
@@ -172,3 +173,10 @@ class TradingEngine:
         self.events.extend(events)
         return deliver(events, self.listeners, "engine")
 
+
+def engine_from_settings(
+    strategies: Iterable[Strategy], settings: TradingSettings | None = None, checks: Iterable[RiskCheck] = ()
+) -> TradingEngine:
+    """A :class:`TradingEngine` with a broker and risk engine built from ``settings`` and the external ``checks``."""
+    s = settings or TradingSettings()
+    return TradingEngine(strategies, PaperBroker(s.broker), RiskEngine(s.risk, list(checks)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -24,7 +23,8 @@ from typing import Any, Literal
 import httpx
 import msgspec
 from loguru import logger
-from pydantic import BaseModel, Field, SecretStr
+
+from .settings import LLMSettings
 
 __all__ = [
     "LLMSettings",
@@ -42,26 +42,6 @@ __all__ = [
 ]
 
 Message = dict[str, str]
-
-
-class LLMSettings(BaseModel):
-    """Where and how to reach an OpenAI-compatible chat server."""
-
-    model_config = {"extra": "forbid"}
-
-    base_url: str = Field("http://127.0.0.1:11434/v1", description="server URL up to /v1 (Ollama's default here)")
-    model: str = Field("llama3.2", description="model name the server knows")
-    api_key: SecretStr | None = Field(None, description="API key; default read from the env var api_key_env")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
-    timeout: float = Field(10.0, gt=0, description="seconds for one request (connect, read, write)")
-    temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 for repeatable answers")
-    max_tokens: int = Field(200, ge=1, description="reply length limit")
-
-    def key(self) -> str | None:
-        """The API key from the settings or the environment (None when neither has one)."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value() or None
-        return os.environ.get(self.api_key_env) or None
 
 
 class ChatReply(msgspec.Struct, frozen=True):

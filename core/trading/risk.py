@@ -41,9 +41,9 @@ from typing import Any
 
 import msgspec
 from loguru import logger
-from pydantic import BaseModel, Field
 
 from .orders import Order
+from .settings import RiskLimits
 
 __all__ = ["RiskLimits", "RiskContext", "RiskDecision", "RiskCheck", "RiskEngine", "order_value_price"]
 
@@ -63,27 +63,6 @@ def _increases(order: Order, ctx: "RiskContext") -> bool:
     before = ctx.position + ctx.pending
     after = before + order.signed_quantity
     return not (abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0)))
-
-
-class RiskLimits(BaseModel):
-    """Limits of the built-in rules; ``None`` switches a rule off."""
-
-    model_config = {"extra": "forbid"}
-
-    max_position: float | None = Field(None, gt=0, description="largest absolute position per symbol, in units")
-    max_position_by_symbol: dict[str, float] = Field(
-        default_factory=dict, description="per-symbol overrides of max_position (full_symbol -> units)"
-    )
-    max_order_notional: float | None = Field(None, gt=0, description="largest quantity * price of one order")
-    max_order_quantity: float | None = Field(1e9, gt=0, description="largest quantity of one order, in units")
-    max_order_equity_multiple: float | None = Field(
-        2.0, gt=0, description="largest worst-case notional of an exposure-increasing order, as a multiple of equity"
-    )
-    max_orders: int | None = Field(None, ge=1, description="most accepted orders within orders_window_seconds")
-    orders_window_seconds: float = Field(86400.0, gt=0, description="window of max_orders, bar-clock seconds")
-    daily_loss_limit: float | None = Field(
-        None, gt=0, description="loss from the day's first equity at which exposure-increasing orders stop"
-    )
 
 
 class RiskContext(msgspec.Struct, frozen=True):

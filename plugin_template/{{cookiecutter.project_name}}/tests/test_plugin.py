@@ -18,7 +18,8 @@ from aitrados.marketdata.loader import bundled_bar_files, load_bars
 from aitrados.middleware import Middleware
 from aitrados.settings import load_settings
 from aitrados.trading import build_report
-from aitrados.trading.settings import TradingSettings, engine_from_settings
+from aitrados.trading.engine import engine_from_settings
+from aitrados.trading.settings import TradingSettings
 
 from {{ cookiecutter.package_name }}.channel import Channel
 from {{ cookiecutter.package_name }}.strategy import NAME, Breakout, BreakoutSettings
