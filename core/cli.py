@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .bus.addresses import endpoints_for
+from .errors import AitradosError
 from .log import setup_logging
 from .run_options import OptionError, check_log_level, deep_merge, parse_set
 from .settings import Settings, load_settings
@@ -227,7 +228,7 @@ def cmd_tail(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-class NoMiddlewareError(RuntimeError):
+class NoMiddlewareError(AitradosError, RuntimeError):
     """No middleware answered at the address the command uses."""
 
 

@@ -28,6 +28,7 @@ from loguru import logger
 from pydantic import BaseModel, ValidationError
 
 from . import hookspecs
+from .errors import AitradosError
 from .plugin_settings import PluginHostSettings, host_settings_of
 
 #: The entry-point group plugins register under (``[project.entry-points.aitrados]``).
@@ -42,7 +43,7 @@ REGISTER_HOOKS: tuple[str, ...] = (
 )
 
 
-class PluginError(Exception):
+class PluginError(AitradosError):
     """A plugin could not be found, loaded, configured or called."""
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import AitradosError
 from .marketdata.loader import symbol_from_filename
 from .marketdata.models import normalize_full_symbol
 
@@ -22,7 +23,7 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 _SPEED = re.compile(r"^\s*(?P<n>[0-9]*\.?[0-9]+)\s*(?P<unit>x|/s|bps|bars/s)?\s*$", re.IGNORECASE)
 
 
-class OptionError(ValueError):
+class OptionError(AitradosError, ValueError):
     """A command-line value that cannot be used (the message names the flag and says why)."""
 
 

@@ -22,7 +22,7 @@ from loguru import logger
 from aitrados.marketdata.errors import (
     AuthenticationError,
     BadIntervalError,
-    BadRequestError,
+    BadParameterError,
     RateLimitError,
     ServerUnavailableError,
     UnknownSymbolError,
@@ -184,7 +184,7 @@ def test_typed_errors(srv: ReplayServerThread, client: AitradosHTTPClient) -> No
         with pytest.raises(AuthenticationError) as e3:
             bad.ohlc_latest("STOCK:US:SPX", "DAY")
     assert "AITRADOS_SECRET_KEY" in str(e3.value) and "wrong-key-000000" not in str(e3.value)
-    with pytest.raises(BadRequestError, match="moneyness"):
+    with pytest.raises(BadParameterError, match="moneyness"):
         client.call(client_call("option/search/stock/US:AAPL/call/moneyness/sideways"))
 
 

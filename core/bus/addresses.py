@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .errors import BusError
 from .settings import BusSettings
 
 Role = Literal["rpc_frontend", "rpc_backend", "publish", "subscribe"]
@@ -99,7 +100,7 @@ def endpoints_for(bus: BusSettings, transport: str = "auto", *, in_process: bool
     return Endpoints(**addrs)
 
 
-class AlreadyRunningError(RuntimeError):
+class AlreadyRunningError(BusError, RuntimeError):
     """A live middleware is already bound at an address this one needs."""
 
 

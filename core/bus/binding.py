@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from .addresses import PORT_SETTING, AlreadyRunningError, Role, clear_stale_ipc
+from .errors import BusError
 
 if TYPE_CHECKING:
     from .settings import BusSettings
@@ -28,7 +29,7 @@ def router_socket(ctx: zmq.Context, kind: int, bus: "BusSettings", secure: Calla
     return s
 
 
-class BindError(RuntimeError):
+class BindError(BusError, RuntimeError):
     """A router could not bind one of its addresses."""
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ..errors import AitradosError
 
-class BusError(Exception):
-    """Base of every bus error."""
+
+class BusError(AitradosError):
+    """Base of every bus error (an :class:`~aitrados.errors.AitradosError`)."""
 
 
 class RPCTimeoutError(BusError, TimeoutError):

@@ -16,9 +16,10 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from .settings import BusSettings
 from .addresses import is_loopback
+from .errors import BusError
 
 
-class SecurityError(RuntimeError):
+class SecurityError(BusError, RuntimeError):
     """The bus configuration is unsafe or its keys are unusable."""
 
 

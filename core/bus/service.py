@@ -37,6 +37,7 @@ from loguru import logger
 
 from .settings import BusSettings
 from . import protocol as P
+from .errors import BusError
 from .tokens import read_token, same_token
 
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -80,11 +81,11 @@ def method_role(fn: Callable[..., Any]) -> str | None:
     return getattr(fn, "__aitrados_rpc__", {}).get("role")
 
 
-class Unauthorized(Exception):
+class Unauthorized(BusError):
     """Raise in an RPC method to refuse a caller; the reply's error type is ``Unauthorized``."""
 
 
-class ServiceRefused(RuntimeError):
+class ServiceRefused(BusError, RuntimeError):
     """The router refused this worker's READY (no or a wrong service token, or a bad name)."""
 
 

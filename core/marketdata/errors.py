@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import AitradosError
+
 _SECRET_QUERY = re.compile(r"(secret_key=)[^&\s\"'#]*", re.IGNORECASE)
 _SECRET_JSON = re.compile(r"(\"secret_key\"\s*:\s*\")[^\"]*(\")", re.IGNORECASE)
 MASK = "***"
@@ -30,8 +32,8 @@ def scrub_secret(text: str, secret: str | None = None) -> str:
     return out
 
 
-class MarketDataError(Exception):
-    """Base of every market-data client error.
+class MarketDataError(AitradosError):
+    """Base of every market-data error (clients, the replay server's store, file loading).
 
     :ivar code: the protocol ``code`` (HTTP status or body code), when the server sent one
     :ivar detail: the server's ``detail`` field, when present
@@ -52,23 +54,28 @@ class AuthenticationError(MarketDataError):
     """
 
 
-class UnknownSymbolError(MarketDataError):
-    """The server has no data for the requested full_symbol.
+class UnknownSymbolError(MarketDataError, LookupError):
+    """No data for the requested full_symbol: the server said so (clients), or the replay store
+    does not serve it.
 
-    :ivar available: the symbols the server named as available (replay server), else empty
+    :ivar available: the symbols the server or store named as available, else empty
+    :ivar full_symbol: the symbol asked for, when known
     """
 
     def __init__(self, message: str, *, code: int | None = None, detail: Any = None,
-                 available: list[str] | None = None) -> None:
+                 available: list[str] | None = None, full_symbol: str | None = None) -> None:
         super().__init__(message, code=code, detail=detail)
         self.available = list(available or [])
+        self.full_symbol = full_symbol
 
 
-class BadRequestError(MarketDataError):
-    """The server refused the request's parameters (bad interval, bad date, bad limit ...)."""
+class BadParameterError(MarketDataError):
+    """The server refused the request's parameters (bad interval, bad date, bad limit ...); the
+    replay server's ``detail.error`` is ``bad_parameter``. (The bus's ``BadRequestError`` is the RPC
+    router's or a service's refusal of a request.)"""
 
 
-class BadIntervalError(BadRequestError):
+class BadIntervalError(BadParameterError):
     """The interval is not one of ``1M 3M 5M 10M 15M 30M 60M 120M 240M DAY WEEK MON``
     (or the server has no data at that interval for the symbol)."""
 
@@ -132,4 +139,4 @@ def error_from_reply(code: int, message: str, detail: Any = None, *, where: str 
         return BadIntervalError(text, code=code, detail=detail)
     if code >= 500:
         return ServerUnavailableError(text, code=code, detail=detail)
-    return BadRequestError(text, code=code, detail=detail)
+    return BadParameterError(text, code=code, detail=detail)

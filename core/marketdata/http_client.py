@@ -249,7 +249,7 @@ class RetryPolicy:
         return max(0.0, self.max_total_seconds - (time.monotonic() - started))
 
 
-class _Retryable(Exception):
+class _Retryable(MarketDataError):
     """Internal: a failure worth another attempt (5xx)."""
 
 

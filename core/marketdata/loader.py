@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 
+from aitrados.marketdata.errors import MarketDataError
 from aitrados.marketdata.intervals import (
     INTERVAL_MINUTES,
     Session,
@@ -233,7 +234,7 @@ def _resolve_mapping(header: list[str], mapping: Mapping[str, str] | None, fname
     return cols
 
 
-class _MissingColumns(ValueError):
+class _MissingColumns(MarketDataError, ValueError):
     pass
 
 
@@ -334,7 +335,7 @@ def load_bars(
     return res
 
 
-class _Fatal(ValueError):
+class _Fatal(MarketDataError, ValueError):
     pass
 
 

@@ -21,13 +21,13 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import msgspec
 
+from aitrados.marketdata.errors import MarketDataError, UnknownSymbolError
 from aitrados.marketdata.intervals import INTERVALS, normalize_interval
 from aitrados.marketdata.models import Bar, bar_to_record, format_timestamp, normalize_full_symbol, parse_timestamp
 from aitrados.marketdata import replay_reference as RR
 from aitrados.marketdata.replay_store import (
     ReplayStore,
     UnavailableInterval,
-    UnknownSymbol,
     event_record,
     news_record,
 )
@@ -38,14 +38,11 @@ _PREFIXES = ("/api/api/v2/", "/api/v2/")
 _json = msgspec.json.Encoder()
 
 
-class ApiError(Exception):
+class ApiError(MarketDataError):
     """An error reply: HTTP/body ``code``, ``message`` and ``detail`` (``detail.error`` = kind)."""
 
     def __init__(self, code: int, message: str, kind: str, **detail: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.detail = {"error": kind, **detail}
+        super().__init__(message, code=code, detail={"error": kind, **detail})
 
 
 def ok(result: Any, reference: str | None = None) -> dict[str, Any]:
@@ -244,7 +241,7 @@ class ReplayAPI:
             raise _bad(str(e)) from None
         try:
             return self.store.resolve(fs)
-        except UnknownSymbol as e:
+        except UnknownSymbolError as e:
             raise ApiError(404, f"unknown symbol {fs}: the replay server has no data for it; available: "
                                 f"{', '.join(e.available)} (add files or AITRADOS_MARKETDATA__REPLAY_SYMBOLS)",
                            "unknown_symbol", symbol=fs, available=e.available) from None

@@ -36,11 +36,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from aitrados.marketdata.clock import ReplayClock, Tick, Timeline
+from aitrados.marketdata.errors import UnknownSymbolError
 from aitrados.marketdata.models import format_timestamp, normalize_full_symbol
 from aitrados.marketdata.replay_api import ApiError, ReplayAPI, _topic_match, error_body, ok
 from aitrados.marketdata.replay_store import (
     ReplayStore,
-    UnknownSymbol,
     event_record,
     news_record,
     ws_bar_record,
@@ -503,7 +503,7 @@ class ReplayServer:
         fs = normalize_full_symbol(t)
         if kind == "ohlc":
             known = fs in self.store.symbols()
-            fs = self.store.resolve(fs)  # UnknownSymbol unless generate_any
+            fs = self.store.resolve(fs)  # UnknownSymbolError unless generate_any
             if not known:
                 self._add_stream_symbol(fs)
         return fs
@@ -537,7 +537,7 @@ class ReplayServer:
         for topic in topics:
             try:
                 t = self._check_topic(kind, str(topic))
-            except UnknownSymbol as e:
+            except UnknownSymbolError as e:
                 bad.append(f"{topic}: no replay data (available: {', '.join(e.available)})")
                 continue
             except ValueError as e:

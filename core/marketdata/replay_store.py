@@ -37,6 +37,7 @@ import msgspec
 from loguru import logger
 
 from aitrados.marketdata.chart import can_aggregate, resample_bars
+from aitrados.marketdata.errors import MarketDataError, UnknownSymbolError
 from aitrados.marketdata.generator import iter_bars, price_model
 from aitrados.marketdata.calendars import stock_session
 from aitrados.marketdata.intervals import INTERVALS, STOCK_HOURS, normalize_interval, session_for
@@ -72,16 +73,7 @@ MAX_GENERATED_MINUTES = 3_000_000
 to start instead of spending minutes and gigabytes (20 years x 4 symbols would be ~40 million bars)."""
 
 
-class UnknownSymbol(LookupError):
-    """No data for a symbol; ``available`` lists the symbols the store serves."""
-
-    def __init__(self, full_symbol: str, available: list[str]) -> None:
-        super().__init__(f"no replay data for {full_symbol}; available symbols: {', '.join(available) or 'none'}")
-        self.full_symbol = full_symbol
-        self.available = available
-
-
-class UnavailableInterval(LookupError):
+class UnavailableInterval(MarketDataError, LookupError):
     """The symbol exists but not at this interval; ``available`` lists the intervals it has."""
 
     def __init__(self, full_symbol: str, interval: str, available: list[str]) -> None:
@@ -435,7 +427,7 @@ class ReplayStore:
     def resolve(self, full_symbol: str) -> str:
         """Canonical symbol if served (generating it when ``generate_any``).
 
-        :raises ValueError: malformed symbol; :raises UnknownSymbol: not served.
+        :raises ValueError: malformed symbol; :raises UnknownSymbolError: not served.
         """
         fs = normalize_full_symbol(full_symbol)
         if fs in self._file_series or fs in self._generated:
@@ -443,7 +435,9 @@ class ReplayStore:
         if self.generate_any:
             self._generated.add(fs)
             return fs
-        raise UnknownSymbol(fs, self.symbols())
+        available = self.symbols()
+        raise UnknownSymbolError(f"no replay data for {fs}; available symbols: {', '.join(available) or 'none'}",
+                                 available=available, full_symbol=fs)
 
     def intervals(self, full_symbol: str) -> list[str]:
         """The intervals served for a (resolved) symbol, finest first."""
@@ -466,7 +460,7 @@ class ReplayStore:
     def series(self, full_symbol: str, interval: str) -> Series:
         """The bars of one (symbol, interval), built on first use and cached.
 
-        :raises UnknownSymbol, UnavailableInterval, ValueError (bad interval)
+        :raises UnknownSymbolError, UnavailableInterval, ValueError (bad interval)
         """
         fs = self.resolve(full_symbol)
         iv = normalize_interval(interval)
@@ -624,6 +618,6 @@ def event_record(ev: CalendarEvent, asof: dt.datetime | None = None) -> dict[str
     return rec
 
 
-__all__ = ["ReplayStore", "Series", "UnknownSymbol", "UnavailableInterval", "exchange_holidays",
+__all__ = ["ReplayStore", "Series", "UnavailableInterval", "exchange_holidays",
            "load_holidays", "us_holiday_name", "us_early_close_name", "ws_bar_record", "news_record", "event_record",
            "format_timestamp", "DEFAULT_REPLAY_START", "DATA_END", "MAX_GENERATED_MINUTES"]

@@ -17,6 +17,7 @@ from typing import Any
 from loguru import logger
 
 from .. import __version__
+from ..errors import AitradosError
 from .backend import Backend
 from .tools import add_read_tools, add_trading_tools, clear_errors
 
@@ -29,7 +30,7 @@ INSTRUCTIONS = (
 )
 
 
-class McpToolError(Exception):
+class McpToolError(AitradosError):
     """A plugin's MCP tool contribution is invalid (names the plugin)."""
 
 

@@ -24,6 +24,7 @@ import httpx
 import msgspec
 from loguru import logger
 
+from ..errors import AitradosError
 from .settings import LLMSettings
 
 __all__ = [
@@ -54,7 +55,7 @@ class ChatReply(msgspec.Struct, frozen=True):
     completion_tokens: int | None = None
 
 
-class LLMError(RuntimeError):
+class LLMError(AitradosError, RuntimeError):
     """Base of the chat client's errors; the message says what to check."""
 
 
