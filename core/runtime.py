@@ -278,16 +278,38 @@ class Runtime:
             self._done.set()
 
     async def _main(self) -> None:
+        """The runtime's loop: build the parts, serve them, subscribe what the strategies need, run
+        the replay to its end (or a stop), then stop the parts."""
         self._loop = asyncio.get_running_loop()
         self._stop_req = asyncio.Event()
+        strategies, remote, needs = self.strategies(), self.remote_strategies(), self.all_needs()
+        pub, http, hub, engine, trading = self._build_parts(strategies, needs)
+        workers = self._service_workers(hub, trading, http)
+        try:
+            for w in workers:
+                await asyncio.to_thread(w.start)
+                self.mw.workers.append(w)
+            await self._subscribe_needs(hub, needs)
+            names = self._announce_strategies(strategies, remote, needs)
+            await self._arm_replay(names, remote, trading)
+            self._ready.set()
+            await self._run_to_end(hub, engine, trading, names)
+        finally:
+            for w in workers:
+                await asyncio.to_thread(w.stop)
+                if w in self.mw.workers:
+                    self.mw.workers.remove(w)
+            await hub.stop()
+            pub.close()
+
+    def _build_parts(self, strategies: list[Strategy], needs: list[Any]) -> tuple[
+            Publisher, AsyncAitradosHTTPClient, MarketDataHub, TradingEngine, TradingRuntime]:
+        """The publisher, the data provider's HTTP client, the market-data hub and the trading
+        engine and runtime, wired together (the hub feeds the trading runtime, progress and prices)."""
         s = self.settings
         key = self._key() or "local-replay"
-        ep = self.mw.endpoints()
-        pub = Publisher(ep.publish, bus=s.bus, context=self.mw.context)
+        pub = Publisher(self.mw.endpoints().publish, bus=s.bus, context=self.mw.context)
         http = AsyncAitradosHTTPClient(self.http_url, key, settings=s.marketdata)
-        strategies = self.strategies()
-        remote = self.remote_strategies()
-        needs = self.all_needs()
         window = max([n.window for n in needs] + [150])  # default chart length: the longest need, at least 150
         hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=window)
         engine = self._build_engine(strategies)
@@ -299,67 +321,82 @@ class Runtime:
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
         hub.consumers.append(self.prices.record)
-        # the workers' own threads keep heartbeats going; the methods run here, on this loop
-        workers = [ServiceWorker(svc, ep.rpc_backend, bus=s.bus, context=self.mw.context, loop=self._loop,
-                                 **self.mw.worker_credentials())
-                   for svc in (ChartService(hub), AlignService(hub), TradingService(trading), HTTPService(http))]
-        try:
-            for w in workers:
-                await asyncio.to_thread(w.start)
-                self.mw.workers.append(w)
-            symbols = sorted({fs for n in needs for fs in n.symbols} |
-                             {fs for n in needs for g in n.groups.values() for fs in g})
-            countries = sorted({parse_full_symbol(fs)[1] for fs in symbols})
-            news = sorted({":".join(parse_full_symbol(fs)[:2]) + ":*" for fs in symbols})
-            # calendar: each release, and its preview a day ahead (strategies can stand aside before it)
-            await hub.start(news=news, events=[t for c in countries for t in (f"{c}:*", f"{c}:*:1DAY")])
-            for n in needs:
-                for fs in n.symbols:
-                    for iv in n.intervals:
-                        await hub.add_chart(fs, iv, max(n.window, 2) if n.window else None)
-                for name, members in n.groups.items():
-                    await hub.add_group(name, members)
-            names = [st.strategy_name for st in strategies] + [f"{name} (isolated)" for _, name, _ in remote]
-            if names:
-                logger.info("strategies: {}", ", ".join(f"{nm}: {', '.join(n.symbols) or 'groups'} {', '.join(n.intervals)}"
-                                                        for nm, n in zip(names, needs)))
-            else:
-                logger.warning("no strategy loaded: the middleware serves data and RPC only "
-                               "(`aitrados run --plugins sma_cross` runs the sample strategy)")
-            if self.replay is not None:
-                st = self.replay.server.state()
-                self.progress = Progress(_ts(st.get("start")), _ts(st.get("end")))
-                if names:
-                    await self._wait_attached([name for _, name, _ in remote], trading)
-                    if self.start_clock:
-                        self.start_replay()
-                else:  # nothing to replay for: serve, and let the first subscriber start the clock
-                    self.exit_at_end = False
-                    if self.start_clock:  # (start_clock=False: only start_replay() starts it)
-                        self.replay.server.autostart = "first_subscribe"
-            self._ready.set()
-            ended = asyncio.ensure_future(hub.ended.wait())
-            stop = asyncio.ensure_future(self._stop_req.wait())
-            await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if hub.ended.is_set():
-                if names:  # the report (a PNG included) is written off the loop: services keep answering
-                    await asyncio.to_thread(self._finish)
-                    self.failure = self.failure or self._strategy_failure()
-                if self.exit_at_end:
-                    self._done.set()
-                await self._stop_req.wait()
-            elif names and self.replay is not None and self.trading is not None and self.mw.signal_received:
-                # interrupted mid-replay: the report so far, marked partial
-                async with trading.lock:
-                    trading.finished = build_report(engine.broker, trading.interval)
-                await asyncio.to_thread(self._finish, True)
-        finally:
-            for w in workers:
-                await asyncio.to_thread(w.stop)
-                if w in self.mw.workers:
-                    self.mw.workers.remove(w)
-            await hub.stop()
-            pub.close()
+        return pub, http, hub, engine, trading
+
+    def _service_workers(self, hub: MarketDataHub, trading: TradingRuntime,
+                         http: AsyncAitradosHTTPClient) -> list[ServiceWorker]:
+        """Workers of the ``chart``, ``mtf``, ``trading`` and ``http`` services: their own threads
+        keep heartbeats going; the methods run on this loop."""
+        ep = self.mw.endpoints()
+        return [ServiceWorker(svc, ep.rpc_backend, bus=self.settings.bus, context=self.mw.context, loop=self._loop,
+                              **self.mw.worker_credentials())
+                for svc in (ChartService(hub), AlignService(hub), TradingService(trading), HTTPService(http))]
+
+    @staticmethod
+    async def _subscribe_needs(hub: MarketDataHub, needs: list[Any]) -> None:
+        """Start the hub on the news and calendar of the needed symbols' countries, then hydrate and
+        subscribe every chart and group the strategies declare."""
+        symbols = sorted(needed_symbols(needs))
+        countries = sorted({parse_full_symbol(fs)[1] for fs in symbols})
+        news = sorted({":".join(parse_full_symbol(fs)[:2]) + ":*" for fs in symbols})
+        # calendar: each release, and its preview a day ahead (strategies can stand aside before it)
+        await hub.start(news=news, events=[t for c in countries for t in (f"{c}:*", f"{c}:*:1DAY")])
+        for n in needs:
+            for fs in n.symbols:
+                for iv in n.intervals:
+                    await hub.add_chart(fs, iv, max(n.window, 2) if n.window else None)
+            for name, members in n.groups.items():
+                await hub.add_group(name, members)
+
+    @staticmethod
+    def _announce_strategies(strategies: list[Strategy], remote: list[tuple[str, str, Any]],
+                             needs: list[Any]) -> list[str]:
+        """Log what each strategy runs on (or that none is loaded); returns their names."""
+        names = [st.strategy_name for st in strategies] + [f"{name} (isolated)" for _, name, _ in remote]
+        if names:
+            logger.info("strategies: {}", ", ".join(f"{nm}: {', '.join(n.symbols) or 'groups'} {', '.join(n.intervals)}"
+                                                    for nm, n in zip(names, needs)))
+        else:
+            logger.warning("no strategy loaded: the middleware serves data and RPC only "
+                           "(`aitrados run --plugins sma_cross` runs the sample strategy)")
+        return names
+
+    async def _arm_replay(self, names: list[str], remote: list[tuple[str, str, Any]], trading: TradingRuntime) -> None:
+        """With a replay: show progress; with strategies, wait for the isolated ones to attach and
+        start the clock; without, serve and let the first subscriber start it."""
+        if self.replay is None:
+            return
+        st = self.replay.server.state()
+        self.progress = Progress(_ts(st.get("start")), _ts(st.get("end")))
+        if names:
+            await self._wait_attached([name for _, name, _ in remote], trading)
+            if self.start_clock:
+                self.start_replay()
+        else:  # nothing to replay for: serve, and let the first subscriber start the clock
+            self.exit_at_end = False
+            if self.start_clock:  # (start_clock=False: only start_replay() starts it)
+                self.replay.server.autostart = "first_subscribe"
+
+    async def _run_to_end(self, hub: MarketDataHub, engine: TradingEngine, trading: TradingRuntime,
+                          names: list[str]) -> None:
+        """Wait for the replay's end or a stop request; at the end write the report (and exit when
+        ``exit_at_end``), on an interrupted replay with strategies write the partial report."""
+        assert self._stop_req is not None
+        ended = asyncio.ensure_future(hub.ended.wait())
+        stop = asyncio.ensure_future(self._stop_req.wait())
+        await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if hub.ended.is_set():
+            if names:  # the report (a PNG included) is written off the loop: services keep answering
+                await asyncio.to_thread(self._finish)
+                self.failure = self.failure or self._strategy_failure()
+            if self.exit_at_end:
+                self._done.set()
+            await self._stop_req.wait()
+        elif names and self.replay is not None and self.mw.signal_received:
+            # interrupted mid-replay: the report so far, marked partial
+            async with trading.lock:
+                trading.finished = build_report(engine.broker, trading.interval)
+            await asyncio.to_thread(self._finish, True)
 
     async def _wait_attached(self, names: list[str], trading: TradingRuntime, timeout: float = 60.0) -> None:
         """Wait until every isolated strategy attached to ``trading`` (so it sees the first step)."""
@@ -476,6 +513,17 @@ class RuntimeService(Service):
                 "replay_done": self._rt._done.is_set()}
 
 
+def needed_symbols(needs: list[Any]) -> set[str]:
+    """Every symbol the strategies' *needs* name, alone or in a group (as written)."""
+    return {fs for n in needs for fs in n.symbols} | {fs for n in needs for g in n.groups.values() for fs in g}
+
+
+def needed_intervals(needs: list[Any]) -> set[str]:
+    """Every interval the strategies' *needs* name, for their symbols or their groups' members."""
+    return {iv for n in needs for iv in n.intervals} | {iv for n in needs for g in n.groups.values()
+                                                        for ivs in g.values() for iv in ivs}
+
+
 def daily_profile(md: MarketDataSettings, needs: list[Any]) -> MarketDataSettings:
     """The replay window for daily backtests of the data files.
 
@@ -485,28 +533,27 @@ def daily_profile(md: MarketDataSettings, needs: list[Any]) -> MarketDataSetting
     generates no 1-minute bars. Otherwise *md* as given. The files are not read here: the replay
     store resolves ``data_start`` / ``data_end`` when it reads them (each file is read once).
     """
-    if not needs:
+    symbols = {normalize_full_symbol(fs) for fs in needed_symbols(needs)}
+    if not symbols or any(is_intraday(iv) for iv in needed_intervals(needs)):
         return md
-    symbols = {normalize_full_symbol(fs) for n in needs for fs in n.symbols}
-    symbols |= {normalize_full_symbol(fs) for n in needs for g in n.groups.values() for fs in g}
-    intervals = {iv for n in needs for iv in n.intervals} | {iv for n in needs for g in n.groups.values()
-                                                             for ivs in g.values() for iv in ivs}
-    if not symbols or any(is_intraday(iv) for iv in intervals):
-        return md
-    files: dict[tuple[str, str], Path] = dict(bundled_bar_files()) if md.replay_bundled else {}
-    for f in md.replay_bar_files:
-        path, fsym, fiv = bar_file_spec(f)
-        named = symbol_from_filename(path)
-        key = (normalize_full_symbol(fsym), normalize_interval(fiv or "DAY")) if fsym else named
-        if key:
-            files[key] = path
-    have = {fs for (fs, iv) in files if not is_intraday(iv)}
-    if not symbols <= have:
+    if not symbols <= daily_file_symbols(md):
         return md
     start = md.replay_start if md.replay_start is not None else "data_start"
     end = md.replay_end if md.replay_end is not None else "data_end"
     logger.debug("daily replay of {} from {} to {}", ", ".join(sorted(symbols)), start, end)
     return md.model_copy(update={"replay_symbols": [], "replay_start": start, "replay_end": end})
+
+
+def daily_file_symbols(md: MarketDataSettings) -> set[str]:
+    """The symbols with a daily (or coarser) series among the bundled files (when served) and the
+    user's ``replay_bar_files``, named by file name or by their ``{path, full_symbol, interval}``."""
+    files: dict[tuple[str, str], Path] = dict(bundled_bar_files()) if md.replay_bundled else {}
+    for f in md.replay_bar_files:
+        path, fsym, fiv = bar_file_spec(f)
+        key = (normalize_full_symbol(fsym), normalize_interval(fiv or "DAY")) if fsym else symbol_from_filename(path)
+        if key:
+            files[key] = path
+    return {fs for (fs, iv) in files if not is_intraday(iv)}
 
 
 def print_summary(report: Any) -> None:
@@ -536,11 +583,9 @@ def bar_seconds(needs: list[Any]) -> float:
     """Seconds of the finest interval the strategies need (a day when they need none)."""
     spans = {"DAY": 86400.0, "WEEK": 7 * 86400.0, "MON": 30 * 86400.0}
     out = []
-    for n in needs:
-        ivs = list(n.intervals) + [iv for g in n.groups.values() for ivs in g.values() for iv in ivs]
-        for iv in ivs:
-            m = interval_minutes(iv)
-            out.append(m * 60.0 if m else spans.get(normalize_interval(iv), 86400.0))
+    for iv in needed_intervals(needs):
+        m = interval_minutes(iv)
+        out.append(m * 60.0 if m else spans.get(normalize_interval(iv), 86400.0))
     return min(out) if out else 86400.0
 
 

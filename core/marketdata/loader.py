@@ -271,68 +271,101 @@ def load_bars(
         cols = _resolve_mapping(header, mapping, fname)
     except _MissingColumns as e:
         res.issues.append(DataIssue(fname, 1, "missing_column", str(e)))
-        _log(res.issues)
-        return res
-    from_name = symbol_from_filename(p)
-    fs = normalize_full_symbol(full_symbol) if full_symbol else (from_name[0] if from_name else None)
-    iv = normalize_interval(interval) if interval else (from_name[1] if from_name else None)
-    sess = session
-    last: Bar | None = None
-    seen: set[dt.datetime] = set()
-
-    def issue(line: int, kind: str, msg: str) -> None:
-        res.issues.append(DataIssue(fname, line, kind, msg))
-
-    for line, row in rows:
-        try:
-            if fs is None:
-                fs = _symbol_from_row(row)
-            if iv is None:
-                if not row.get("interval"):
-                    raise _Fatal("no interval: name the file ASSET_COUNTRY_SYMBOL_INTERVAL.csv, "
-                                 "add an 'interval' column or pass interval=")
-                iv = normalize_interval(str(row["interval"]))
-            if sess is None:
-                sess = session_for(fs)
-        except _Fatal as e:
-            issue(line, "missing_column", f"{e}")
-            break
-        except ValueError as e:
-            issue(line, "malformed", str(e))
-            continue
-        try:
-            opened = _parse_open(row[cols["datetime"]], iv, sess)
-            cd_col = cols.get("close_datetime")
-            cd_raw = row.get(cd_col) if cd_col else None
-            closes = parse_timestamp(cd_raw) if cd_raw not in (None, "") else bar_close(opened, iv, sess)
-            o, h, l, c = (_num(row[cols[k]], k) for k in ("open", "high", "low", "close"))
-            v_col = cols.get("volume")
-            v = _num(row[v_col], "volume") if v_col and row.get(v_col) not in (None, "") else 0.0
-            w_col = cols.get("vwap")
-            w = _num(row[w_col], "vwap") if w_col and row.get(w_col) not in (None, "") else None
-        except (ValueError, KeyError) as e:
-            issue(line, "malformed", str(e))
-            continue
-        bar = Bar(fs, iv, opened, closes, o, h, l, c, v, w, True)
-        probs = bar_problems(bar)
-        if probs:
-            issue(line, "inconsistent", f"bar at {opened.isoformat()}: " + "; ".join(probs))
-            continue
-        if opened in seen:
-            issue(line, "duplicate", f"a bar opening at {opened.isoformat()} was already loaded; this row is skipped")
-            continue
-        if last is not None and opened < last.datetime:
-            issue(line, "out_of_order", f"bar at {opened.isoformat()} comes after {last.datetime.isoformat()}; skipped")
-            continue
-        if last is not None:
-            gap = _gap(last, bar, iv, sess, gap_days if gap_days is not None else (0 if sess.holidays else 1))
-            if gap:
-                issue(line, "gap", gap)
-        seen.add(opened)
-        res.records.append(bar)
-        last = bar
+    else:
+        from_name = symbol_from_filename(p)
+        series = _Series(normalize_full_symbol(full_symbol) if full_symbol else (from_name[0] if from_name else None),
+                         normalize_interval(interval) if interval else (from_name[1] if from_name else None),
+                         session)
+        _read_bars(rows, cols, series, gap_days, fname, res)
     _log(res.issues)
     return res
+
+
+@dataclass
+class _Series:
+    """What one bar file holds: its symbol, interval and session, each known from the arguments or
+    the file name, else taken from the first row that says it (and kept from then on)."""
+
+    full_symbol: str | None
+    interval: str | None
+    session: Session | None
+
+    def resolve(self, row: Mapping[str, Any]) -> None:
+        """Fill what is still unknown from *row*; raises ``_Fatal`` when the file cannot say it,
+        ``ValueError`` when this row says it badly."""
+        if self.full_symbol is None:
+            self.full_symbol = _symbol_from_row(row)
+        if self.interval is None:
+            if not row.get("interval"):
+                raise _Fatal("no interval: name the file ASSET_COUNTRY_SYMBOL_INTERVAL.csv, "
+                             "add an 'interval' column or pass interval=")
+            self.interval = normalize_interval(str(row["interval"]))
+        if self.session is None:
+            self.session = session_for(self.full_symbol)
+
+
+def _read_bars(rows: Iterator[tuple[int, dict[str, Any]]], cols: dict[str, str], series: _Series,
+               gap_days: int | None, fname: str, res: LoadResult) -> None:
+    """Append the good bars of *rows* to ``res.records`` and an issue per bad or suspicious row."""
+    last: Bar | None = None
+    seen: set[dt.datetime] = set()
+    for line, row in rows:
+        try:
+            series.resolve(row)
+        except _Fatal as e:
+            res.issues.append(DataIssue(fname, line, "missing_column", str(e)))
+            break
+        except ValueError as e:
+            res.issues.append(DataIssue(fname, line, "malformed", str(e)))
+            continue
+        assert series.full_symbol and series.interval and series.session is not None
+        try:
+            bar = _bar_from_row(row, cols, series.full_symbol, series.interval, series.session)
+        except (ValueError, KeyError) as e:
+            res.issues.append(DataIssue(fname, line, "malformed", str(e)))
+            continue
+        rejected = _rejection(bar, last, seen)
+        if rejected:
+            res.issues.append(DataIssue(fname, line, *rejected))
+            continue
+        if last is not None:
+            allowed = gap_days if gap_days is not None else (0 if series.session.holidays else 1)
+            gap = _gap(last, bar, series.interval, series.session, allowed)
+            if gap:
+                res.issues.append(DataIssue(fname, line, "gap", gap))
+        seen.add(bar.datetime)
+        res.records.append(bar)
+        last = bar
+
+
+def _bar_from_row(row: Mapping[str, Any], cols: dict[str, str], fs: str, iv: str, sess: Session) -> Bar:
+    """The bar of one row (``ValueError``/``KeyError`` when a cell is missing or not a number)."""
+    opened = _parse_open(row[cols["datetime"]], iv, sess)
+    cd_col = cols.get("close_datetime")
+    cd_raw = row.get(cd_col) if cd_col else None
+    closes = parse_timestamp(cd_raw) if cd_raw not in (None, "") else bar_close(opened, iv, sess)
+    o, h, l, c = (_num(row[cols[k]], k) for k in ("open", "high", "low", "close"))
+    v = _optional_num(row, cols.get("volume"), "volume")
+    w = _optional_num(row, cols.get("vwap"), "vwap")
+    return Bar(fs, iv, opened, closes, o, h, l, c, 0.0 if v is None else v, w, True)
+
+
+def _optional_num(row: Mapping[str, Any], col: str | None, name: str) -> float | None:
+    """The number in column *col*, or None when there is no such column or the cell is empty."""
+    return _num(row[col], name) if col and row.get(col) not in (None, "") else None
+
+
+def _rejection(bar: Bar, last: Bar | None, seen: set[dt.datetime]) -> tuple[str, str] | None:
+    """``(kind, message)`` when *bar* is not kept: inconsistent prices, a duplicate or out of order."""
+    opened = bar.datetime
+    probs = bar_problems(bar)
+    if probs:
+        return "inconsistent", f"bar at {opened.isoformat()}: " + "; ".join(probs)
+    if opened in seen:
+        return "duplicate", f"a bar opening at {opened.isoformat()} was already loaded; this row is skipped"
+    if last is not None and opened < last.datetime:
+        return "out_of_order", f"bar at {opened.isoformat()} comes after {last.datetime.isoformat()}; skipped"
+    return None
 
 
 class _Fatal(MarketDataError, ValueError):

@@ -145,6 +145,39 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 # --------------------------------------------------------------------------- the API
 
 
+#: The endpoints: path pattern after ``/api/v2/`` -> endpoint name, whose handler is
+#: ``ReplayAPI._<name>(seg, query, target)``. ``*`` matches any one segment, other parts match
+#: case-insensitively; the first pattern that fits a path wins.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("*/bars/*/*/latest", "ohlc_latest"),  # {asset}/bars/{country:symbol}/{interval}/latest
+    ("*/bars/*/*/from/*/to/*", "ohlc_history"),
+    ("*/reference/*", "reference"),  # {asset}/reference/{country:symbol}
+    ("economic_calendar/event_list", "event_list"),
+    ("economic_calendar/event", "event"),
+    ("economic_calendar/latest_event_list", "latest_event_list"),
+    ("economic_calendar/event_codes", "event_codes"),
+    ("economic_calendar/event_codes/*", "event_codes"),  # {country}
+    ("holiday/list", "holiday_list"),
+    ("holiday/holiday_codes/*", "holiday_codes"),  # {country}
+    ("news/list", "news_list"),
+    ("news/latest", "news_latest"),
+    ("server/address_info", "address_info"),
+    ("option/search/*/*/*/moneyness/*", "option_search"),  # {asset}/{country:symbol}/{call|put}/moneyness/{m}
+    ("option/expiration_date_list/*/*", "option_expiration_date_list"),  # {asset}/{country:symbol}
+    ("stock/stock_corporate_action/list/*", "stock_corporate_action_list"),  # {country:symbol}
+)
+_ROUTE_PARTS = tuple((tuple(pattern.split("/")), name) for pattern, name in ROUTES)
+
+
+def match_route(seg: list[str]) -> str | None:
+    """The endpoint name of the path segments *seg* (after ``/api/v2/``), or None when no route fits."""
+    low = [s.lower() for s in seg]
+    for parts, name in _ROUTE_PARTS:
+        if len(parts) == len(low) and all(p in ("*", s) for p, s in zip(parts, low)):
+            return name
+    return None
+
+
 class ReplayAPI:
     """Routes and answers the AiTrados HTTP endpoints from a :class:`ReplayStore`.
 
@@ -187,44 +220,20 @@ class ReplayAPI:
             return None
 
     def _parse(self, target: str) -> tuple[str, list[str], dict[str, str]]:
+        """``(endpoint, path segments after /api/v2/, query)`` of *target*, by the first matching :data:`ROUTES` entry."""
         parts = urlsplit(target)
         path = parts.path
         rest = next((path[len(p):] for p in _PREFIXES if path.startswith(p)), None)
         if rest is None:
             raise ApiError(404, f"no such endpoint {path!r}; the API lives under /api/v2/", "not_found")
         seg = [unquote(s) for s in rest.strip("/").split("/")]  # unquote keeps '+' as '+'
-        q = dict(parse_qsl(parts.query, keep_blank_values=True))
-        n = len(seg)
-        s0 = seg[0].lower() if seg else ""
-        if n == 5 and seg[1].lower() == "bars" and seg[4].lower() == "latest":
-            return "ohlc_latest", seg, q
-        if n == 8 and seg[1].lower() == "bars" and seg[4].lower() == "from" and seg[6].lower() == "to":
-            return "ohlc_history", seg, q
-        if n == 3 and seg[1].lower() == "reference":
-            return "reference", seg, q
-        if s0 == "economic_calendar" and n >= 2:
-            name = {"event_list": "event_list", "event": "event", "latest_event_list": "latest_event_list",
-                    "event_codes": "event_codes"}.get(seg[1].lower())
-            if name and (n == 2 or (name == "event_codes" and n == 3)):
-                return name, seg, q
-        if s0 == "holiday" and n >= 2:
-            if seg[1].lower() == "list" and n == 2:
-                return "holiday_list", seg, q
-            if seg[1].lower() == "holiday_codes" and n == 3:
-                return "holiday_codes", seg, q
-        if s0 == "news" and n == 2 and seg[1].lower() in ("list", "latest"):
-            return "news_" + seg[1].lower(), seg, q
-        if s0 == "server" and n == 2 and seg[1].lower() == "address_info":
-            return "address_info", seg, q
-        if s0 == "option" and n == 7 and seg[1].lower() == "search" and seg[5].lower() == "moneyness":
-            return "option_search", seg, q
-        if s0 == "option" and n == 4 and seg[1].lower() == "expiration_date_list":
-            return "option_expiration_date_list", seg, q
-        if s0 == "stock" and n == 4 and seg[1].lower() == "stock_corporate_action" and seg[2].lower() == "list":
-            return "stock_corporate_action_list", seg, q
-        raise ApiError(404, f"no such endpoint {path!r}", "not_found")
+        name = match_route(seg)
+        if name is None:
+            raise ApiError(404, f"no such endpoint {path!r}", "not_found")
+        return name, seg, dict(parse_qsl(parts.query, keep_blank_values=True))
 
     def _route(self, target: str) -> tuple[int, dict[str, Any]]:
+        """Check the key, count the request and answer it with the endpoint's handler ``_<endpoint>``."""
         name, seg, q = self._parse(target)
         if self.secret_key is not None and q.get("secret_key", "").strip() != self.secret_key:
             raise ApiError(401, "invalid secret_key: the replay server was started with a key and this "
