@@ -244,8 +244,8 @@ def snapshot_from_record(rec: Mapping[str, Any]) -> Any:
 
     :raises ValueError: when the record lacks ``group``, ``frontier`` or ``bars``.
     """
-    from aitrados.marketdata.align import Snapshot
-    from aitrados.marketdata.models import bar_from_record, parse_timestamp
+    from .marketdata.align import Snapshot
+    from .marketdata.models import bar_from_record, parse_timestamp
 
     if isinstance(rec, Snapshot):
         return rec
@@ -277,7 +277,7 @@ def decode_chart(data: Mapping[str, Any]) -> dict[str, Any]:
 
     :raises ValueError: when a key is missing or a bar does not decode.
     """
-    from aitrados.marketdata.models import Bar, bar_from_record
+    from .marketdata.models import Bar, bar_from_record
 
     if not isinstance(data, Mapping):
         raise ValueError(f"chart message is a {type(data).__name__}, not a map")
@@ -292,7 +292,7 @@ def decode_chart(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _step(data: Any) -> dict[str, Any]:
-    from aitrados.marketdata.models import parse_timestamp
+    from .marketdata.models import parse_timestamp
 
     if not isinstance(data, Mapping):
         raise ValueError(f"replay message is a {type(data).__name__}, not a map")
@@ -319,7 +319,7 @@ def decode(kind: Kind | str, data: Any) -> Any:
     k = Kind(kind)
     try:
         if k is Kind.BAR:
-            from aitrados.marketdata.models import Bar, bar_from_record
+            from .marketdata.models import Bar, bar_from_record
 
             return _convert(data, Bar, bar_from_record)
         if k is Kind.CHART:
@@ -327,19 +327,19 @@ def decode(kind: Kind | str, data: Any) -> Any:
         if k is Kind.MTF:
             return snapshot_from_record(data)
         if k is Kind.NEWS:
-            from aitrados.marketdata.models import NewsItem, news_from_record
+            from .marketdata.models import NewsItem, news_from_record
 
             return _convert(data, NewsItem, news_from_record)
         if k is Kind.CALENDAR:
-            from aitrados.marketdata.models import CalendarEvent, event_from_record
+            from .marketdata.models import CalendarEvent, event_from_record
 
             return _convert(data, CalendarEvent, event_from_record)
         if k in (Kind.ORDER, Kind.FILL, Kind.POSITION):
-            from aitrados.trading.orders import Fill, Order, Position
+            from .trading.orders import Fill, Order, Position
 
             return _convert(data, {Kind.ORDER: Order, Kind.FILL: Fill, Kind.POSITION: Position}[k])
         if k is Kind.SIGNAL:
-            from aitrados.signals.record import Signal
+            from .signals.record import Signal
 
             return _convert(data, Signal)
         return _step(data)

@@ -39,7 +39,7 @@ from typing import Any
 
 from loguru import logger
 
-from aitrados.marketdata.intervals import (
+from .intervals import (
     INTERVAL_MINUTES,
     Session,
     bar_open,
@@ -49,7 +49,7 @@ from aitrados.marketdata.intervals import (
     normalize_interval,
     session_for,
 )
-from aitrados.marketdata.models import Bar, bar_to_record, format_timestamp, normalize_full_symbol
+from .models import Bar, bar_to_record, format_timestamp, normalize_full_symbol
 
 __all__ = ["Member", "Snapshot", "Aligner", "expected_schedule"]
 

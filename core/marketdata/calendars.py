@@ -30,7 +30,7 @@ from typing import Any
 
 from loguru import logger
 
-from aitrados.marketdata.intervals import STOCK_HOURS, Session
+from .intervals import STOCK_HOURS, Session
 
 __all__ = ["CALENDAR_START", "CALENDAR_END", "EXCHANGES", "exchange_calendar", "stock_session",
            "closed_days", "early_closes", "cache_dir"]

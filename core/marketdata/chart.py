@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from loguru import logger
 
-from aitrados.marketdata.intervals import (
+from .intervals import (
     INTERVAL_MINUTES,
     Session,
     bar_close,
@@ -33,7 +33,7 @@ from aitrados.marketdata.intervals import (
     normalize_interval,
     session_for,
 )
-from aitrados.marketdata.models import Bar, normalize_full_symbol
+from .models import Bar, normalize_full_symbol
 
 if TYPE_CHECKING:
     import pandas as pd

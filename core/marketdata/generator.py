@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from aitrados.marketdata.intervals import Session, session_for
-from aitrados.marketdata.models import Bar, normalize_full_symbol, parse_full_symbol, parse_timestamp
+from .intervals import Session, session_for
+from .models import Bar, normalize_full_symbol, parse_full_symbol, parse_timestamp
 
 __all__ = ["generate_bars", "iter_bars", "base_price", "price_model", "PriceModel"]
 

@@ -31,7 +31,7 @@ import httpx
 import msgspec
 from loguru import logger
 
-from aitrados.marketdata.errors import (
+from .errors import (
     MarketDataError,
     ProtocolError,
     RateLimitError,
@@ -39,8 +39,8 @@ from aitrados.marketdata.errors import (
     error_from_reply,
     scrub_secret,
 )
-from aitrados.marketdata.intervals import normalize_interval
-from aitrados.marketdata.models import (
+from .intervals import normalize_interval
+from .models import (
     Bar,
     CalendarEvent,
     NewsItem,
@@ -51,7 +51,7 @@ from aitrados.marketdata.models import (
     parse_full_symbol,
     parse_timestamp,
 )
-from aitrados.marketdata.settings import CLOUD_HTTP_URL, MarketDataSettings
+from .settings import CLOUD_HTTP_URL, MarketDataSettings
 
 __all__ = ["AitradosHTTPClient", "AsyncAitradosHTTPClient", "RequestBuilder", "Call", "RetryPolicy"]
 
@@ -76,7 +76,7 @@ for _name in ("httpx", "httpcore"):
 def _register_secret(key: str | None) -> None:
     """Also tell the project's log filter about the key (defence in depth), when it exists."""
     try:
-        from aitrados.log import register_secret
+        from ..log import register_secret
     except ImportError:  # pragma: no cover - log module absent
         return
     register_secret(key)

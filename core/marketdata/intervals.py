@@ -261,13 +261,13 @@ def session_for(full_symbol: str) -> Session:
         ignored); :data:`CRYPTO_GLOBAL` (24/7) for crypto; :data:`FOREX_GLOBAL` (24/5, rolling over at
         17:00 New York) otherwise (FX, futures, GLOBAL).
     """
-    from aitrados.marketdata.models import parse_full_symbol
+    from .models import parse_full_symbol
 
     asset, country, _ = parse_full_symbol(full_symbol)
     if asset == "CRYPTO":
         return CRYPTO_GLOBAL
     if asset in ("STOCK", "OPTION") and country in STOCK_HOURS:
-        from aitrados.marketdata.calendars import stock_session
+        from .calendars import stock_session
 
         return stock_session(country)
     return FOREX_GLOBAL

@@ -35,8 +35,8 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from aitrados.marketdata.errors import MarketDataError
-from aitrados.marketdata.intervals import (
+from .errors import MarketDataError
+from .intervals import (
     INTERVAL_MINUTES,
     Session,
     bar_close,
@@ -45,7 +45,7 @@ from aitrados.marketdata.intervals import (
     normalize_interval,
     session_for,
 )
-from aitrados.marketdata.models import (
+from .models import (
     Bar,
     CalendarEvent,
     NewsItem,

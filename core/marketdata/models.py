@@ -257,7 +257,7 @@ def bar_from_record(
 
     :raises ValueError: naming the field that is missing or malformed.
     """
-    from aitrados.marketdata.intervals import bar_close, normalize_interval, session_for
+    from .intervals import bar_close, normalize_interval, session_for
 
     what = "bar record"
     fs = normalize_full_symbol(full_symbol) if full_symbol else _symbol_from_record(rec, "asset_schema", what)

@@ -21,11 +21,11 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import msgspec
 
-from aitrados.marketdata.errors import MarketDataError, UnknownSymbolError
-from aitrados.marketdata.intervals import INTERVALS, normalize_interval
-from aitrados.marketdata.models import Bar, bar_to_record, format_timestamp, normalize_full_symbol, parse_timestamp
-from aitrados.marketdata import replay_reference as RR
-from aitrados.marketdata.replay_store import (
+from .errors import MarketDataError, UnknownSymbolError
+from .intervals import INTERVALS, normalize_interval
+from .models import Bar, bar_to_record, format_timestamp, normalize_full_symbol, parse_timestamp
+from . import replay_reference as RR
+from .replay_store import (
     ReplayStore,
     UnavailableInterval,
     event_record,

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from aitrados.marketdata.models import parse_full_symbol
+from .models import parse_full_symbol
 
 #: US stocks listed on the NASDAQ (the rest of the US stocks served are given XNYS).
 NASDAQ = frozenset({"AAPL", "TSLA", "MSFT", "NVDA", "AMZN", "GOOGL", "GOOG", "META", "NFLX", "INTC", "CSCO",

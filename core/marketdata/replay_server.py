@@ -35,17 +35,17 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from aitrados.marketdata.clock import ReplayClock, Tick, Timeline
-from aitrados.marketdata.errors import UnknownSymbolError
-from aitrados.marketdata.models import format_timestamp, normalize_full_symbol
-from aitrados.marketdata.replay_api import ApiError, ReplayAPI, _topic_match, error_body, ok
-from aitrados.marketdata.replay_store import (
+from .clock import ReplayClock, Tick, Timeline
+from .errors import UnknownSymbolError
+from .models import format_timestamp, normalize_full_symbol
+from .replay_api import ApiError, ReplayAPI, _topic_match, error_body, ok
+from .replay_store import (
     ReplayStore,
     event_record,
     news_record,
     ws_bar_record,
 )
-from aitrados.marketdata.settings import MarketDataSettings
+from .settings import MarketDataSettings
 
 __all__ = ["ReplayServer", "ReplayServerThread", "main"]
 

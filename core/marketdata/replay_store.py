@@ -36,13 +36,13 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from aitrados.marketdata.chart import can_aggregate, resample_bars
-from aitrados.marketdata.errors import MarketDataError, UnknownSymbolError
-from aitrados.marketdata.generator import iter_bars, price_model
-from aitrados.marketdata.calendars import stock_session
-from aitrados.marketdata.intervals import INTERVALS, STOCK_HOURS, normalize_interval, session_for
-from aitrados.marketdata.replay_reference import exchange_code, load_records, reference_extras
-from aitrados.marketdata.loader import (
+from .chart import can_aggregate, resample_bars
+from .errors import MarketDataError, UnknownSymbolError
+from .generator import iter_bars, price_model
+from .calendars import stock_session
+from .intervals import INTERVALS, STOCK_HOURS, normalize_interval, session_for
+from .replay_reference import exchange_code, load_records, reference_extras
+from .loader import (
     DataIssue,
     bundled_bar_files,
     bundled_data_dir,
@@ -50,7 +50,7 @@ from aitrados.marketdata.loader import (
     load_calendar,
     load_news,
 )
-from aitrados.marketdata.models import (
+from .models import (
     Bar,
     CalendarEvent,
     NewsItem,

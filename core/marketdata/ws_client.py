@@ -28,9 +28,9 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from aitrados.marketdata.errors import AuthenticationError, MarketDataError, ProtocolError, scrub_secret
-from aitrados.marketdata.http_client import AsyncAitradosHTTPClient
-from aitrados.marketdata.models import (
+from .errors import AuthenticationError, MarketDataError, ProtocolError, scrub_secret
+from .http_client import AsyncAitradosHTTPClient
+from .models import (
     Bar,
     CalendarEvent,
     NewsItem,
@@ -40,7 +40,7 @@ from aitrados.marketdata.models import (
     normalize_full_symbol,
     parse_timestamp,
 )
-from aitrados.marketdata.settings import CLOUD_WS_URL, MarketDataSettings
+from .settings import CLOUD_WS_URL, MarketDataSettings
 
 __all__ = ["AitradosWSClient", "ReplayEnd", "ServerErrorMessage", "Record"]
 

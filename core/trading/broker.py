@@ -55,8 +55,8 @@ from typing import Literal
 import msgspec
 from loguru import logger
 
-from aitrados.events import Kind, build_topic
-from aitrados.marketdata.models import Bar
+from ..events import Kind, build_topic
+from ..marketdata.models import Bar
 
 from .orders import Account, Event, Fill, MarginCall, Order, OrderIntent, Position
 from .settings import BrokerSettings

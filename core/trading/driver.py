@@ -24,7 +24,7 @@ from typing import Any
 
 from loguru import logger
 
-from aitrados.events import Kind
+from ..events import Kind
 
 from .orders import Event, Fill, Order, OrderIntent
 from .strategy import Cancel, Portfolio, Strategy, StrategyContext
@@ -240,7 +240,7 @@ def topics_for(strategies: Iterable[Strategy]) -> list[str]:
     ``news.``, ``calendar.``, ``order.``, ``fill.`` only when some strategy overrides the
     callback that takes them. A broader prefix replaces the narrower ones it covers.
     """
-    from aitrados.events import topic_prefix
+    from ..events import topic_prefix
 
     out: list[str] = ["replay."]
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from loguru import logger
 
-from aitrados.events import Kind, decode, snapshot_from_record
-from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
+from ..events import Kind, decode, snapshot_from_record
+from ..marketdata.models import Bar, CalendarEvent, NewsItem
 
 from .broker import PaperBroker, deliver
 from .driver import StrategyDriver

@@ -39,13 +39,13 @@ import msgspec
 import zmq
 from loguru import logger
 
-from aitrados.bus.addresses import Endpoints
-from aitrados.bus.client import RPCClient
-from aitrados.bus.tokens import read_token
-from aitrados.bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
-from aitrados.bus.probe import prove
-from aitrados.bus.pubsub import Message, Publisher, Subscriber
-from aitrados.events import MARKET_KINDS, Kind, decode, parse_topic
+from ..bus.addresses import Endpoints
+from ..bus.client import RPCClient
+from ..bus.tokens import read_token
+from ..bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
+from ..bus.probe import prove
+from ..bus.pubsub import Message, Publisher, Subscriber
+from ..events import MARKET_KINDS, Kind, decode, parse_topic
 
 from .driver import StrategyDriver, topics_for
 from .orders import Account, Event, Fill, Order, OrderIntent

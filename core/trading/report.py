@@ -308,7 +308,7 @@ def run_params(engine: Any, interval: str | None = None) -> dict[str, Any]:
     """The parameters of ``engine``'s run for ``metrics.json``: version, broker and risk settings,
     strategies (class, symbols, intervals, size), the data span (first/last bar close per symbol, bars) and
     the reporting interval."""
-    from aitrados import __version__
+    from .. import __version__
 
     broker = engine.broker
     strategies = []
