@@ -154,3 +154,20 @@ def test_engine_from_settings_still_importable_from_settings() -> None:
     from aitrados.trading import engine, settings
 
     assert settings.engine_from_settings is engine.engine_from_settings
+
+
+def test_imports_inside_the_package_are_relative() -> None:
+    """One import style inside ``core/`` (the ``aitrados`` package): relative. ``plugins/`` and
+    ``strategies/`` are other packages and import ``aitrados.`` absolutely."""
+    import ast
+    from pathlib import Path
+
+    import aitrados
+
+    absolute = []
+    for path in Path(aitrados.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            absolute += [f"{path.name}:{node.lineno}" for n in names if n == "aitrados" or n.startswith("aitrados.")]
+    assert not absolute, f"absolute aitrados imports inside the package: {absolute}"
