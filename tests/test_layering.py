@@ -55,8 +55,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "aitrados.bus.pubsub",  # server: the live event stream
     ),
     PLUGIN_HOST: (
-        "aitrados.bus",  # the host serves `plugins`, isolated workers connect to the bus
-        "aitrados.events",  # what plugins subscribe to
+        "aitrados.bus.service",  # host: the `plugins` service, plugin services' workers
+        "aitrados.bus.client",  # host, worker: RPC clients of plugins and isolated workers
+        "aitrados.bus.pubsub",  # host: plugins' subscriptions and publishers
+        "aitrados.bus.probe",  # host: proving a plugin's subscription before the replay starts
+        "aitrados.bus.addresses",  # host, worker: where plugins and workers connect
+        "aitrados.bus.errors",  # worker: which RPC failures end an isolated worker
+        "aitrados.events",  # host: topics and callbacks plugins subscribe to
     ),
 }
 
