@@ -218,7 +218,13 @@ class Runtime:
             md = daily_profile(md, self.all_needs())
             if self.bars_per_second:
                 md = md.model_copy(update={"replay_speed": self.bars_per_second * bar_seconds(self.all_needs())})
-            self.replay = ReplayServerThread(md.model_copy(update={"replay_autostart": "manual"}))
+            md = md.model_copy(update={"replay_autostart": "manual"})
+            if md.replay_process:
+                from .marketdata.replay_process import ReplayServerProcess
+
+                self.replay = ReplayServerProcess(md, log_level=self.settings.log_level)
+            else:
+                self.replay = ReplayServerThread(md)
             self.replay.routine_level = self.mw.routine_level
             self.replay.start()
             self.http_url, self.ws_url = self.replay.server.http_url, self.replay.server.ws_url
@@ -413,7 +419,7 @@ class Runtime:
     def start_replay(self) -> None:
         """Start the replay clock (the runtime does it itself unless built with ``start_clock=False``)."""
         if self.replay is not None:
-            self.replay.call(self.replay.server.start_clock)
+            self.replay.start_clock()
 
     def _on_progress(self, kind: str, obj: Any) -> None:
         if kind == Kind.STEP and self.progress is not None and self.hub is not None:

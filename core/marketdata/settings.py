@@ -60,6 +60,9 @@ class MarketDataSettings(BaseModel):
     replay_control_token: str | None = Field(
         None, description="token for /replay/start|pause|resume when no replay_secret_key is set; "
                           "unset = a random one per server (ReplayServer.control_token)")
+    replay_process: bool = Field(
+        False, description="run the embedded replay server in its own process (`aitrados run`): it then no longer "
+                           "shares the middleware's GIL, so the loop runs faster and the routers answer sooner")
     replay_ws_queue: int = Field(256, ge=1, description="messages queued per WebSocket connection before the "
                                                       "replay waits for that client")
     replay_ws_slow_timeout: float = Field(
