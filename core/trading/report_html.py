@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
@@ -57,19 +55,10 @@ def _ts(v: dt.datetime | None) -> float | None:
     return v.timestamp() if v is not None else None
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def _script_json(obj: Any) -> str:
-    """JSON safe inside a ``<script>`` element."""
-    return json.dumps(_clean(obj), allow_nan=False).replace("</", "<\\/")
+    """JSON safe inside a ``<script>`` element; non-finite floats become ``null`` (msgspec's JSON does that,
+    in C: a long run's price series hold hundreds of thousands of numbers)."""
+    return msgspec.json.encode(obj).decode("utf-8").replace("</", "<\\/")
 
 
 def html_report(report: Report, prices: Mapping[str, Sequence[Candle]] | None = None, title: str = "Run report") -> str:
@@ -78,7 +67,7 @@ def html_report(report: Report, prices: Mapping[str, Sequence[Candle]] | None = 
     data = {
         "title": title,
         "initial_cash": report.metrics.initial_cash,
-        "prices": {k: [list(c) for c in v] for k, v in (prices or {}).items()},
+        "prices": {k: list(v) for k, v in (prices or {}).items()},  # candles are tuples: JSON arrays
         "equity": [[p.datetime.timestamp(), p.equity] for p in report.equity_curve],
         "trades": [{"symbol": t.full_symbol, "direction": t.direction, "quantity": t.quantity,
                     "entry_time": _ts(t.entry_time), "entry_price": t.entry_price, "exit_time": _ts(t.exit_time),
