@@ -316,7 +316,7 @@ def decode(kind: Kind | str, data: Any) -> Any:
 
     :raises ValueError: when *data* does not fit the kind's record.
     """
-    k = Kind(kind)
+    k = kind if type(kind) is Kind else Kind(kind)
     try:
         if k is Kind.BAR:
             from .marketdata.models import Bar, bar_from_record

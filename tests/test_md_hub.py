@@ -110,3 +110,27 @@ def test_stream_aggregates_like_pandas_and_aligns_without_lookahead(runtime: Run
     assert c.call("mtf", "remove_group", name="my-own-name") is True
     with pytest.raises(Exception, match="no group named"):
         c.call("mtf", "get_group", name="my-own-name")
+
+
+def test_each_bar_is_encoded_once_and_bus_payloads_equal_the_in_process_events(runtime: Runtime) -> None:
+    """The hub encodes a bar once and embeds those bytes in the chart message: what a subscriber
+    decodes from ``ohlc.*`` and ``chart.*`` is exactly what in-process consumers got."""
+    import msgspec
+
+    from aitrados.bus import protocol as P
+
+    seen: dict[str, list] = {"bar": [], "chart": []}
+    runtime.hub.consumers.append(lambda kind, obj: seen[kind].append(obj) if kind in seen else None)
+    c = runtime.mw.rpc_client(timeout=10)
+    sub = runtime.mw.subscriber(["ohlc.", "chart.", "replay.end"])
+    time.sleep(0.3)
+    c.call("chart", "add", full_symbol=SYM, interval="1M", size=20)  # a subscription starts the replay
+    msgs = collect(sub)
+    sub.close()
+    bars = [m.data for m in msgs if m.topic.startswith("ohlc.")]
+    charts = [m.data for m in msgs if m.topic.startswith("chart.")]
+    assert len(seen["bar"]) > 100 and len(charts) == len(seen["chart"])
+    # closed 1-minute bars: one ohlc message each, equal field by field to the Bar handed in-process
+    assert bars == [msgspec.msgpack.decode(P.encode(b)) for b in seen["bar"]]
+    assert charts == [msgspec.msgpack.decode(P.encode(ch)) for ch in seen["chart"]]
+    assert all(ch["last"] == ch["closed"][-1] for ch in charts if ch["closed"])

@@ -30,8 +30,10 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from loguru import logger
 
+from ..bus import protocol as P
 from ..bus.pubsub import Publisher
 from ..bus.service import Service
 from ..events import Kind, build_topic
@@ -228,23 +230,33 @@ class MarketDataHub:
             self._publish(build_topic(Kind.BAR, bar.full_symbol, bar.interval), bar)
 
     async def _deliver(self, res: FeedResult) -> None:
-        pub = self._publish
+        pub, raw = self._publish, self._publish_raw
+        encode, Raw = P.encode, msgspec.Raw
         for u in res.updates:
             w = u.window
             ohlc_topic = build_topic(Kind.BAR, w.full_symbol, w.interval)
             live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
+            # each bar is encoded once: its ohlc message and the chart message embed the same bytes
+            closed_raw: list[msgspec.Raw] = []
             if u.change is Change.CLOSED:
                 for b in u.closed:
                     await self._emit(Kind.BAR, b)  # first: fills at this bar are published before it
-                    pub(ohlc_topic, b)
+                    body = encode(b)
+                    raw(ohlc_topic, body)
+                    closed_raw.append(Raw(body))
+            live_raw = None
             if live is not None:
-                pub(ohlc_topic, live)
+                body = encode(live)
+                raw(ohlc_topic, body)
+                live_raw = Raw(body)
             closed_n = w.closed_count
-            chart = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
-                     "count": closed_n + (live is not None),
-                     "last": live if live is not None else (u.closed[-1] if u.closed else None),
+            head = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
+                    "count": closed_n + (live is not None)}
+            chart = {**head, "last": live if live is not None else (u.closed[-1] if u.closed else None),
                      "closed": list(u.closed)}
-            pub(build_topic(Kind.CHART, w.full_symbol, w.interval), chart)
+            raw(build_topic(Kind.CHART, w.full_symbol, w.interval),
+                encode({**head, "last": live_raw if live_raw is not None else (closed_raw[-1] if closed_raw else None),
+                        "closed": closed_raw}))
             await self._emit(Kind.CHART, chart)
         for snap in res.snapshots:
             self.counts["snapshots"] += 1
@@ -282,11 +294,15 @@ class MarketDataHub:
         self.pub.publish(topic, obj)
         self.counts["published"] += 1
 
+    def _publish_raw(self, topic: str, body: bytes) -> None:
+        self.pub.publish_raw(topic, body)
+        self.counts["published"] += 1
+
     async def _emit(self, kind: str, obj: Any) -> None:
         for c in self.consumers:
             try:
                 r = c(kind, obj)
-                if inspect.isawaitable(r):
+                if r is not None and inspect.isawaitable(r):  # plain consumers return None
                     await r
             except Exception as exc:
                 logger.exception("market data consumer {} failed on a {} event: {}", getattr(c, "__qualname__", c), kind, exc)

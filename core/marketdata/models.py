@@ -14,6 +14,9 @@ from typing import Any
 
 import msgspec
 
+# imported once here, not per bar: an import statement in a hot function costs a module lookup each call
+from .intervals import bar_close, normalize_interval, session_for
+
 __all__ = [
     "ASSET_NAMES",
     "Bar",
@@ -257,8 +260,6 @@ def bar_from_record(
 
     :raises ValueError: naming the field that is missing or malformed.
     """
-    from .intervals import bar_close, normalize_interval, session_for
-
     what = "bar record"
     fs = normalize_full_symbol(full_symbol) if full_symbol else _symbol_from_record(rec, "asset_schema", what)
     iv_raw = interval if interval is not None else rec.get("interval")

@@ -81,7 +81,7 @@ class TradingEngine:
     def handle(self, kind: Kind | str, payload: Any) -> list[Event]:
         """Take one market event of *kind* (bar, chart, mtf, news, calendar) as the hub hands it
         (or its bus payload, decoded first); returns the events it caused."""
-        k = Kind(kind)
+        k = kind if type(kind) is Kind else Kind(kind)  # the hub passes members: skip the enum lookup
         if k is Kind.BAR:
             return self.handle_bar(payload)
         if k is Kind.CHART:
@@ -90,7 +90,8 @@ class TradingEngine:
 
     def handle_bar(self, bar: Bar | Mapping[str, Any]) -> list[Event]:
         """Process one closed bar (a Bar or its protocol record); returns the events it caused."""
-        bar = decode(Kind.BAR, bar)
+        if type(bar) is not Bar:  # the hub hands Bars; bus payloads are decoded
+            bar = decode(Kind.BAR, bar)
         if not bar.closed:
             return []  # live, still-forming bars do not drive orders or fills
         out = self.start()

@@ -64,8 +64,11 @@ class TradingRuntime:
     # ------------------------------------------------------------------ engine access
     async def run_engine(self, fn: Any, *args: Any) -> list[Event]:
         """Call an engine method under the lock (in a thread when offloading) and publish its events."""
-        async with self.lock:
-            events = await asyncio.to_thread(fn, *args) if self.offload else fn(*args)
+        if not self.offload and not self.lock.locked():
+            events = fn(*args)  # nothing can interleave on this loop until the call returns: no lock round trip
+        else:
+            async with self.lock:
+                events = await asyncio.to_thread(fn, *args) if self.offload else fn(*args)
         self.publish(events)
         return events
 
@@ -84,7 +87,7 @@ class TradingRuntime:
         and in an isolated worker. At ``step`` (and ``end``) the replay waits until every attached
         remote strategy has acknowledged it; at ``end`` the run is finished (``on_stop``, report).
         """
-        k = Kind(kind)
+        k = kind if type(kind) is Kind else Kind(kind)  # the hub passes members: skip the enum lookup
         if k is Kind.STEP:
             self.step = obj[0]
             await self._wait_for_remote(obj[0])
