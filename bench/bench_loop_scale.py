@@ -13,7 +13,8 @@ it saw, the seconds from the clock's start to the end of the replay (ours: until
 written; also printed: the rate up to ``replay.end``, before the report) and its fills (both 0:
 same fills); the parent reads the child's peak resident memory (``os.wait4``). While ours replays, a
 thread pings the router (``middleware ping`` over ipc, every 20 ms, 5 s timeout) and keeps the
-round trips (goal: p99 ≤ 10 ms throughout). Prints bars/s, the ratio ours/baseline (goal ≥ 0.3x
+round trips (goal: p99 ≤ 10 ms throughout). Prints bars/s, CPU per bar of the whole processes (start-up included;
+steadier than wall time on a loaded machine), the ratio ours/baseline (goal ≥ 0.3x
 at 100 symbols), memory and ping p50/p99/max per size, with the load average.
 """
 
@@ -42,9 +43,9 @@ def symbols(n: int) -> list[str]:
 def md_settings(n: int, days: float, replay_process: bool = False):  # noqa: ANN201
     from aitrados.marketdata.settings import MarketDataSettings
 
+    over = {"replay_process": True} if replay_process else {}  # (unset: this bench also runs on older versions)
     return MarketDataSettings(provider="replay", replay_symbols=symbols(n), replay_start=START, replay_days=days,
-                              replay_history_days=0.05, replay_bundled=False, replay_progress_every=10 ** 9,
-                              replay_process=replay_process)
+                              replay_history_days=0.05, replay_bundled=False, replay_progress_every=10 ** 9, **over)
 
 
 def noop(n: int):  # noqa: ANN201
@@ -143,6 +144,7 @@ def child(role: str, n: int, days: float, replay: str = "process") -> dict:
         raise RuntimeError(f"{role} {n} failed: {err[-2000:]}")
     res = json.loads(out.strip().splitlines()[-1])
     res["peak_mib"] = ru.ru_maxrss / 1024
+    res["cpu_s"] = ru.ru_utime + ru.ru_stime  # the whole process (and its replay server child), start-up included
     return res
 
 
@@ -173,12 +175,15 @@ def main() -> None:
                      "ours_peak_mib": ours["peak_mib"], "replay_peak_mib": ours["replay_peak_mib"],
                      "base_peak_mib": base["peak_mib"], "replay": a.replay,
                      "loop_bars_s": ours["bars"] / ours["loop_seconds"],
+                     "ours_cpu_us_per_bar": ours["cpu_s"] / ours["bars"] * 1e6,
+                     "base_cpu_us_per_bar": base["cpu_s"] / base["bars"] * 1e6,
                      **{k: ours[k] for k in ("pings", "ping_p50_ms", "ping_p99_ms", "ping_max_ms", "loop_ping_p99_ms",
                                              "loop_ping_max_ms")}})
         r = rows[-1]
         print(f"{n:4d} symbols  {r['bars']:>8,} bars (baseline {r['base_bars']:,})  ours {r['ours_bars_s']:>9,.0f} bars/s  "
               f"engine.run {r['base_bars_s']:>9,.0f} bars/s  ratio {r['ratio']:.3f}x (goal >= 0.3x; "
-              f"{r['loop_bars_s']:,.0f} bars/s to replay.end, before the report)  "
+              f"{r['loop_bars_s']:,.0f} bars/s to replay.end, before the report)  CPU per bar (whole processes) "
+              f"{r['ours_cpu_us_per_bar']:.0f} µs vs {r['base_cpu_us_per_bar']:.0f} µs  "
               f"memory {r['ours_peak_mib']:.0f} MiB + replay server {r['replay_peak_mib']:.0f} MiB vs "
               f"{r['base_peak_mib']:.0f} MiB  fills {r['fills']} vs {r['base_fills']}  "
               f"{r['published'] / max(1, r['bars']):.1f} msgs/bar  ping p50/p99/max {r['ping_p50_ms']:.1f}/"
