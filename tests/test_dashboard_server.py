@@ -152,6 +152,10 @@ def test_metrics_parse_and_count_the_run(rt: Runtime) -> None:
     assert req["trading"] > 0 and m["aitrados_rpc_requests"][0].value > req["trading"]  # middleware calls too
     probe = [s for s in m["aitrados_rpc_probe_seconds"] if s.name.endswith("_count") and s.labels["service"] == "trading"]
     assert probe and probe[0].value > 0
+    lat = {(s.name, s.labels.get("le")): s.value for s in m["aitrados_rpc_latency_seconds"]
+           if s.labels["service"] == "trading"}  # every call the router routed, not only the dashboard's
+    assert lat[("aitrados_rpc_latency_seconds_count", None)] > 0
+    assert lat[("aitrados_rpc_latency_seconds_bucket", "+Inf")] == lat[("aitrados_rpc_latency_seconds_count", None)]
     assert m["aitrados_kill_switch_tripped"][0].value == 0.0
     assert {s.labels["status"] for s in m["aitrados_orders"]} >= {"accepted", "filled"}
     page = rt.report_paths["html"].read_text(encoding="utf-8")

@@ -37,6 +37,7 @@ from loguru import logger
 from .. import __version__
 from .settings import BusSettings
 from . import protocol as P
+from .latency import LatencyBuckets
 from .peers import PeerLedger
 from .tokens import same_token
 
@@ -45,6 +46,9 @@ _DRAIN_LIMIT = 200  # per socket and wake-up: a flood on one side never holds up
 
 # outcomes of one non-blocking send
 _SENT, _FULL, _CUT, _GONE = 0, 1, 2, 3
+
+#: Services whose latency counts ``middleware.stats`` keeps (a name beyond it is measured but not kept).
+_MAX_LATENCY_SERVICES = 1000
 
 #: READY info fields kept (what a worker claims about itself) and their types; anything else is ignored.
 _CLAIMS: dict[str, type | tuple[type, ...]] = {"pid": int, "host": str, "methods": list, "restarts": int}
@@ -67,13 +71,16 @@ def _claimed(info: dict[str, Any]) -> dict[str, Any]:
 class _Worker:
     """One registered worker: its routing id, service, liveness and in-flight requests."""
 
-    __slots__ = ("wid", "service", "last_seen", "inflight", "info", "served", "registered")
+    __slots__ = ("wid", "service", "last_seen", "inflight", "info", "served", "registered", "latency")
 
-    def __init__(self, wid: bytes, service: bytes, info: dict[str, Any], now: float) -> None:
+    def __init__(self, wid: bytes, service: bytes, info: dict[str, Any], now: float,
+                 latency: LatencyBuckets | None = None) -> None:
         self.wid = wid
         self.service = service
         self.last_seen = now
-        self.inflight: set[tuple[bytes, bytes]] = set()
+        #: (client, request id) -> arrival time at the router (monotonic), per request in flight
+        self.inflight: dict[tuple[bytes, bytes], float] = {}
+        self.latency = latency or LatencyBuckets()
         self.info = info
         self.served = 0
         self.registered = now
@@ -147,6 +154,8 @@ class RPCRouter:
         self._service_token = service_token
         self.peers = PeerLedger(bus.peer_refusal_limit, bus.peer_cutoff_seconds)
         self.malformed: dict[str, int] = {}
+        #: Round-trip latency counts per service name, kept when its workers go (``middleware.stats``).
+        self.latency: dict[bytes, LatencyBuckets] = {}
         self.started_at = 0.0
         self.bound: dict[str, list[str]] = {"frontend": [], "backend": []}
         self.failure: BaseException | None = None
@@ -308,7 +317,7 @@ class RPCRouter:
                 break
             r = self._send(be, [w.wid, P.WORKER_TAG, P.REQUEST, client, rid, body], now)
             if r == _SENT:
-                w.inflight.add((client, rid))
+                w.inflight[(client, rid)] = now
                 self.peers.opened(client)
                 svc.requests += 1
                 return
@@ -400,7 +409,7 @@ class RPCRouter:
                 w.last_seen = now
                 key = (frames[3], frames[4])
                 try:
-                    w.inflight.remove(key)
+                    w.latency.observe(now - w.inflight.pop(key))
                 except KeyError:
                     self.counters["late_replies"] += 1
                     continue
@@ -461,7 +470,12 @@ class RPCRouter:
                 old.last_seen = now
                 return
             self._drop_worker(old, fe, "it re-registered under another name")
-        w = _Worker(wid, name, _claimed(info), now)
+        lat = self.latency.get(name)
+        if lat is None:
+            lat = LatencyBuckets()
+            if len(self.latency) < _MAX_LATENCY_SERVICES:
+                self.latency[name] = lat
+        w = _Worker(wid, name, _claimed(info), now, lat)
         self.workers[wid] = w
         svc = self.services.get(name)
         if svc is None:
@@ -533,6 +547,7 @@ class RPCRouter:
             "rpc": {**self.counters, "malformed_by_reason": dict(self.malformed),
                     "peers": self.peers.stats(time.monotonic()),
                     "services": len(self.services), "workers": len(self.workers),
-                    "uptime": time.time() - self.started_at, "bound": self.bound},
+                    "uptime": time.time() - self.started_at, "bound": self.bound,
+                    "latency": {k.decode(): v.snapshot() for k, v in list(self.latency.items())}},
             "pubsub": self._pubsub_stats() if self._pubsub_stats else {},
         }

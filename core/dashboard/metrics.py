@@ -3,13 +3,15 @@
 :class:`MiddlewareCollector` is a ``prometheus_client`` collector that reads, at scrape time,
 the latest status the dashboard polled over RPC (router counters, services, topics, plugins,
 account, risk) and the dashboard's own bus counters; nothing in the middleware's hot paths
-is touched. RPC round-trip latency per service is a real histogram of the calls the
-dashboard itself makes (``aitrados_rpc_probe_seconds``): a sample, not every call.
+is touched. RPC latency per service is a histogram of every call the router routed
+(``aitrados_rpc_latency_seconds``, from the router's fixed-bucket counts in ``middleware.stats``);
+``aitrados_rpc_probe_seconds`` is the round trip of the dashboard's own calls, seen from a client.
 
 Names (all prefixed ``aitrados_``): ``rpc_requests_total``, ``rpc_replies_total``,
 ``rpc_errors_total``, ``rpc_unknown_service_total``, ``rpc_malformed_total``,
 ``rpc_workers_lost_total``, ``rpc_service_requests_total{service}``,
-``rpc_service_workers{service}``, ``rpc_probe_seconds{service}`` (histogram),
+``rpc_service_workers{service}``, ``rpc_latency_seconds{service}`` (histogram),
+``rpc_probe_seconds{service}`` (histogram),
 ``rpc_probe_errors_total{service}``, ``pubsub_messages_total{prefix}``,
 ``pubsub_rate{prefix}``, ``pubsub_gaps_total{prefix}`` (messages the dashboard's subscriber
 missed), ``pubsub_malformed_total``, ``plugin_errors_total{plugin}``, ``orders_total{status}``,
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["MiddlewareCollector", "Metrics", "topic_prefix"]
@@ -36,6 +38,25 @@ def topic_prefix(topic: str) -> str:
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _latency_family(latency: Any) -> HistogramMetricFamily:
+    """``aitrados_rpc_latency_seconds{service}`` from the router's per-service bucket counts
+    (``middleware.stats`` ``rpc.latency``: per-bucket counts, made cumulative here)."""
+    h = HistogramMetricFamily("aitrados_rpc_latency_seconds",
+                              "RPC round trip through the router per service (request in to reply back), every call",
+                              labels=["service"])
+    for name, d in sorted((latency or {}).items()) if isinstance(latency, Mapping) else ():
+        bounds, counts = d.get("bounds"), d.get("counts")
+        if not isinstance(bounds, list) or not isinstance(counts, list) or len(counts) != len(bounds) + 1:
+            continue
+        buckets: list[tuple[str, float]] = []
+        cum = 0.0
+        for le, n in zip([*map(repr, map(float, bounds)), "+Inf"], counts):
+            cum += _num(n) or 0.0
+            buckets.append((le, cum))
+        h.add_metric([str(name)], buckets, _num(d.get("sum")) or 0.0)
+    return h
 
 
 class MiddlewareCollector(Collector):
@@ -64,6 +85,7 @@ class MiddlewareCollector(Collector):
             wk.add_metric([name], float(len(info.get("workers") or [])))
         yield req
         yield wk
+        yield _latency_family(rpc.get("latency"))
         msgs = CounterMetricFamily("aitrados_pubsub_messages", "messages through the pub/sub router",
                                    labels=["prefix"])
         rate = GaugeMetricFamily("aitrados_pubsub_rate", "messages per second (router's estimate)",
