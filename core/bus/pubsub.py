@@ -35,6 +35,7 @@ from loguru import logger
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
+from .gaps import LEDGER
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
 
@@ -244,6 +245,8 @@ class PubSubRouter:
             "count_all_topics": self.bus.count_all_topics,
             "subscriptions": {k.decode("utf-8", "replace"): v for k, v in listed.items()},
             "subscriptions_total": len(subs),
+            # messages the subscribers of this process missed, by topic prefix (see .gaps)
+            "gaps": LEDGER.snapshot(),
             "bound": self.bound,
         }
 
@@ -396,6 +399,7 @@ class _Tracker:
                 st.gaps += 1
                 st.missed += seq - last - 1
                 self.gaps_by_topic[topic] = self.gaps_by_topic.get(topic, 0) + seq - last - 1
+                LEDGER.record(topic, seq - last - 1)
                 logger.warning("gap on topic {}: {} message(s) missed (seq {} after {})", topic, seq - last - 1, seq, last)
             else:
                 st.out_of_order += 1

@@ -13,8 +13,8 @@ Names (all prefixed ``aitrados_``): ``rpc_requests_total``, ``rpc_replies_total`
 ``rpc_service_workers{service}``, ``rpc_latency_seconds{service}`` (histogram),
 ``rpc_probe_seconds{service}`` (histogram),
 ``rpc_probe_errors_total{service}``, ``pubsub_messages_total{prefix}``,
-``pubsub_rate{prefix}``, ``pubsub_gaps_total{prefix}`` (messages the dashboard's subscriber
-missed), ``pubsub_malformed_total``, ``plugin_errors_total{plugin}``, ``orders_total{status}``,
+``pubsub_rate{prefix}``, ``pubsub_gaps_total{prefix}`` (messages the subscribers in the
+middleware's process missed), ``pubsub_malformed_total``, ``plugin_errors_total{plugin}``, ``orders_total{status}``,
 ``fills_total``, ``equity``, ``cash``, ``unrealised_pnl``, ``realised_pnl``,
 ``positions``, ``kill_switch_tripped``, ``replay_step``.
 """
@@ -28,12 +28,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..bus.gaps import topic_prefix
+
 __all__ = ["MiddlewareCollector", "Metrics", "topic_prefix"]
-
-
-def topic_prefix(topic: str) -> str:
-    """The first dotted part of a topic (``ohlc.STOCK:US:SPX.DAY`` -> ``ohlc``)."""
-    return topic.split(".", 1)[0]
 
 
 def _num(v: Any) -> float | None:
@@ -63,7 +60,7 @@ class MiddlewareCollector(Collector):
     """Builds the metric families from ``read()`` -> ``(status, bus)`` at each scrape.
 
     :param read: returns the last polled status (see ``DashboardServer``) and the dashboard's bus
-        counters ``{"gaps_by_topic": {...}, "malformed": n, "fills": n}``
+        counters ``{"fills": n, "order_status": {...}, "step": n}``
     """
 
     def __init__(self, read: Callable[[], tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
@@ -101,13 +98,11 @@ class MiddlewareCollector(Collector):
             rate.add_metric([p], rates[p])
         yield msgs
         yield rate
-        gaps = CounterMetricFamily("aitrados_pubsub_gaps", "messages the dashboard's subscriber missed",
-                                   labels=["prefix"])
-        by_prefix: dict[str, float] = {}
-        for topic, n in (bus.get("gaps_by_topic") or {}).items():
-            by_prefix[topic_prefix(topic)] = by_prefix.get(topic_prefix(topic), 0.0) + n
-        for p in sorted(by_prefix):
-            gaps.add_metric([p], by_prefix[p])
+        gaps = CounterMetricFamily("aitrados_pubsub_gaps", "messages the subscribers in the middleware's process "
+                                   "missed (sequence gaps), per topic prefix", labels=["prefix"])
+        by_prefix = ((status.get("stats") or {}).get("pubsub") or {}).get("gaps") or {}
+        for p in sorted(by_prefix) if isinstance(by_prefix, Mapping) else ():
+            gaps.add_metric([str(p)], _num(by_prefix[p]) or 0.0)
         yield gaps
         mal = CounterMetricFamily("aitrados_pubsub_malformed", "malformed messages dropped by the pub/sub router")
         mal.add_metric([], _num(((status.get("stats") or {}).get("pubsub") or {}).get("malformed")) or 0.0)

@@ -290,10 +290,8 @@ class DashboardServer:
             asyncio.ensure_future(page.ws.close(1013, "too slow: reload"))
 
     def _metrics_read(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        sub = self._sub
-        gaps = dict(sub._tracker.gaps_by_topic) if sub is not None else {}
         st = self.state
-        return st.status, {"gaps_by_topic": gaps, "fills": st.counts["fills"], "order_status": st.order_status,
+        return st.status, {"fills": st.counts["fills"], "order_status": st.order_status,
                            "step": st.clock.get("step", 0)}
 
     # ------------------------------------------------------------------ HTTP
