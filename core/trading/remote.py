@@ -12,6 +12,9 @@ which sends what the strategies order to the middleware's ``trading`` RPC servic
 * ``trading.submit(strategy, intent) -> [{"topic", "payload"}, ...]`` (``intent`` is
   ``msgspec.to_builtins(OrderIntent)``) and ``trading.cancel(strategy, client_id)``
 * ``trading.position(strategy, full_symbol) -> float``, ``trading.positions()``, ``trading.account()``
+* ``trading.report_state(strategy, state)``: the strategy's own ``state()``, sent when it changed,
+  at most every ``state_interval`` seconds and once more at the end of a replay, so
+  ``trading.strategy_state`` and the dashboard show isolated strategies too
 * ``trading.ack(strategy, step)`` after the ``replay.step`` message of that step: everything
   published before it, and the submits it caused, has been processed (and after ``on_stop``
   for the step ``replay.end`` carries). The replay waits for the acks, so a replay with
@@ -128,11 +131,12 @@ class RemoteStrategyRunner:
     :param timeout: seconds per RPC call (default: the bus's ``rpc_timeout``)
     :param attach_timeout: seconds without a ``trading`` service after which a warning is
         logged (the runner keeps trying until stopped: the middleware may start it later)
+    :param state_interval: least seconds between two reports of the strategies' ``state()``
     """
 
     def __init__(self, strategies: Iterable[Strategy], endpoints: Endpoints, bus: Any = None, *,
                  context: zmq.Context | None = None, service: str = "trading", timeout: float | None = None,
-                 attach_timeout: float = 30.0) -> None:
+                 attach_timeout: float = 30.0, state_interval: float = 0.5) -> None:
         self.strategies: list[Strategy] = list(strategies)
         if not self.strategies:
             raise ValueError("RemoteStrategyRunner: no strategies to run")
@@ -170,6 +174,10 @@ class RemoteStrategyRunner:
         self._reported: dict[str, int] = {}
         #: Messages handled, by event kind.
         self.counts: collections.Counter[str] = collections.Counter()
+        self.state_interval = state_interval
+        self._next_state = 0.0
+        self._state_sent: dict[str, Any] = {}
+        self._state_warned = False
 
     # ------------------------------------------------------------------ lifecycle
     def topics(self) -> list[str]:
@@ -301,6 +309,7 @@ class RemoteStrategyRunner:
                 msg = sub.recv(timeout=0.1)
                 if msg is not None:
                     self._safe_handle(msg)
+                self._report_states()
         except Exception as exc:  # never die silently
             logger.exception("remote strategy runner stopped: {}", exc)
             self.errors.append(f"runner stopped: {type(exc).__name__}: {exc}")
@@ -345,10 +354,38 @@ class RemoteStrategyRunner:
         elif k is Kind.END:
             rec = decode(k, data)
             self.driver.stop()
+            self._report_states(force=True)  # the final state is shown before the replay's end is acknowledged
             if rec.get("step") is not None:
                 self._ack(rec["step"])
             self.ended.set()
         # position events are account-wide: strategies ask ctx.position(), plugins get the on_position hook
+
+    def _report_states(self, force: bool = False) -> None:
+        """Send each attached strategy's ``state()`` to ``trading.report_state`` when it changed,
+        at most every ``state_interval`` seconds (unless *force*). A ``state()`` that raises is
+        sent as ``{"error": ...}``; a refused report is logged (once) and tried again later."""
+        now = time.monotonic()
+        if self.rpc is None or (not force and now < self._next_state):
+            return
+        self._next_state = now + self.state_interval
+        for st in self.strategies:
+            name = st.strategy_name
+            if name not in self.attached:
+                continue
+            try:
+                state = msgspec.to_builtins(st.state())
+            except Exception as exc:  # noqa: BLE001 - shown to the caller as the strategy's state
+                state = {"error": f"{type(exc).__name__}: {exc}"}
+            if state == self._state_sent.get(name):
+                continue
+            try:
+                self.rpc.call(self.service, "report_state", strategy=name, state=state, **self._session(name))
+                self._state_sent[name] = state
+            except BusError as exc:
+                if not self._state_warned:
+                    self._state_warned = True
+                    logger.warning("strategy {!r}: state not reported to {!r} ({}: {}); the dashboard will not "
+                                   "show it", name, self.service, type(exc).__name__, exc)
 
     def _session(self, name: str) -> dict[str, str]:
         """The ``session`` argument proving *name*'s identity to ``trading`` (from its ``attach`` reply)."""

@@ -151,6 +151,8 @@ class TradingService(Service):
     def __init__(self, runtime: TradingRuntime) -> None:
         self._rt = runtime
         self._sessions: dict[str, str] = {}
+        #: The last state each remote strategy reported (``report_state``), kept after it detaches.
+        self._remote_states: dict[str, Any] = {}
 
     def _own(self, strategy: str, session: str | None) -> None:
         """Raise ``Unauthorized`` unless *session* is *strategy*'s (the operator may act for any strategy)."""
@@ -189,12 +191,13 @@ class TradingService(Service):
         return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
 
     async def strategy_state(self) -> dict[str, Any]:
-        """Each in-process strategy's own ``state()`` (indicators, last signal, reason), by name.
+        """Each strategy's own ``state()`` (indicators, last signal, reason), by name: in-process
+        strategies' as of now, isolated ones' as last reported by their worker (``report_state``).
 
         A strategy whose ``state()`` raises shows ``{"error": ...}`` instead; the others are unaffected.
         """
         async with self._rt.lock:  # the engine may be running in a worker thread
-            out: dict[str, Any] = {}
+            out: dict[str, Any] = dict(self._remote_states)
             for st in self._rt.engine.strategies:
                 try:
                     out[st.strategy_name] = msgspec.to_builtins(st.state())
@@ -256,6 +259,16 @@ class TradingService(Service):
         if strategy in self._rt.remote:
             self._rt.remote[strategy] = max(step, self._rt.remote[strategy])
             self._rt._acked.set()
+
+    def report_state(self, strategy: str, state: Any, session: str | None = None) -> None:
+        """A remote strategy's own ``state()`` (its worker sends it at a bounded rate), shown by ``strategy_state``.
+
+        :raises ValueError: when *state* is not a map
+        """
+        self._own(strategy, session)
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be a map (what Strategy.state() returns), not {type(state).__name__}")
+        self._remote_states[strategy] = state
 
     async def submit(self, strategy: str, intent: dict[str, Any], session: str | None = None) -> list[dict[str, Any]]:
         """Submit an order intent of a remote strategy; returns the order events it caused."""
