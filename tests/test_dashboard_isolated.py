@@ -13,19 +13,13 @@ import pytest
 
 from aitrados.runtime import Runtime
 
-from conftest import PATIENT_HEARTBEATS, bus_settings
-from test_strategies_remote import wait_for
+from test_strategies_remote import sma_replay_settings, wait_for
 
 pytestmark = pytest.mark.timeout(180)
-SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 
 def test_an_isolated_strategys_state_is_shown_by_the_rpc_and_the_dashboard(ipc_dir: str, tmp_path) -> None:
-    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
-    md = s.marketdata
-    md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [SYM], 0.5, 0.05
-    s.trading.report_dir = str(tmp_path / "report")
-    s.plugins["sma_cross"] = {"full_symbol": SYM, "interval": "1M", "fast": 5, "slow": 20, "quantity": 2}
+    s = sma_replay_settings(ipc_dir, str(tmp_path / "report"))
     rt = Runtime(s, plugins=["sma_cross"], isolate=["sma_cross"], start_clock=False, dashboard=0).start()
     try:
         assert not rt.trading.engine.strategies, "sma_cross must run in its worker, not in this process"

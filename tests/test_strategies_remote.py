@@ -295,20 +295,26 @@ def test_strategies_attach_when_the_trading_service_comes_later(tmp_path, monkey
 
 
 # ------------------------------------------------------------------ end to end with `aitrados run`'s runtime
+def sma_replay_settings(ipc_dir: str, report_dir: str, sym: str = "CRYPTO:GLOBAL:BTCUSD") -> Any:
+    """Settings replaying 720 one-minute bars of *sym* with the sma_cross plugin configured (5/20, 2 units)."""
+    from conftest import PATIENT_HEARTBEATS, bus_settings
+
+    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
+    md = s.marketdata
+    md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [sym], 0.5, 0.05
+    s.trading.report_dir = report_dir
+    s.plugins["sma_cross"] = {"full_symbol": sym, "interval": "1M", "fast": 5, "slow": 20, "quantity": 2}
+    return s
+
+
 def replay_orders(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[tuple[Any, ...]], float]:
     """Replay 720 one-minute bars through the real runtime with sma_cross (isolated or not) beside an
     in-process RSI strategy; returns every order and the final equity."""
-    from conftest import PATIENT_HEARTBEATS, bus_settings
-
     from aitrados.runtime import Runtime
     from aitrados_strategies.rsi_reversion import RsiReversion
 
     sym = "CRYPTO:GLOBAL:BTCUSD"
-    s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
-    md = s.marketdata
-    md.provider, md.replay_symbols, md.replay_days, md.replay_history_days = "replay", [sym], 0.5, 0.05
-    s.trading.report_dir = str(tmp_path / f"report-{isolate}")
-    s.plugins["sma_cross"] = {"full_symbol": sym, "interval": "1M", "fast": 5, "slow": 20, "quantity": 2}
+    s = sma_replay_settings(ipc_dir, str(tmp_path / f"report-{isolate}"), sym)
     rt = Runtime(s, plugins=["sma_cross"], isolate=["sma_cross"] if isolate else [],
                  strategies=[RsiReversion(sym, "1M", quantity=1)], start_clock=False).start()
     try:
