@@ -91,7 +91,8 @@ class Middleware:
                                    self._bind_addresses("subscribe"), secure=secure)
         self.rpc = RPCRouter(self.context, self.bus, self._bind_addresses("rpc_frontend"),
                              self._bind_addresses("rpc_backend"), topics=self.pubsub.topics_encoded, secure=secure,
-                             service_token=self.tokens["service"], pubsub_stats=self.pubsub.router_stats)
+                             service_token=self.tokens["service"], pubsub_stats=self.pubsub.router_stats,
+                             report_gaps=self.pubsub.gap_reports.report)
         try:
             ps = self.pubsub.bind()
             rp = self.rpc.bind()

@@ -35,7 +35,7 @@ from loguru import logger
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
-from .gaps import LEDGER
+from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
 
@@ -75,6 +75,8 @@ class PubSubRouter:
         self.counters = {"sampled": 0, "malformed": 0, "subscribe_events": 0, "proxy_restarts": 0,
                          "memory_returned": 0}
         self._router_snapshot: dict[str, Any] = {}
+        #: Gaps of this process's subscribers plus those other processes reported (``middleware.report_gaps``).
+        self.gap_reports = GapReports()
         self.failure: BaseException | None = None
         self._uid = f"{id(self)}"
         self._threads: list[threading.Thread] = []
@@ -245,8 +247,8 @@ class PubSubRouter:
             "count_all_topics": self.bus.count_all_topics,
             "subscriptions": {k.decode("utf-8", "replace"): v for k, v in listed.items()},
             "subscriptions_total": len(subs),
-            # messages the subscribers of this process missed, by topic prefix (see .gaps)
-            "gaps": LEDGER.snapshot(),
+            # messages subscribers missed, by topic prefix: this process's and those reported (see .gaps)
+            "gaps": self.gap_reports.totals(),
             "bound": self.bound,
         }
 

@@ -128,19 +128,23 @@ class RPCRouter:
     :param secure: applies CURVE server options to a router socket, when CURVE is on
     :param service_token: the token a READY must carry; None accepts any worker (tests, embedding)
     :param pubsub_stats: optional callable returning the pub/sub router's counters for ``middleware.stats``
+    :param report_gaps: optional callable ``(reporter, gaps)`` keeping another process's gap counts
+        (``middleware.report_gaps``; raises ValueError on bad input)
     """
 
     def __init__(self, ctx: zmq.Context, bus: BusSettings, frontend: list[str], backend: list[str],
                  topics: Callable[[], Any] | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None,
                  service_token: str | None = None,
-                 pubsub_stats: Callable[[], dict[str, Any]] | None = None) -> None:
+                 pubsub_stats: Callable[[], dict[str, Any]] | None = None,
+                 report_gaps: Callable[[Any, Any], None] | None = None) -> None:
         self.ctx = ctx
         self.bus = bus
         self.frontend_addrs = frontend
         self.backend_addrs = backend
         self._topics = topics
         self._pubsub_stats = pubsub_stats
+        self._report_gaps = report_gaps
         self._secure = secure
         self.services: dict[bytes, _Service] = {}
         #: Level of registration and goodbye lines (the middleware sets DEBUG for quiet runs).
@@ -168,6 +172,7 @@ class RPCRouter:
             "services": self._m_services,
             "topics": self._m_topics,
             "stats": self._m_stats,
+            "report_gaps": self._m_report_gaps,
         }
 
     # ---------------------------------------------------------------- setup
@@ -541,6 +546,11 @@ class RPCRouter:
 
     def _m_topics(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._topics() if self._topics else {}
+
+    def _m_report_gaps(self, params: dict[str, Any]) -> None:
+        if self._report_gaps is None:
+            raise ValueError("this router keeps no gap reports (no pub/sub router beside it)")
+        self._report_gaps(params.get("reporter"), params.get("gaps"))
 
     def _m_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         return {

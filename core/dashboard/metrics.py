@@ -13,8 +13,8 @@ Names (all prefixed ``aitrados_``): ``rpc_requests_total``, ``rpc_replies_total`
 ``rpc_service_workers{service}``, ``rpc_latency_seconds{service}`` (histogram),
 ``rpc_probe_seconds{service}`` (histogram),
 ``rpc_probe_errors_total{service}``, ``pubsub_messages_total{prefix}``,
-``pubsub_rate{prefix}``, ``pubsub_gaps_total{prefix}`` (messages the subscribers in the
-middleware's process missed), ``pubsub_malformed_total``, ``plugin_errors_total{plugin}``, ``orders_total{status}``,
+``pubsub_rate{prefix}``, ``pubsub_gaps_total{prefix}`` (messages subscribers missed: the
+middleware process's and those other processes reported), ``pubsub_malformed_total``, ``plugin_errors_total{plugin}``, ``orders_total{status}``,
 ``fills_total``, ``equity``, ``cash``, ``unrealised_pnl``, ``realised_pnl``,
 ``positions``, ``kill_switch_tripped``, ``replay_step``.
 """
@@ -98,8 +98,8 @@ class MiddlewareCollector(Collector):
             rate.add_metric([p], rates[p])
         yield msgs
         yield rate
-        gaps = CounterMetricFamily("aitrados_pubsub_gaps", "messages the subscribers in the middleware's process "
-                                   "missed (sequence gaps), per topic prefix", labels=["prefix"])
+        gaps = CounterMetricFamily("aitrados_pubsub_gaps", "messages subscribers missed (sequence gaps), per topic "
+                                   "prefix: the middleware's process and reporting processes", labels=["prefix"])
         by_prefix = ((status.get("stats") or {}).get("pubsub") or {}).get("gaps") or {}
         for p in sorted(by_prefix) if isinstance(by_prefix, Mapping) else ():
             gaps.add_metric([str(p)], _num(by_prefix[p]) or 0.0)

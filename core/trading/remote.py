@@ -14,7 +14,8 @@ which sends what the strategies order to the middleware's ``trading`` RPC servic
 * ``trading.position(strategy, full_symbol) -> float``, ``trading.positions()``, ``trading.account()``
 * ``trading.report_state(strategy, state)``: the strategy's own ``state()``, sent when it changed,
   at most every ``state_interval`` seconds and once more at the end of a replay, so
-  ``trading.strategy_state`` and the dashboard show isolated strategies too
+  ``trading.strategy_state`` and the dashboard show isolated strategies too; on the same tick
+  ``middleware.report_gaps`` with the messages this process's subscribers missed, when they changed
 * ``trading.ack(strategy, step)`` after the ``replay.step`` message of that step: everything
   published before it, and the submits it caused, has been processed (and after ``on_stop``
   for the step ``replay.end`` carries). The replay waits for the acks, so a replay with
@@ -46,6 +47,7 @@ from ..bus.addresses import Endpoints
 from ..bus.client import RPCClient
 from ..bus.tokens import read_token
 from ..bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, UnknownServiceError
+from ..bus.gaps import GapReporter
 from ..bus.probe import prove
 from ..bus.pubsub import Message, Publisher, Subscriber
 from ..events import MARKET_KINDS, Kind, decode, parse_topic
@@ -178,6 +180,7 @@ class RemoteStrategyRunner:
         self._next_state = 0.0
         self._state_sent: dict[str, Any] = {}
         self._state_warned = False
+        self._gaps: GapReporter | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def topics(self) -> list[str]:
@@ -204,6 +207,7 @@ class RemoteStrategyRunner:
             self._close()
             raise
         self.portfolio.rpc = self.rpc
+        self._gaps = GapReporter(self.rpc.call)
         self._thread = threading.Thread(target=self._main, name="aitrados-remote-strategies", daemon=True)
         self._thread.start()
         return self
@@ -363,7 +367,9 @@ class RemoteStrategyRunner:
     def _report_states(self, force: bool = False) -> None:
         """Send each attached strategy's ``state()`` to ``trading.report_state`` when it changed,
         at most every ``state_interval`` seconds (unless *force*). A ``state()`` that raises is
-        sent as ``{"error": ...}``; a refused report is logged (once) and tried again later."""
+        sent as ``{"error": ...}``; a refused report is logged (once) and tried again later. On the
+        same tick, the messages this process's subscribers missed go to ``middleware.report_gaps``
+        when they changed, so the middleware's ``stats`` count them."""
         now = time.monotonic()
         if self.rpc is None or (not force and now < self._next_state):
             return
@@ -386,6 +392,11 @@ class RemoteStrategyRunner:
                     self._state_warned = True
                     logger.warning("strategy {!r}: state not reported to {!r} ({}: {}); the dashboard will not "
                                    "show it", name, self.service, type(exc).__name__, exc)
+        if self._gaps is not None:
+            try:
+                self._gaps.report()
+            except BusError as exc:  # sent again on the next tick
+                logger.debug("gap counts not reported to the middleware: {}", exc)
 
     def _session(self, name: str) -> dict[str, str]:
         """The ``session`` argument proving *name*'s identity to ``trading`` (from its ``attach`` reply)."""
