@@ -20,13 +20,13 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.backend import zmq_poll
 
 from .settings import BusSettings
 from . import protocol as P
 from .errors import BusyError, RPCTimeoutError, ServiceUnavailableError, remote_error
-
-_MORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
+from .fastio import NOBLOCK as _NOBLOCK
+from .fastio import POLLIN, recv_frames, send_frames
 _pack_id = struct.Struct(">Q").pack
 #: Errors after which an idempotent call is sent again.
 RETRYABLE = (ServiceUnavailableError, BusyError)
@@ -68,6 +68,7 @@ class RPCClient:
         self.token = token
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         _dealer(self._sock, address, bus)
+        self._wait = [(self._sock, POLLIN)]  # zmq_poll's argument: pyzmq's Socket.poll builds a Poller per call
         self._ids = itertools.count(1)
         self._names: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -103,23 +104,21 @@ class RPCClient:
         rid = _pack_id(next(self._ids))
         sock = self._sock
         with self._lock:
+            frames = (P.CLIENT_TAG, P.REQUEST, name, rid, body)
             try:
-                sock.send(P.CLIENT_TAG, _MORE | _NOBLOCK)
-            except zmq.Again:
+                send_frames(sock, frames, _NOBLOCK)
+            except zmq.Again:  # not connected yet (``immediate``): wait for the router up to the timeout
                 if not sock.poll(t * 1000, zmq.POLLOUT):
                     raise RPCTimeoutError(f"cannot reach the RPC router at {self.address} within {t:g}s; "
                                           "is the middleware running (`aitrados run`)?") from None
-                sock.send(P.CLIENT_TAG, _MORE)
-            sock.send(P.REQUEST, _MORE)
-            sock.send(name, _MORE)
-            sock.send(rid, _MORE)
-            sock.send(body)
+                send_frames(sock, frames)
+            wait = self._wait
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sock.poll(remaining * 1000):
+                if remaining <= 0 or not zmq_poll(wait, int(remaining * 1000) + 1):
                     raise RPCTimeoutError(
                         f"no reply from service {name.decode(errors='replace')!r} within {t:g}s")
-                frames = sock.recv_multipart()
+                frames = recv_frames(sock)
                 if len(frames) != 5 or frames[0] != P.CLIENT_TAG or frames[3] != rid:
                     continue  # a late reply to a call that timed out, or noise
                 if frames[1] == P.REPLY:
@@ -170,7 +169,7 @@ class AsyncRPCClient:
         self._pending[rid] = fut
         frames = [P.CLIENT_TAG, P.REQUEST, name, rid, P.request_body(method, params, self.token)]
         try:
-            self._sync.send_multipart(frames, _NOBLOCK)
+            send_frames(self._sync, frames, _NOBLOCK)
             self._kick()
         except zmq.Again:
             try:
@@ -200,7 +199,7 @@ class AsyncRPCClient:
 
     async def _read(self) -> None:
         pending = self._pending
-        recv = self._sync.recv_multipart
+        sync = self._sync
         while True:
             frames = await self._sock.recv_multipart()
             while True:
@@ -218,7 +217,7 @@ class AsyncRPCClient:
                             except Exception as exc:
                                 fut.set_exception(exc)
                 try:
-                    frames = recv(_NOBLOCK)
+                    frames = recv_frames(sync, _NOBLOCK)
                 except zmq.Again:
                     break
 
