@@ -204,6 +204,35 @@ def test_slow_service_does_not_block_others_and_replies_out_of_order(mw: Middlew
     assert order[-1] == "slow"  # replies came back out of request order
 
 
+def test_a_flood_beyond_one_wake_up_is_served_without_waiting_for_a_heartbeat(ipc_dir: str) -> None:
+    """The worker handles at most a bounded number of messages per wake-up of its socket; the rest must be
+    picked up at once (the socket's descriptor does not signal them again), not at the next heartbeat."""
+    from conftest import bus_settings
+
+    # heartbeats far apart: a worker that went deaf would only be woken after 60 s, past the calls' timeout
+    m = Middleware(bus_settings(ipc_dir, heartbeat_interval=60.0, heartbeat_liveness=3)).start()
+    try:
+        m.serve(Calc())
+        wait_for_service(m.rpc_client(timeout=10), "calc")
+
+        async def flood() -> list[int]:
+            ac = AsyncRPCClient(m.endpoints().rpc_frontend, context=m.context, timeout=30)
+            sem = asyncio.Semaphore(500)  # below bus.max_inflight_per_client
+
+            async def one(i: int) -> int:
+                async with sem:
+                    return await ac.call("calc", "add", a=i, b=1)
+
+            try:
+                return await asyncio.gather(*[one(i) for i in range(3000)])
+            finally:
+                ac.close()
+
+        assert asyncio.run(flood()) == [i + 1 for i in range(3000)]
+    finally:
+        m.stop()
+
+
 def test_timed_out_client_stays_usable(mw: Middleware) -> None:
     mw.serve(Calc())
     c = mw.rpc_client()

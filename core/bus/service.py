@@ -319,7 +319,8 @@ class ServiceWorker:
                 frames = recv_frames(sock, _NOBLOCK)
                 self._last_router = time.monotonic()
                 self._handle_safely(frames)
-            self._recheck()
+            self._draining = False
+            self._recheck()  # more may wait, and the descriptor will not signal them again
         except BaseException as exc:  # ServiceRefused, a socket error, a fault: ends this run, raised by run()
             if not self._wake.done():
                 self._wake.set_exception(exc)
