@@ -1,10 +1,11 @@
 """Where one RPC round trip through our router spends its CPU: a profile of every thread (yappi).
 
-    python bench/profile_rpc.py [--calls 5000] [--transport ipc]
+    python bench/profile_rpc.py [--calls 5000] [--transport ipc] [--window 0]
 
 The middleware's RPC router, an echo ``ServiceWorker`` and an ``RPCClient`` run in one process
 (each on its own thread, as in the middleware), so one profiler (yappi, CPU clock, all threads)
-sees the whole path; the client makes ``--calls`` sequential ``echo`` calls. Prints the CPU
+sees the whole path; the client makes ``--calls`` sequential ``echo`` calls (``RPCClient``), or with ``--window N`` keeps N
+calls in flight (``AsyncRPCClient``, the pipelined figure of bench_bus.py). Prints the CPU
 microseconds per call spent in each part of the path — the router (``aitrados.bus.rpc``), the
 service worker (``aitrados.bus.service``), the client (``aitrados.bus.client``), the protocol
 codec (``aitrados.bus.protocol``, msgspec), pyzmq socket calls, asyncio, and the rest — and the
@@ -16,11 +17,13 @@ latencies against the raw pyzmq limits. bench-only dependency: ``yappi``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import tempfile
 import time
 
-CATEGORIES = [("router (aitrados/bus/rpc.py)", "/bus/rpc.py"), ("service worker (aitrados/bus/service.py)", "/bus/service.py"),
+CATEGORIES = [("libzmq calls (aitrados/bus/fastio.py, pyzmq's Cython send/recv/getsockopt)", "/bus/fastio.py"),
+              ("router (aitrados/bus/rpc.py)", "/bus/rpc.py"), ("service worker (aitrados/bus/service.py)", "/bus/service.py"),
               ("client (aitrados/bus/client.py)", "/bus/client.py"), ("protocol (aitrados/bus/protocol.py)", "/bus/protocol.py"),
               ("pyzmq", "/zmq/"), ("enum (pyzmq's IntFlag constants)", "enum.py"), ("asyncio", "/asyncio/"),
               ("msgspec", "msgspec")]
@@ -34,10 +37,27 @@ def category(module: str) -> str:
     return "other (stdlib, loguru, threading...)"
 
 
+async def pipelined(address: str, context: object, calls: int, window: int) -> None:
+    """*calls* echo calls through one ``AsyncRPCClient``, *window* of them in flight at a time."""
+    from aitrados.bus import AsyncRPCClient
+
+    ac = AsyncRPCClient(address, context=context, timeout=60)  # type: ignore[arg-type]
+    left = [calls]
+
+    async def lane() -> None:  # *window* lanes, each calling again as soon as its reply is in
+        while left[0] > 0:
+            left[0] -= 1
+            await ac.call("echo", "echo", value=1)
+
+    await asyncio.gather(*[lane() for _ in range(window)])
+    ac.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--transport", choices=["ipc", "tcp", "inproc"], default="ipc")
+    ap.add_argument("--window", type=int, default=0, help="calls in flight (AsyncRPCClient); 0: sequential RPCClient")
     a = ap.parse_args()
     import yappi
 
@@ -68,8 +88,11 @@ def main() -> None:
         client.call("echo", "echo", value=1)
     yappi.clear_stats()
     t0 = time.perf_counter()
-    for _ in range(a.calls):
-        client.call("echo", "echo", value=1)
+    if a.window:
+        asyncio.run(pipelined(ep.rpc_frontend, mw.context if a.transport == "inproc" else None, a.calls, a.window))
+    else:
+        for _ in range(a.calls):
+            client.call("echo", "echo", value=1)
     wall = time.perf_counter() - t0
     yappi.stop()
     stats = yappi.get_func_stats()
@@ -79,7 +102,7 @@ def main() -> None:
         by_cat[category(f.module)] += f.tsub
         rows.append((f.tsub, f.ncall, f"{f.name} ({f.module.rsplit('/', 2)[-1]}:{f.lineno})"))
     total = sum(by_cat.values())
-    print(f"{a.calls} sequential calls over {a.transport}, profiled: {wall / a.calls * 1e6:.0f} µs wall per call "
+    print(f"{a.calls} {f'pipelined ({a.window} in flight)' if a.window else 'sequential'} calls over {a.transport}, profiled: {wall / a.calls * 1e6:.0f} µs wall per call "
           f"(profiler on), {total / a.calls * 1e6:.0f} µs CPU per call over all threads")
     for name, t in sorted(by_cat.items(), key=lambda kv: -kv[1]):
         print(f"  {name:45} {t / a.calls * 1e6:8.1f} µs/call  {t / total * 100:5.1f} %")
