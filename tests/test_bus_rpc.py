@@ -289,3 +289,44 @@ def test_middleware_service(mw: Middleware) -> None:
             break
         time.sleep(0.1)
     assert topics["x.one"]["count"] == 3 and topics["x.one"]["publishers"] == 1
+
+
+def test_the_workers_keyword_check_agrees_with_signature_bind() -> None:
+    """The set check that spares ``Signature.bind`` on the hot path accepts exactly the calls bind accepts."""
+    import inspect
+    import itertools
+
+    from aitrados.bus.service import _keywords
+
+    def f1(a, b, c=1): ...
+    def f2(*, a, b=2): ...
+    def f3(a, /, b): ...
+    def f4(a, **kw): ...
+    def f5(*args): ...
+    def f6(): ...
+
+    names = ["a", "b", "c", "d"]
+    for fn in (f1, f2, f3, f4, f5, f6):
+        sig = inspect.signature(fn)
+        kw = _keywords(sig)
+        for n in range(len(names) + 1):
+            for combo in itertools.combinations(names, n):
+                params = dict.fromkeys(combo, 0)
+                try:
+                    sig.bind(**params)
+                    binds = True
+                except TypeError:
+                    binds = False
+                if kw is not None:
+                    assert (params.keys() >= kw[0] and params.keys() <= kw[1]) == binds, (fn.__name__, combo)
+                else:
+                    assert fn in (f3, f4, f5)  # positional-only or variadic: always left to bind
+
+
+def test_an_unexpected_keyword_is_a_bad_request(mw: Middleware) -> None:
+    mw.serve(Calc())
+    c = mw.rpc_client(timeout=10)
+    wait_for_service(c, "calc")
+    with pytest.raises(BadRequestError, match="unexpected keyword argument 'z'"):
+        c.call("calc", "add", a=1, b=2, z=3)
+    assert c.call("calc", "add", a=1, b=2) == 3

@@ -143,6 +143,7 @@ class ServiceWorker:
         self.include_traceback = include_traceback
         self.methods = service.rpc_methods()
         self._signatures: dict[str, inspect.Signature | None] = {m: _signature(fn) for m, (fn, _) in self.methods.items()}
+        self._keywords = {m: _keywords(sig) for m, sig in self._signatures.items() if sig is not None}
         self._name = service.name.encode("utf-8")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -456,7 +457,9 @@ class ServiceWorker:
             return
         fn, kind = entry
         sig = self._signatures.get(method)
-        if sig is not None:
+        kw = self._keywords.get(method)
+        # the set check settles the usual call at C speed; Signature.bind only for the rest (and its message)
+        if sig is not None and (kw is None or not (params.keys() >= kw[0] and params.keys() <= kw[1])):
             try:
                 sig.bind(**params)
             except TypeError as exc:
@@ -506,6 +509,19 @@ class ServiceWorker:
             self._error(client, rid, exc)
             return
         self._result(client, rid, method, result)
+
+
+def _keywords(sig: inspect.Signature) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(required, accepted) keyword names of a signature that takes keywords only by name, else None:
+    a call with the required names and no other binds exactly when it passes this set check."""
+    required, accepted = set(), set()
+    for p in sig.parameters.values():
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            return None
+        accepted.add(p.name)
+        if p.default is p.empty:
+            required.add(p.name)
+    return frozenset(required), frozenset(accepted)
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
