@@ -207,7 +207,9 @@ class AsyncRPCClient:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._sock.FD)
         self._loop = loop
-        self._sweep = None
+        if self._sweep is not None:  # the old loop's timer; the deadlines stay in the heap for the new one
+            self._sweep.cancel()
+            self._sweep = None
         self._drain_scheduled = False
         loop.add_reader(self._sock.FD, self._on_readable)
 
