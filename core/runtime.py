@@ -37,6 +37,7 @@ from .marketdata.settings import MarketDataSettings
 from .log import console
 from .middleware import Middleware
 from .settings import Settings
+from .signals.stage import SignalStage
 from .dashboard.launch import start_dashboard
 from .trading.engine import TradingEngine, engine_from_settings
 from .trading.report import build_report
@@ -324,6 +325,7 @@ class Runtime:
         offload = any(getattr(st, "blocking", False) for st in strategies) or any(
             name == "check_order hooks" for name, _ in engine.risk.checks)
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
+        trading.signal_stage = SignalStage.of(self.host)  # signal modules run in step, before strategies
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
         hub.consumers.append(self.prices.record)

@@ -4,7 +4,7 @@
 plugin registered. It subscribes to the topics the strategies need, decodes each message with
 :mod:`aitrados.events` into the record the in-process engine gives (closed ``Bar``, chart
 message, ``Snapshot``, ``NewsItem``, ``CalendarEvent``, ``Order``, ``Fill``) and hands it, one
-message at a time in arrival order, to the same :class:`~aitrados.trading.driver.StrategyDriver`
+message at a time in arrival order (signals too: ``Signal``), to the same :class:`~aitrados.trading.driver.StrategyDriver`
 the in-process :class:`~aitrados.trading.engine.TradingEngine` uses (same callbacks, same order),
 which sends what the strategies order to the middleware's ``trading`` RPC service:
 
@@ -333,6 +333,8 @@ class RemoteStrategyRunner:
                 self.driver.handle_mtf(payload, payload.group or t.subject)
             else:
                 self.driver.handle(k, payload)
+        elif k is Kind.SIGNAL:
+            self.driver.handle_signal(decode(k, data))
         elif k in (Kind.ORDER, Kind.FILL):
             rec = decode(k, data)
             key = _event_key(rec)

@@ -5,7 +5,10 @@ calendar events), drives the :class:`~aitrados.trading.engine.TradingEngine` (st
 risk, paper broker) and publishes every resulting ``order.*``, ``fill.*`` and ``position.*``
 event. Strategies in other processes trade through the ``trading`` RPC service; in a replay
 the runtime waits at each time step until every attached remote strategy has acknowledged
-it (lock-step), so a replay gives the same orders and fills run after run.
+it (lock-step), so a replay gives the same orders and fills run after run. With a
+:class:`~aitrados.signals.stage.SignalStage` (``signal_stage``) each bar, news item and calendar
+event first goes to the in-process signal modules: their signals are published and handed to the
+strategies' ``on_signal`` before the event itself (docs/signals.md, "Step guarantee").
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class TradingRuntime:
         self.finished: Report | None = None
         #: Callback errors of strategies in other processes (running totals they send with their acks).
         self.remote_errors: dict[str, int] = {}
+        #: In-process signal modules fed each market event before the strategies (None: none).
+        self.signal_stage: Any = None
+        self.signals_published = 0
 
     def callback_errors(self) -> dict[str, int]:
         """Every strategy callback error of the run, in-process and remote: ``{key: count}``."""
@@ -82,7 +88,8 @@ class TradingRuntime:
     async def consume(self, kind: str, obj: Any) -> None:
         """Take one hub event (kinds of :class:`aitrados.events.Kind`: bar, chart, mtf, news, calendar, step, end).
 
-        Market events go to :meth:`TradingEngine.handle`; ``on_chart`` gets the published chart
+        Market events go to the signal stage (if any, see :meth:`run_signals`), then to
+        :meth:`TradingEngine.handle`; ``on_chart`` gets the published chart
         message (``{full_symbol, interval, seq, size, count, last, closed}``), the same in-process
         and in an isolated worker. At ``step`` (and ``end``) the replay waits until every attached
         remote strategy has acknowledged it; at ``end`` the run is finished (``on_stop``, report).
@@ -98,7 +105,26 @@ class TradingRuntime:
                 await self._wait_for_remote(int(end_step))
             await self.finish()
         else:
+            if self.signal_stage is not None:
+                await self.run_signals(await self.signal_stage.run(k, obj))
             await self.run_engine(self.engine.handle, k, obj)
+
+    async def run_signals(self, signals: list[Any]) -> None:
+        """Publish *signals* (before the event that caused them, on the hub's publisher) and deliver
+        them to the strategies' ``on_signal``, in order."""
+        if not signals:
+            return
+        for sig in signals:
+            self.pub.publish(sig.topic, sig)
+        self.signals_published += len(signals)
+
+        def deliver() -> list[Event]:
+            out: list[Event] = []
+            for sig in signals:
+                out += self.engine.handle(Kind.SIGNAL, sig)
+            return out
+
+        await self.run_engine(deliver)
 
     async def _wait_for_remote(self, step: int) -> None:
         if not self.remote:
