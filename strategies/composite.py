@@ -79,7 +79,7 @@ class Composite(Strategy):
         self.news: deque[tuple[dt.datetime, float]] = deque()
         self.surprises: deque[tuple[dt.datetime, float]] = deque()
         self.stand_aside: list[tuple[dt.datetime, dt.datetime]] = []
-        self.bar_times: deque[dt.datetime] = deque(maxlen=confirm_bars)
+        self.bar_times: deque[dt.datetime] = deque(maxlen=confirm_bars)  # starts of the last bars
         self.wanted = 0
         self.units: float | str = 0.0
         self.signals_seen = 0
@@ -109,7 +109,7 @@ class Composite(Strategy):
         """The breakout direction still valid at the bar closing at *t* (0 when none or too old)."""
         if self.breakout is None or len(self.bar_times) == 0:
             return 0
-        d, when = self.breakout
+        d, when = self.breakout  # a price-action signal is timed at its bar's start
         return d if self.bar_times[0] <= when <= t else 0
 
     def sentiment(self, t: dt.datetime) -> float:
@@ -148,7 +148,7 @@ class Composite(Strategy):
     def on_bar(self, bar: Bar) -> None:
         """Update the trend filter and ATR, then enter, hold or exit (see the module)."""
         t = bar.close_datetime
-        self.bar_times.append(t)
+        self.bar_times.append(bar.datetime)
         self.ema.update(bar.close)
         self.atr.update(bar.high, bar.low, bar.close)
         if not (self.ema.ready and self.atr.ready):

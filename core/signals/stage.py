@@ -3,12 +3,12 @@
 Without it a signal module is an ordinary plugin: its hooks run when the plugin host's bus
 pump gets round to the event, so a strategy could see a bar's signals before or after that bar,
 or steps later. The stage closes that gap. The trading runtime hands it every market event it
-takes from the hub (a closed bar, a news item, a calendar event) *before* the strategies get
-the event; the stage calls the matching hook of each in-process signal module (a plugin holding
+takes from the hub (a closed bar, a news item, a calendar event) within that event's step; the stage calls the matching hook of each in-process signal module (a plugin holding
 an :class:`~aitrados.signals.publish.SignalModule`), collects what they produce
 (:func:`~aitrados.signals.publish.capture`) and returns it. The runtime then publishes those
-signals on the publisher the hub's own events go through (so a subscriber sees them before the
-bar) and delivers them to its strategies' ``on_signal`` (docs/signals.md, "Step guarantee").
+signals on the publisher the hub's own events go through and delivers them to its strategies'
+``on_signal``: a bar's just before the bar, a news item's or calendar event's just after it
+(:data:`SIGNALS_FIRST`; docs/signals.md, "Step guarantee").
 
 The hooks run in a worker thread (one at a time, in plugin order): a module that waits on an
 LLM or calls a middleware service over RPC does not stall the runtime's loop. A hook that raises
@@ -29,10 +29,15 @@ from ..events import CALLBACKS, Kind
 from .publish import capture, signal_modules_of
 from .record import Signal
 
-__all__ = ["STAGE_KINDS", "SignalStage"]
+__all__ = ["SIGNALS_FIRST", "STAGE_KINDS", "SignalStage"]
 
 #: The market events signal modules are fed in step: kind -> the hook's argument name.
 STAGE_KINDS: dict[Kind, str] = {Kind.BAR: "bar", Kind.NEWS: "item", Kind.CALENDAR: "event"}
+#: Kinds whose signals strategies get *before* the event itself. The hub publishes a closed bar
+#: after its consumers ran (fills first), a news item or calendar event before: signals are published
+#: while the consumers run, so this is the order a subscriber in another process sees, and the
+#: in-process delivery follows it.
+SIGNALS_FIRST: frozenset[Kind] = frozenset({Kind.BAR})
 
 
 class SignalStage:

@@ -7,8 +7,9 @@ event. Strategies in other processes trade through the ``trading`` RPC service; 
 the runtime waits at each time step until every attached remote strategy has acknowledged
 it (lock-step), so a replay gives the same orders and fills run after run. With a
 :class:`~aitrados.signals.stage.SignalStage` (``signal_stage``) each bar, news item and calendar
-event first goes to the in-process signal modules: their signals are published and handed to the
-strategies' ``on_signal`` before the event itself (docs/signals.md, "Step guarantee").
+event also goes to the in-process signal modules: their signals are published and handed to the
+strategies' ``on_signal`` right before the bar, right after the news item or calendar event (the
+order the bus carries them in; docs/signals.md, "Step guarantee").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..bus.pubsub import Publisher
 from ..bus.service import Service, Unauthorized, current_caller, rpc_method
 from ..bus.tokens import new_token, same_token
 from ..events import Kind
+from ..signals.stage import SIGNALS_FIRST
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
 from .report import Report, build_report, run_folder, run_params
@@ -88,8 +90,9 @@ class TradingRuntime:
     async def consume(self, kind: str, obj: Any) -> None:
         """Take one hub event (kinds of :class:`aitrados.events.Kind`: bar, chart, mtf, news, calendar, step, end).
 
-        Market events go to the signal stage (if any, see :meth:`run_signals`), then to
-        :meth:`TradingEngine.handle`; ``on_chart`` gets the published chart
+        Market events go to :meth:`TradingEngine.handle`, and to the signal stage (if any, see
+        :meth:`run_signals`): a bar's signals before it, a news item's or calendar event's after it;
+        ``on_chart`` gets the published chart
         message (``{full_symbol, interval, seq, size, count, last, closed}``), the same in-process
         and in an isolated worker. At ``step`` (and ``end``) the replay waits until every attached
         remote strategy has acknowledged it; at ``end`` the run is finished (``on_stop``, report).
@@ -105,9 +108,13 @@ class TradingRuntime:
                 await self._wait_for_remote(int(end_step))
             await self.finish()
         else:
-            if self.signal_stage is not None:
-                await self.run_signals(await self.signal_stage.run(k, obj))
+            stage = self.signal_stage
+            first = stage is not None and k in SIGNALS_FIRST
+            if first:
+                await self.run_signals(await stage.run(k, obj))
             await self.run_engine(self.engine.handle, k, obj)
+            if stage is not None and not first:
+                await self.run_signals(await stage.run(k, obj))
 
     async def run_signals(self, signals: list[Any]) -> None:
         """Publish *signals* (before the event that caused them, on the hub's publisher) and deliver

@@ -275,9 +275,10 @@ class Strategy:
     def on_signal(self, signal: Any) -> None:
         """Called with each signal (``aitrados.signals.Signal``) about a wanted symbol.
 
-        In a replay a signal computed from a bar, news item or calendar event by a signal module
-        in the middleware's process comes before that event's own callback (``on_bar``, ...), in
-        the same order in-process and isolated (docs/signals.md, "Step guarantee").
+        In a replay a signal computed by a signal module in the middleware's process comes in the
+        step of the event that caused it: just before that bar's ``on_bar``, just after that news
+        item's ``on_news`` or calendar event's ``on_calendar_event``, in the same order in-process
+        and isolated (docs/signals.md, "Step guarantee").
         """
 
     def on_order(self, order: Order) -> None:
