@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -78,12 +79,17 @@ class SignalModule:
 
 
 def signal_modules_of(plugin: Any) -> list[SignalModule]:
-    """The :class:`SignalModule` objects a plugin (module or object) holds as attributes."""
-    try:
-        values = list(vars(plugin).values())
-    except TypeError:
-        return []
-    return [v for v in values if isinstance(v, SignalModule)]
+    """The :class:`SignalModule` objects a plugin (a module, or an object and its class) holds as attributes."""
+    out: list[SignalModule] = []
+    for holder in (plugin, type(plugin)):
+        try:
+            values = vars(holder).values()
+        except TypeError:
+            continue
+        out += [v for v in values if isinstance(v, SignalModule) and v not in out]
+        if isinstance(plugin, (type, types.ModuleType)):
+            break
+    return out
 
 
 __all__ = ["SignalModule", "capture", "signal_modules_of"]
