@@ -232,7 +232,8 @@ class HostContext:
 
 
 class _WorkerControl(Service):
-    """RPC face of an isolated worker: ping, status, and check_order for the parent's risk checks."""
+    """RPC face of an isolated worker: ping, status, check_order for the parent's risk checks and
+    signals for its signal stage."""
 
     name = "worker"
 
@@ -247,6 +248,13 @@ class _WorkerControl(Service):
     def status(self) -> dict[str, Any]:
         """Plugins, hooks and error counts of this worker."""
         return self._host.status()
+
+    async def signals(self, kind: str | None, payload: Any) -> Any:
+        """Feed one market event to this worker's signal modules for the parent's signal stage
+        (``aitrados.signals.stage.worker_signals``): their signals; with *kind* None their plugin names."""
+        from .signals.stage import worker_signals
+
+        return await worker_signals(self._host, kind, payload)
 
     async def check_order(self, order: Any, context: Any = None, order_type: str | None = None,
                           context_type: str | None = None) -> dict[str, Any] | None:

@@ -325,7 +325,7 @@ class Runtime:
         offload = any(getattr(st, "blocking", False) for st in strategies) or any(
             name == "check_order hooks" for name, _ in engine.risk.checks)
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
-        trading.signal_stage = SignalStage.of(self.host)  # signal modules run in step, before strategies
+        trading.signal_stage = await asyncio.to_thread(SignalStage.of, self.host)  # signal modules, in step (may ask workers)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
         hub.consumers.append(self.prices.record)

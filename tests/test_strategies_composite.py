@@ -23,8 +23,11 @@ import pytest
 from aitrados.runtime import Runtime
 from aitrados_strategies.composite import Composite
 
+from fixtures.plugin_env import install
+
 from conftest import bus_settings
 from test_cli_run import aitrados, clean_env
+from test_strategies_parity import run
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -156,3 +159,22 @@ def test_aitrados_run_with_the_signal_modules_trades_on_the_bundled_data(tmp_pat
     trades = pd.read_csv(tmp_path / "rep" / "latest" / "trades.csv")
     assert metrics["trades"] > 20 and len(trades) == metrics["trades"]
     assert set(trades.full_symbol) == {SPX}
+
+
+def test_isolated_signal_modules_give_the_same_callbacks_and_fills(ipc_dir: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The composite with its price-action and news modules in-process, then each module in its own worker
+    (the stage asks the worker per event), the strategy in-process and isolated: the same callbacks,
+    signals included, and fills."""
+    install(tmp_path, monkeypatch, {"callbacks": "aitrados_testplugins.callbacks"})
+    local = run("composite", ipc_dir, tmp_path, isolate=False)
+    modules = ("price_action", "breaking_news")
+    calls = local[0]
+    assert sum(c[0] == "on_signal" for c in calls) > 50 and len(local[1]) >= 4
+    assert {c[2][1] for c in calls if c[0] == "on_signal"} == {"price_action", "macro", "news"}
+    # the strategy in-process, then isolated too (it hears the signals on the bus: each must come once)
+    for isolate in (False, True):
+        apart = run("composite", ipc_dir, tmp_path, isolate=isolate, isolate_modules=modules)
+        for i, (a, b) in enumerate(zip(calls, apart[0])):
+            assert a == b, f"callback #{i} differs: all in-process {a} vs modules isolated {b} (strategy too: {isolate})"
+        assert len(apart[0]) == len(calls) and apart[1:] == local[1:]

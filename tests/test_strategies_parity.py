@@ -46,17 +46,19 @@ WITH: dict[str, list[str]] = {"composite": ["price_action", "macro", "breaking_n
 Run = tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[Any, ...]], float]
 
 
-def run(name: str, ipc_dir: str, tmp: Path, isolate: bool) -> Run:
-    """Replay 2018's SPX days with strategy *name* (recorded); returns its callbacks, the orders,
-    the fills and the equity."""
-    out = tmp / f"{name}-{'isolated' if isolate else 'local'}.jsonl"
+def run(name: str, ipc_dir: str, tmp: Path, isolate: bool, isolate_modules: tuple[str, ...] = ()) -> Run:
+    """Replay 2018's SPX days with strategy *name* (recorded), isolated or not, and the signal modules
+    *isolate_modules* isolated; returns its callbacks, the orders, the fills and the equity."""
+    where = "-".join(["isolated" if isolate else "local", *isolate_modules])
+    out = tmp / f"{name}-{where}.jsonl"
     s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider, md.replay_symbols = "replay", []
     md.replay_start, md.replay_end = dt.datetime(2018, 1, 1, tzinfo=UTC), "data_end"
-    s.trading.report_dir = str(tmp / f"report-{isolate}")
+    s.trading.report_dir = str(tmp / f"report-{where}")
     s.plugins["callbacks"] = {"strategy": name, "params": PARAMS[name], "out": str(out)}
-    rt = Runtime(s, plugins=["callbacks", *WITH.get(name, [])], isolate=["callbacks"] if isolate else [], start_clock=False).start()
+    rt = Runtime(s, plugins=["callbacks", *WITH.get(name, [])], isolate=(["callbacks"] if isolate else []) + list(isolate_modules),
+                 start_clock=False).start()
     try:
         if isolate:
             assert rt.strategies() == [] and [n for _, n, _ in rt.remote_strategies()] == [name]

@@ -7,9 +7,9 @@ event. Strategies in other processes trade through the ``trading`` RPC service; 
 the runtime waits at each time step until every attached remote strategy has acknowledged
 it (lock-step), so a replay gives the same orders and fills run after run. With a
 :class:`~aitrados.signals.stage.SignalStage` (``signal_stage``) each bar, news item and calendar
-event also goes to the in-process signal modules: their signals are published and handed to the
+event also goes to the signal modules (in-process or isolated): their signals are published and handed to the
 strategies' ``on_signal`` right before the bar, right after the news item or calendar event (the
-order the bus carries them in; docs/signals.md, "Step guarantee").
+order the bus carries them in; docs/signals.md, "Strategies and the step guarantee").
 """
 
 from __future__ import annotations

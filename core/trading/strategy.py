@@ -275,10 +275,10 @@ class Strategy:
     def on_signal(self, signal: Any) -> None:
         """Called with each signal (``aitrados.signals.Signal``) about a wanted symbol.
 
-        In a replay a signal computed by a signal module in the middleware's process comes in the
+        In a replay a signal computed by a signal module (a ``SignalModule`` plugin) comes in the
         step of the event that caused it: just before that bar's ``on_bar``, just after that news
         item's ``on_news`` or calendar event's ``on_calendar_event``, in the same order in-process
-        and isolated (docs/signals.md, "Step guarantee").
+        and isolated (docs/signals.md, "Strategies and the step guarantee").
         """
 
     def on_order(self, order: Order) -> None:
