@@ -17,7 +17,7 @@ that bar's ``on_bar``):
   without it, ``size`` (units or ``"99.99%"``). Either is scaled by the news:
   ``max(0, 1 + news_weight * direction * sentiment)``, ``sentiment`` the mean ``score`` of the
   ``news`` signals of the last ``news_window`` (0 without any), and floored to whole units
-  (no entry below one);
+  (no entry below one; a share of equity is scaled, at most 100 %);
 * **exit** when the trend turns against the position or an opposite breakout is the setup.
 
 Decisions are taken on the bar's close and sent with :meth:`StrategyContext.hold`, so with the
@@ -38,6 +38,7 @@ from pydantic import Field
 from aitrados import hookimpl
 from aitrados.marketdata.models import Bar
 from aitrados.trading.indicators import ATR, EMA
+from aitrados.trading.orders import parse_size
 from aitrados.trading.strategy import Strategy
 
 from ._settings import SymbolStrategySettings, resolve_size
@@ -134,8 +135,9 @@ class Composite(Strategy):
         """Units (or the ``size`` share of equity) of a new position; 0 when below one unit."""
         scale = max(0.0, 1.0 + self.news_weight * direction * sentiment)
         if self.risk is None:
-            if isinstance(self.size, str):
-                return self.size if scale > 0 else 0.0
+            if isinstance(self.size, str):  # a share of equity, scaled (at most all of it)
+                share = min(1.0, (parse_size(self.size)[1] or 0.0) * scale)
+                return f"{share * 100:.6g}%" if share > 0 else 0.0
             return float(math.floor(self.size * scale))
         acct = self.ctx.account()
         atr = self.atr.value

@@ -178,3 +178,25 @@ def test_isolated_signal_modules_give_the_same_callbacks_and_fills(ipc_dir: str,
         for i, (a, b) in enumerate(zip(calls, apart[0])):
             assert a == b, f"callback #{i} differs: all in-process {a} vs modules isolated {b} (strategy too: {isolate})"
         assert len(apart[0]) == len(calls) and apart[1:] == local[1:]
+
+
+@pytest.mark.parametrize("size, direction, sentiment, want", [
+    (10.0, 1, 0.5, 7.0 + 5.0),      # units scaled by 1 + 0.5 * 1 * 0.5 = 1.25, floored: 12
+    (10.0, -1, 0.5, 7.0),           # a short against good news: 0.75
+    (10.0, 1, -3.0, 0.0),           # scale floored at 0: no entry
+    ("50%", 1, 0.5, "62.5%"),       # a share of equity is scaled too
+    ("90%", 1, 1.0, "100%"),        # ... at most all of it
+])
+def test_fixed_sizes_are_scaled_by_the_news(size: Any, direction: int, sentiment: float, want: Any) -> None:
+    bar = type("B", (), {"close": 100.0})()
+    assert Composite(risk=None, size=size).entry_size(bar, direction, sentiment) == want
+
+
+def test_bad_settings_are_refused_naming_the_field() -> None:
+    from aitrados_strategies.composite import CompositeSettings
+
+    with pytest.raises(ValueError, match="risk"):
+        CompositeSettings(risk=2)
+    with pytest.raises(ValueError, match="trend_period"):
+        Composite(trend_period=0)
+    assert CompositeSettings(size="99.99%", risk=None).size == "99.99%"
