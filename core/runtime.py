@@ -291,6 +291,7 @@ class Runtime:
         self._stop_req = asyncio.Event()
         strategies, remote, needs = self.strategies(), self.remote_strategies(), self.all_needs()
         pub, http, hub, engine, trading = self._build_parts(strategies, needs)
+        trading.signal_stage = await asyncio.to_thread(SignalStage.of, self.host)  # signal modules, in step (may ask workers)
         workers = self._service_workers(hub, trading, http)
         try:
             for w in workers:
@@ -325,7 +326,6 @@ class Runtime:
         offload = any(getattr(st, "blocking", False) for st in strategies) or any(
             name == "check_order hooks" for name, _ in engine.risk.checks)
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
-        trading.signal_stage = await asyncio.to_thread(SignalStage.of, self.host)  # signal modules, in step (may ask workers)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
         hub.consumers.append(self.prices.record)

@@ -83,6 +83,8 @@ class SignalStage:
             self.sources[k] = sorted(both, key=lambda pi: order.get(pi[0], len(order)))
         #: Signals produced through the stage.
         self.produced = 0
+        #: The kinds whose signals strategies get before the event (:data:`SIGNALS_FIRST`).
+        self.signals_first = SIGNALS_FIRST
 
     def _remote_modules(self) -> dict[str, str]:
         """Ask each running isolated worker whether it holds signal modules (it syncs them when so)."""

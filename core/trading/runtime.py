@@ -26,7 +26,6 @@ from ..bus.pubsub import Publisher
 from ..bus.service import Service, Unauthorized, current_caller, rpc_method
 from ..bus.tokens import new_token, same_token
 from ..events import Kind
-from ..signals.stage import SIGNALS_FIRST
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
 from .report import Report, build_report, run_folder, run_params
@@ -58,7 +57,8 @@ class TradingRuntime:
         self.finished: Report | None = None
         #: Callback errors of strategies in other processes (running totals they send with their acks).
         self.remote_errors: dict[str, int] = {}
-        #: In-process signal modules fed each market event before the strategies (None: none).
+        #: The signal modules' stage (``aitrados.signals.stage.SignalStage``: ``run(kind, obj)`` and
+        #: ``signals_first``), fed each bar, news item and calendar event (None: no signal module).
         self.signal_stage: Any = None
         self.signals_published = 0
 
@@ -109,7 +109,7 @@ class TradingRuntime:
             await self.finish()
         else:
             stage = self.signal_stage
-            first = stage is not None and k in SIGNALS_FIRST
+            first = stage is not None and k in stage.signals_first
             if first:
                 await self.run_signals(await stage.run(k, obj))
             await self.run_engine(self.engine.handle, k, obj)
