@@ -36,6 +36,7 @@ from .marketdata.models import normalize_full_symbol, parse_full_symbol
 from .marketdata.settings import MarketDataSettings
 from .log import console
 from .middleware import Middleware
+from .pluginhost.host import PluginHost
 from .settings import Settings
 from .dashboard.launch import start_dashboard
 from .trading.engine import TradingEngine, engine_from_settings
@@ -121,13 +122,15 @@ class Runtime:
         interval per second (instead of ``marketdata.replay_speed``)
     :param dashboard: serve the live dashboard and ``/metrics`` on this 127.0.0.1 port (0 = any free one;
         None = no dashboard); see ``self.dashboard.login_url``
+    :param host: the (not yet started) ``PluginHost`` to run, e.g. from ``aitrados.pluginhost.cli.host_from_args``;
+        None = one built from *plugins*, *strict* and *isolate*
     """
 
     def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
                  isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True,
                  strategies: list[Strategy] | tuple[Strategy, ...] = (), start_clock: bool = True,
                  require_strategy: bool = False, bars_per_second: float | None = None,
-                 dashboard: int | None = None) -> None:
+                 dashboard: int | None = None, host: PluginHost | None = None) -> None:
         self.settings = settings
         self.start_clock = start_clock
         self.extra_strategies = list(strategies)
@@ -140,6 +143,7 @@ class Runtime:
         #: True when the last report was written for a run interrupted before its end.
         self.partial = False
         self.mw = Middleware(settings, quiet=exit_at_end and bool(plugins or strategies))
+        self._given_host = host
         self.host: Any = None
         self.replay: Any = None
         self.provider = ""
@@ -163,10 +167,9 @@ class Runtime:
         """Start every part; raises with a clear message if one cannot start."""
         self.mw.start()
         try:
-            from .host import PluginHost
-
-            self.host = PluginHost(self.settings, names=self.plugin_names, strict=self.strict,
-                                   isolate=self.isolate).start(self.mw)
+            host = self._given_host or PluginHost(self.settings, names=self.plugin_names, strict=self.strict,
+                                                  isolate=self.isolate)
+            self.host = host.start(self.mw)
             if self.host.supervisor is not None:  # isolated workers list their strategies once ready
                 self.host.supervisor.wait_ready(self.settings.plugin_host.worker_start_timeout)
             if self.require_strategy and not self.strategies() and not self.remote_strategies():

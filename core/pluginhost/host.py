@@ -24,21 +24,19 @@ import msgspec
 import zmq
 from loguru import logger
 
-from .bus.addresses import Endpoints
-from .bus.client import AsyncRPCClient, RPCClient
-from .bus.probe import aprove
-from .bus.pubsub import AsyncSubscriber, Publisher
-from .bus.service import Service, ServiceWorker
-from .events import CALLBACKS, Kind, Topic, decode, kind_of, parse_topic, topic_prefix
-from .plugins import (
-    HookRunner,
-    LoopThread,
-    OrderCheck,
-    PluginError,
-    PluginInfo,
-    PluginLoadError,
-    PluginRegistry,
-)
+from ..bus.addresses import Endpoints
+from ..bus.client import AsyncRPCClient, RPCClient
+from ..bus.probe import aprove
+from ..bus.pubsub import AsyncSubscriber, Publisher
+from ..bus.service import Service, ServiceWorker
+from ..events import CALLBACKS, Kind, Topic, decode, kind_of, parse_topic, topic_prefix
+from .errors import PluginError, PluginLoadError
+from .hook_runner import HookRunner
+from .isolation import Supervisor
+from .loop_thread import LoopThread
+from .order_check import OrderCheck
+from .registry import PluginInfo, PluginRegistry
+from .settings import PluginHostSettings, host_settings_of
 
 #: Topic prefix -> the hook its messages go to (from the event vocabulary, :mod:`aitrados.events`).
 EVENT_HOOKS: dict[str, str] = {topic_prefix(kind): hook for kind, hook in CALLBACKS.items()}
@@ -278,8 +276,6 @@ class PluginHost:
     def __init__(self, settings: Any, names: Iterable[str] | None = None, strict: bool | None = None,
                  isolate: Iterable[str] = (), *, in_worker: bool = False, worker_name: str | None = None,
                  host_settings: Any = None) -> None:
-        from .plugin_settings import host_settings_of
-
         self.settings = settings
         self.host_settings = host_settings or host_settings_of(settings)
         self.in_worker = in_worker
@@ -346,7 +342,7 @@ class PluginHost:
         charts and groups like those of in-process strategies, and a replay should start only
         after they attached to the ``trading`` service (they do so as soon as it is served).
         """
-        from .trading.strategy import StrategyNeeds
+        from ..trading.strategy import StrategyNeeds
 
         if self.supervisor is None:
             return []
@@ -397,8 +393,6 @@ class PluginHost:
             b = bus.settings.bus
             worker_address = bus.endpoints("ipc" if b.enable_ipc else "tcp").rpc_frontend
         if self.isolated:
-            from .isolation import Supervisor
-
             self.supervisor = Supervisor(self.settings, worker_address, self.host_settings)
             for n in self.isolated:
                 self.supervisor.add(n, [n])
