@@ -208,6 +208,11 @@ class Runtime:
         logger.info("ready: services {}; plugins {}", ", ".join(sorted(want | {"runtime"})),
                     ", ".join(self.host.registry.loaded()) or "none")
 
+    @property
+    def done(self) -> bool:
+        """True once the run is over (the replay ended and its report was written, or it failed)."""
+        return self._done.is_set()
+
     def _key(self) -> str | None:
         k = self.settings.secret_key
         return k.get_secret_value() if k else None
@@ -256,8 +261,7 @@ class Runtime:
         ctx = self.host.context
         for name, rule in ctx.risk_rules.items():
             checks.append((name, rule))
-        if self.host.runner.implemented("check_order") or (
-                self.host.supervisor is not None and self.host.supervisor.workers_with_hook("check_order")):
+        if self.host.checks_orders:
             host = self.host
 
             def plugins_check(order: Any, context: Any) -> Any:
@@ -324,8 +328,7 @@ class Runtime:
         engine = self._build_engine(strategies)
         interval = next((iv for n in needs for iv in n.intervals), "DAY")
         # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop
-        offload = any(getattr(st, "blocking", False) for st in strategies) or any(
-            name == "check_order hooks" for name, _ in engine.risk.checks)
+        offload = any(getattr(st, "blocking", False) for st in strategies) or self.host.checks_orders
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
@@ -519,7 +522,7 @@ class RuntimeService(Service):
         return {"ready": True, "provider": self._rt.provider,
                 "strategies": [st.strategy_name for st in self._rt.strategies()]
                 + [name for _, name, _ in self._rt.remote_strategies()],
-                "replay_done": self._rt._done.is_set()}
+                "replay_done": self._rt.done}
 
 
 def needed_symbols(needs: list[Any]) -> set[str]:

@@ -221,8 +221,14 @@ class HostContext:
         """Sync twin of ``acheck_order``, callable from any thread but the host's loop."""
         return self._host.loop_thread_run(self.acheck_order(order, context), timeout)
 
+    def close_arpc(self) -> None:
+        """Close the asyncio RPC client if ``arpc`` opened one (call it on the host's loop, which it is bound to)."""
+        if self._arpc is not None:
+            self._arpc.close()
+            self._arpc = None
+
     def close(self) -> None:
-        """Close the bus clients this context opened."""
+        """Close the sync bus clients this context opened (``close_arpc`` closes the asyncio one)."""
         for s in (self._pub, self._rpc):
             if s is not None:
                 s.close()
@@ -275,19 +281,15 @@ class PluginHost:
 
     def __init__(self, settings: Any, names: Iterable[str] | None = None, strict: bool | None = None,
                  isolate: Iterable[str] = (), *, in_worker: bool = False, worker_name: str | None = None,
-                 host_settings: Any = None) -> None:
+                 host_settings: PluginHostSettings | None = None) -> None:
         self.settings = settings
         self.host_settings = host_settings or host_settings_of(settings)
         self.in_worker = in_worker
         self.worker_name = worker_name
-        self.registry = PluginRegistry(settings, strict=strict)
-        self.registry.host_settings = self.host_settings
-        if strict is None:
-            self.registry.strict = self.host_settings.strict
-        self.strict = self.registry.strict
-        if in_worker:
+        if in_worker:  # a worker loads what its supervisor gave it, nothing more
             self.host_settings = self.host_settings.model_copy(update={"always": []})
-            self.registry.host_settings = self.host_settings
+        self.registry = PluginRegistry(settings, strict=strict, host_settings=self.host_settings)
+        self.strict = self.registry.strict
         self.selected = self.registry.select(list(names) if names is not None else None)
         self.isolated: list[str] = [] if in_worker else [
             n for n in dict.fromkeys([*self.host_settings.isolate, *isolate]) if n in self.selected]
@@ -491,8 +493,7 @@ class PluginHost:
                 loop.run(self.runner.anotify("on_shutdown", host=self.context_obj), 30)
             except Exception as exc:
                 logger.error("on_shutdown did not finish: {}", exc)
-            if self.context_obj._arpc is not None:
-                loop.loop.call_soon_threadsafe(self.context_obj._arpc.close)
+            loop.loop.call_soon_threadsafe(self.context_obj.close_arpc)
         for w in self._service_workers:
             w.stop()
         self._service_workers.clear()
@@ -509,6 +510,15 @@ class PluginHost:
         self.stop()
 
     # ---------------------------------------------------------------- reports
+    @property
+    def checks_orders(self) -> bool:
+        """True when a loaded plugin, in-process or in an isolated worker, implements ``check_order``.
+
+        Such checks may wait on another process: callers run them off their event loop.
+        """
+        return self.runner.implemented("check_order") or (
+            self.supervisor is not None and bool(self.supervisor.workers_with_hook("check_order")))
+
     def check_order(self, order: Any, context: Any = None) -> OrderCheck:
         """Ask every ``check_order`` hook about *order* (see ``HostContext.acheck_order``)."""
         return self.context.check_order(order, context)

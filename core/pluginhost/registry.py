@@ -121,11 +121,13 @@ class PluginRegistry:
 
     :param settings: the effective ``Settings`` (``plugins`` and ``plugin_host`` are read)
     :param strict: raise on the first failure instead of reporting it (default: the setting)
+    :param host_settings: the plugin host's settings (default: ``settings.plugin_host``)
     """
 
-    def __init__(self, settings: Any, strict: bool | None = None) -> None:
+    def __init__(self, settings: Any, strict: bool | None = None,
+                 host_settings: PluginHostSettings | None = None) -> None:
         self.settings = settings
-        self.host_settings = host_settings_of(settings)
+        self.host_settings = host_settings or host_settings_of(settings)
         self.strict = self.host_settings.strict if strict is None else strict
         self.pm = make_plugin_manager()
         self.infos: dict[str, PluginInfo] = {}
