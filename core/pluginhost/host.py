@@ -130,22 +130,22 @@ class HostContext:
     @property
     def services(self) -> dict[str, Service]:
         """Services contributed by the loaded plugins, by service name."""
-        return {k: v for k, (_, v) in self._host.registry.services.items()}
+        return self._host.registry.values("register_services")
 
     @property
     def providers(self) -> dict[str, Any]:
         """Market-data providers contributed by the loaded plugins, by name."""
-        return {k: v for k, (_, v) in self._host.registry.providers.items()}
+        return self._host.registry.values("register_providers")
 
     @property
     def risk_rules(self) -> dict[str, Any]:
         """Risk rules contributed by the loaded plugins, by name."""
-        return {k: v for k, (_, v) in self._host.registry.risk_rules.items()}
+        return self._host.registry.values("register_risk_rules")
 
     @property
     def llm_models(self) -> dict[str, Any]:
         """LLM clients contributed by the loaded plugins, by name."""
-        return {k: v for k, (_, v) in self._host.registry.llm_models.items()}
+        return self._host.registry.values("register_llm_models")
 
     def llm(self, name: str | None = None) -> Any:
         """The LLM client called *name* (the only one when *name* is None)."""
