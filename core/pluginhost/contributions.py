@@ -27,7 +27,7 @@ _MISSING = inspect.Parameter.empty
 _COMMAND_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
 
-class ContributionError(ValueError):
+class ContributionError(PluginError):
     """One ``register(...)`` call is wrong; the message says how (without the hook's name)."""
 
 

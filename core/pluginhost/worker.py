@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from loguru import logger
 
+from .errors import PluginError
 from .isolation import EXIT_LOAD_FAILED, FAILED_LINE, READY_LINE
 
 
@@ -93,7 +94,7 @@ def _watch_parent(parent_pid: int | None, config_stdin: bool, stop: threading.Ev
         threading.Thread(target=poll, daemon=True, name="aitrados-worker-ppid").start()
 
 
-class WorkerFailed(Exception):
+class WorkerFailed(PluginError):
     """The worker cannot run its plugins (they do not load, or the configuration is wrong):
     restarting it would fail again, so it exits with ``EXIT_LOAD_FAILED``."""
 
