@@ -146,7 +146,8 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     from .runtime import Runtime
 
     names = plugin_names(args.plugins) or None
-    rt = Runtime(s, host=host_from_args(args, s), plugins=names, exit_at_end=not args.serve, require_strategy=bool(names) and not args.serve,
+    rt = Runtime(s, host=host_from_args(args, s), plugins=names, exit_at_end=not args.serve,
+                 require_strategy=bool(names) and not args.serve,
                  bars_per_second=getattr(args, "bars_per_second", None), dashboard=dashboard_port(args))
     rt.dashboard_any_port = args.dashboard is None  # only the implied default port may move
     rt.mw.install_signal_handlers()
