@@ -188,10 +188,9 @@ class AsyncRPCClient:
 
     def _kick(self) -> None:
         # A send through the shadow socket can consume the edge-triggered readiness signal
-        # the reader's pending recv waits for; ask zmq.asyncio to re-check the socket's events.
-        kick = getattr(self._sock, "_schedule_remaining_events", None)
-        if kick is not None:
-            kick()
+        # the reader's pending recv waits for. Reading EVENTS through the zmq.asyncio socket is
+        # its public way to re-check them: it schedules the pending recv when a message waits.
+        self._sock.get(zmq.EVENTS)
 
     def _expire(self, rid: bytes, name: bytes, t: float) -> None:
         fut = self._pending.pop(rid, None)

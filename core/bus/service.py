@@ -380,12 +380,11 @@ class ServiceWorker:
 
         Such a send can consume the edge-triggered readiness signal that the pending
         ``recv_multipart`` future waits for; without a re-check the service goes deaf until
-        the heartbeat watchdog reconnects it. Asks zmq.asyncio to look at the socket's events again.
+        the heartbeat watchdog reconnects it. Reading EVENTS through the zmq.asyncio socket
+        is its public way to look at the socket's events again (it wakes the pending receive).
         """
         if self._recv_fut is not None and not self._recv_fut.done():
-            kick = getattr(self._asock, "_schedule_remaining_events", None)
-            if kick is not None:
-                kick()
+            self._asock.get(zmq.EVENTS)
 
     def _error(self, client: bytes, rid: bytes, exc: BaseException, type_: str | None = None) -> None:
         """Answer *exc* as an ERROR reply; an exception raised by a method is logged once, with its traceback."""

@@ -69,6 +69,30 @@ class TradingRuntime:
             out[k] = out.get(k, 0) + n
         return out
 
+    @property
+    def broker(self) -> Any:
+        """The engine's broker (account, positions, orders); read it under ``lock``."""
+        return self.engine.broker
+
+    # ------------------------------------------------------------------ remote strategies
+    def attach_remote(self, strategy: str) -> int:
+        """Wait for *strategy*'s step acknowledgements from now on; returns the current step."""
+        self.remote[strategy] = self.step
+        return self.step
+
+    def detach_remote(self, strategy: str) -> None:
+        """Stop waiting for *strategy* (a step it held up goes on)."""
+        self.remote.pop(strategy, None)
+        self._acked.set()
+
+    def remote_acked(self, strategy: str, step: int, errors: Mapping[str, int] | None = None) -> None:
+        """*strategy* processed everything up to *step*; *errors* are its callback errors' running totals."""
+        for key, n in (errors or {}).items():
+            self.remote_errors[key] = max(n, self.remote_errors.get(key, 0))
+        if strategy in self.remote:
+            self.remote[strategy] = max(step, self.remote[strategy])
+            self._acked.set()
+
     # ------------------------------------------------------------------ engine access
     async def run_engine(self, fn: Any, *args: Any) -> list[Event]:
         """Call an engine method under the lock (in a thread when offloading) and publish its events."""
@@ -198,27 +222,27 @@ class TradingService(Service):
     async def positions(self) -> list[Any]:
         """Every position (account-wide)."""
         async with self._rt.lock:  # the engine may be running in a worker thread
-            return self._rt.engine.broker.positions()
+            return self._rt.broker.positions()
 
     async def position(self, strategy: str, full_symbol: str) -> float:
         """The signed quantity *strategy* holds in *full_symbol*."""
         async with self._rt.lock:
-            return self._rt.engine.broker.position(full_symbol, strategy)
+            return self._rt.broker.position(full_symbol, strategy)
 
     async def orders(self, status: str | None = None) -> list[Any]:
         """Orders, optionally only those with *status* (accepted, rejected, filled, cancelled)."""
         async with self._rt.lock:  # the engine may be running in a worker thread
-            return self._rt.engine.broker.orders(status)
+            return self._rt.broker.orders(status)
 
     async def account(self) -> Any:
         """Cash, equity, realised and unrealised PnL."""
         async with self._rt.lock:  # the engine may be running in a worker thread
-            return self._rt.engine.broker.account()
+            return self._rt.broker.account()
 
     async def report(self) -> dict[str, Any]:
         """The run's metrics so far (total return, drawdown, Sharpe, trades, win rate, exposure)."""
         async with self._rt.lock:
-            r = self._rt.finished or build_report(self._rt.engine.broker, self._rt.interval)
+            r = self._rt.finished or build_report(self._rt.broker, self._rt.interval)
         return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
 
     async def strategy_state(self) -> dict[str, Any]:
@@ -263,16 +287,15 @@ class TradingService(Service):
         if not isinstance(strategy, str) or not strategy:
             raise ValueError("strategy must be a non-empty string")
         session = self._sessions[strategy] = new_token()
-        self._rt.remote[strategy] = self._rt.step
-        logger.info("remote strategy {!r} attached at step {}", strategy, self._rt.step)
-        return {"step": self._rt.step, "session": session}
+        step = self._rt.attach_remote(strategy)
+        logger.info("remote strategy {!r} attached at step {}", strategy, step)
+        return {"step": step, "session": session}
 
     def detach(self, strategy: str, session: str | None = None) -> None:
         """Stop waiting for a remote strategy."""
         self._own(strategy, session)
         self._sessions.pop(strategy, None)
-        self._rt.remote.pop(strategy, None)
-        self._rt._acked.set()
+        self._rt.detach_remote(strategy)
 
     def ack(self, strategy: str, step: int, session: str | None = None,
             errors: dict[str, int] | None = None) -> None:
@@ -285,10 +308,7 @@ class TradingService(Service):
         for key, n in (errors or {}).items():
             if not str(key).startswith(f"{strategy}.") or not isinstance(n, int) or n < 0:
                 raise ValueError(f"errors: {key!r}: {n!r} is not '{strategy}.<callback>: <Exception>': count")
-            self._rt.remote_errors[str(key)] = max(n, self._rt.remote_errors.get(str(key), 0))
-        if strategy in self._rt.remote:
-            self._rt.remote[strategy] = max(step, self._rt.remote[strategy])
-            self._rt._acked.set()
+        self._rt.remote_acked(strategy, step, {str(k): n for k, n in (errors or {}).items()})
 
     async def submit(self, strategy: str, intent: dict[str, Any], session: str | None = None) -> list[dict[str, Any]]:
         """Submit an order intent of a remote strategy; returns the order events it caused."""
