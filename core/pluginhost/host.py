@@ -256,7 +256,7 @@ class _WorkerControl(Service):
     async def signals(self, kind: str | None, payload: Any) -> Any:
         """Feed one market event to this worker's signal modules for the parent's signal stage
         (``aitrados.signals.stage.worker_signals``): their signals; with *kind* None their plugin names."""
-        from .signals.stage import worker_signals
+        from ..signals.stage import worker_signals
 
         return await worker_signals(self._host, kind, payload)
 
