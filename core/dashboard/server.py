@@ -291,7 +291,7 @@ class DashboardServer:
 
     def _metrics_read(self) -> tuple[dict[str, Any], dict[str, Any]]:
         sub = self._sub
-        gaps = dict(sub._tracker.gaps_by_topic) if sub is not None else {}
+        gaps = sub.gaps_by_topic() if sub is not None else {}
         st = self.state
         return st.status, {"gaps_by_topic": gaps, "fills": st.counts["fills"], "order_status": st.order_status,
                            "step": st.clock.get("step", 0)}
