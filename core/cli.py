@@ -1,7 +1,7 @@
 """The ``aitrados`` command line: run the middleware and talk to a running one.
 
 Subcommands: run, config, call, tail, status, mcp, keygen, sweep (plus the plugin commands from
-``aitrados.plugin_cli`` when present). Exit code 0 on success, non-zero on failure with the
+``aitrados.pluginhost.cli`` when present). Exit code 0 on success, non-zero on failure with the
 reason on stderr.
 """
 
@@ -62,13 +62,13 @@ def run_overrides(args: argparse.Namespace, base: Settings) -> dict[str, Any]:
     A finite backtest (strategies named, no ``--serve``) gets its own bus instance name and
     any free tcp ports, so several can run at once; ``--serve`` keeps the configured ones.
     """
-    from .plugin_cli import _names
+    from .pluginhost.cli import plugin_names
     from .run_options import check_report_dir, data_file, parse_speed, parse_when
 
     md: dict[str, Any] = {}
     out: dict[str, Any] = {}
-    names = _names(args.plugins)
-    stray = [n for a in args.isolate or [] for n in _names(a) if n not in names]
+    names = plugin_names(args.plugins)
+    stray = [n for a in args.isolate or [] for n in plugin_names(a) if n not in names]
     if stray:
         one = len(stray) == 1
         raise OptionError(f"--isolate {', '.join(stray)}: not among --plugins ({args.plugins or 'none'}); add "
@@ -123,12 +123,12 @@ def run_overrides(args: argparse.Namespace, base: Settings) -> dict[str, Any]:
 
 def _plugins_with_setting(settings: Settings, names: list[str], field: str) -> list[str]:
     """Which of plugins *names* have a setting called *field* (they are imported, quietly)."""
-    from .plugin_cli import _quiet
-    from .plugins import PluginRegistry
+    from .pluginhost.cli import quiet_plugin_logs
+    from .pluginhost.registry import PluginRegistry
 
     reg = PluginRegistry(settings, strict=False)
     try:
-        with _quiet():
+        with quiet_plugin_logs():
             reg.load(reg.select(names))
     except Exception:  # unknown or broken plugins are reported by the run itself
         return []
@@ -142,13 +142,12 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     leave at least one strategy, unless ``--serve``. Exit status: 0 done, 1 a failure or a
     strategy callback error (unless ``trading.allow_strategy_errors``), 130 interrupted.
     """
-    from .plugin_cli import _names
+    from .pluginhost.cli import host_from_args, plugin_names
     from .runtime import Runtime
 
-    names = _names(args.plugins) or None
-    isolate = [n for a in args.isolate or [] for n in _names(a)]
-    rt = Runtime(s, plugins=names, strict=True if (args.strict or names) else None, isolate=isolate,
-                 exit_at_end=not args.serve, require_strategy=bool(names) and not args.serve,
+    names = plugin_names(args.plugins) or None
+    rt = Runtime(s, host=host_from_args(args, s), plugins=names, exit_at_end=not args.serve,
+                 require_strategy=bool(names) and not args.serve,
                  bars_per_second=getattr(args, "bars_per_second", None), dashboard=dashboard_port(args))
     rt.dashboard_any_port = args.dashboard is None  # only the implied default port may move
     rt.mw.install_signal_handlers()
@@ -349,8 +348,13 @@ def cmd_keygen(args: argparse.Namespace, s: Settings) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
-    """The argument parser and the handler of each subcommand."""
+def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The argument parser for the command line *argv* and the handler of each subcommand.
+
+    Commands that plugins contribute are added only when *argv* names a command that is not
+    built in (so the built-in ones never import the plugins): pass the command line you will
+    parse. Nothing here reads ``sys.argv``.
+    """
     p = argparse.ArgumentParser(prog="aitrados", description="Plugin-based strategy host and trading middleware.")
     p.add_argument("--version", action="version", version=f"aitrados {__version__}")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING... (setting log_level)")
@@ -367,7 +371,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
 
     run = add("run", cmd_run, "run the middleware, plugins and market data (a replay ends with a report)")
     from .dashboard.launch import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
-    from .plugin_cli import add_run_arguments
+    from .pluginhost.cli import add_run_arguments
 
     add_run_arguments(run)
     run.add_argument("--provider", choices=["auto", "replay", "cloud"],
@@ -419,14 +423,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     kg = add("keygen", cmd_keygen, "make CURVE keys for binding beyond loopback")
     kg.add_argument("--dir", default="keys", help="folder for the key files (default ./keys)")
     kg.add_argument("--force", action="store_true", help="replace existing key files (clients holding the old keys are locked out)")
-    for module in _COMMAND_MODULES:
+    for module in COMMAND_MODULES:
         mod = __import__(module, fromlist=["add_commands"])
-        mod.add_commands(sub, handlers)
+        mod.add_commands(sub, handlers, argv=argv)
     return p, handlers
 
 
-#: Modules that contribute subcommands through ``add_commands(subparsers, handlers)``.
-_COMMAND_MODULES: list[str] = ["aitrados.sweep_cli", "aitrados.plugin_cli"]
+#: Modules that contribute subcommands through ``add_commands(subparsers, handlers, argv=...)``.
+COMMAND_MODULES: list[str] = ["aitrados.sweep_cli", "aitrados.pluginhost.cli"]
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -444,7 +448,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
     top = set(Settings.model_fields)
     plugin_names: set[str] = set()
     if any(item.split("=", 1)[0].split(".")[0].strip() not in top for item in sets):
-        from .plugins import installed_plugins
+        from .pluginhost.registry import installed_plugins
 
         plugin_names = set(installed_plugins()[0])
     overrides = parse_set(sets, top, plugin_names)
@@ -459,8 +463,9 @@ def build_settings(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``aitrados`` command; returns the exit code."""
-    parser, handlers = build_parser()
+    """Entry point of the ``aitrados`` command; *argv* defaults to ``sys.argv[1:]``. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, handlers = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         settings = build_settings(args)

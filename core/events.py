@@ -16,7 +16,7 @@ calendar   ``calendar.<country>.<event_code>``    ``CalendarEvent``             
 order      ``order.<status>.<full_symbol>``       ``Order``                         ``on_order``
 fill       ``fill.<full_symbol>``                 ``Fill``                          ``on_fill``
 position   ``position.<full_symbol>``             ``Position`` (account-wide)       ``on_position`` (hook)
-signal     ``signal.<module>.<full_symbol>``      ``Signal`` (analysis modules)     ``on_signal`` (hook)
+signal     ``signal.<module>.<full_symbol>``      ``Signal`` (analysis modules)     ``on_signal``
 step       ``replay.step``                        ``{step, time}``                  —
 end        ``replay.end``                         ``{clock, bars, step}``           ``on_stop``
 ========== ====================================== ================================= ====================

@@ -36,7 +36,9 @@ from .marketdata.models import normalize_full_symbol, parse_full_symbol
 from .marketdata.settings import MarketDataSettings
 from .log import console
 from .middleware import Middleware
+from .pluginhost.host import PluginHost
 from .settings import Settings
+from .signals.stage import SignalStage
 from .dashboard.launch import start_dashboard
 from .trading.engine import TradingEngine, engine_from_settings
 from .trading.report import build_report
@@ -121,13 +123,15 @@ class Runtime:
         interval per second (instead of ``marketdata.replay_speed``)
     :param dashboard: serve the live dashboard and ``/metrics`` on this 127.0.0.1 port (0 = any free one;
         None = no dashboard); see ``self.dashboard.login_url``
+    :param host: the (not yet started) ``PluginHost`` to run, e.g. from ``aitrados.pluginhost.cli.host_from_args``;
+        None = one built from *plugins*, *strict* and *isolate*
     """
 
     def __init__(self, settings: Settings, *, plugins: list[str] | None = None, strict: bool | None = None,
                  isolate: list[str] | tuple[str, ...] = (), exit_at_end: bool = True,
                  strategies: list[Strategy] | tuple[Strategy, ...] = (), start_clock: bool = True,
                  require_strategy: bool = False, bars_per_second: float | None = None,
-                 dashboard: int | None = None) -> None:
+                 dashboard: int | None = None, host: PluginHost | None = None) -> None:
         self.settings = settings
         self.start_clock = start_clock
         self.extra_strategies = list(strategies)
@@ -140,6 +144,7 @@ class Runtime:
         #: True when the last report was written for a run interrupted before its end.
         self.partial = False
         self.mw = Middleware(settings, quiet=exit_at_end and bool(plugins or strategies))
+        self._given_host = host
         self.host: Any = None
         self.replay: Any = None
         self.provider = ""
@@ -163,10 +168,9 @@ class Runtime:
         """Start every part; raises with a clear message if one cannot start."""
         self.mw.start()
         try:
-            from .host import PluginHost
-
-            self.host = PluginHost(self.settings, names=self.plugin_names, strict=self.strict,
-                                   isolate=self.isolate).start(self.mw)
+            host = self._given_host or PluginHost(self.settings, names=self.plugin_names, strict=self.strict,
+                                                  isolate=self.isolate)
+            self.host = host.start(self.mw)
             if self.host.supervisor is not None:  # isolated workers list their strategies once ready
                 self.host.supervisor.wait_ready(self.settings.plugin_host.worker_start_timeout)
             if self.require_strategy and not self.strategies() and not self.remote_strategies():
@@ -204,6 +208,11 @@ class Runtime:
         self.mw.serve(RuntimeService(self))
         logger.info("ready: services {}; plugins {}", ", ".join(sorted(want | {"runtime"})),
                     ", ".join(self.host.registry.loaded()) or "none")
+
+    @property
+    def done(self) -> bool:
+        """True once the run is over (the replay ended and its report was written, or it failed)."""
+        return self._done.is_set()
 
     def _key(self) -> str | None:
         k = self.settings.secret_key
@@ -253,8 +262,7 @@ class Runtime:
         ctx = self.host.context
         for name, rule in ctx.risk_rules.items():
             checks.append((name, rule))
-        if self.host.runner.implemented("check_order") or (
-                self.host.supervisor is not None and self.host.supervisor.workers_with_hook("check_order")):
+        if self.host.checks_orders:
             host = self.host
 
             def plugins_check(order: Any, context: Any) -> Any:
@@ -290,6 +298,7 @@ class Runtime:
         self._stop_req = asyncio.Event()
         strategies, remote, needs = self.strategies(), self.remote_strategies(), self.all_needs()
         pub, http, hub, engine, trading = self._build_parts(strategies, needs)
+        trading.signal_stage = await asyncio.to_thread(SignalStage.of, self.host)  # signal modules, in step (may ask workers)
         workers = self._service_workers(hub, trading, http)
         try:
             for w in workers:
@@ -321,8 +330,7 @@ class Runtime:
         engine = self._build_engine(strategies)
         interval = next((iv for n in needs for iv in n.intervals), "DAY")
         # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop
-        offload = any(getattr(st, "blocking", False) for st in strategies) or any(
-            name == "check_order hooks" for name, _ in engine.risk.checks)
+        offload = any(getattr(st, "blocking", False) for st in strategies) or self.host.checks_orders
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
         hub.consumers.append(trading.consume)
         hub.consumers.append(self._on_progress)
@@ -516,7 +524,7 @@ class RuntimeService(Service):
         return {"ready": True, "provider": self._rt.provider,
                 "strategies": [st.strategy_name for st in self._rt.strategies()]
                 + [name for _, name, _ in self._rt.remote_strategies()],
-                "replay_done": self._rt._done.is_set()}
+                "replay_done": self._rt.done}
 
 
 def needed_symbols(needs: list[Any]) -> set[str]:

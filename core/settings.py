@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from .bus.settings import BusSettings, Transport, default_ipc_dir
 from .marketdata.settings import MarketDataSettings
-from .plugin_settings import PluginHostSettings
+from .pluginhost.settings import PluginHostSettings
 from .trading.settings import TradingSettings
 
 __all__ = ["BusSettings", "Settings", "StrictTomlSource", "Transport", "config_path", "default_ipc_dir",

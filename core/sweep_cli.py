@@ -17,7 +17,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Any) -> int:
     Example: aitrados sweep --plugins sma_cross --grid sma_cross.fast=5,10,20 --grid sma_cross.slow=20,50,100
     """
     from . import sweep
-    from .plugin_cli import _names
+    from .pluginhost.cli import plugin_names
 
     grid = sweep.parse_grid(args.grid)
     metrics = sweep.metric_names()
@@ -29,7 +29,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Any) -> int:
             raise ValueError(f"--data file not found: {', '.join(missing)}")
         settings.marketdata.replay_bar_files = [str(Path(f).resolve()) for f in args.data]
         settings.marketdata.replay_bundled = False
-    plugins = _names(args.plugins) or None
+    plugins = plugin_names(args.plugins) or None
     runs = sweep.expand(grid)
     out = Path(args.out or Path("aitrados-sweep") / dt.datetime.now(dt.UTC).strftime("sweep-%Y%m%dT%H%M%SZ"))
     base = sweep.base_settings(settings)
@@ -47,8 +47,8 @@ def cmd_sweep(args: argparse.Namespace, settings: Any) -> int:
     return 1 if res.errors else 0
 
 
-def add_commands(subparsers: Any, handlers: dict[str, Handler]) -> None:
-    """Add the ``sweep`` subcommand to the ``aitrados`` parser."""
+def add_commands(subparsers: Any, handlers: dict[str, Handler], argv: Any = ()) -> None:
+    """Add the ``sweep`` subcommand to the ``aitrados`` parser (*argv*, the command line, is not needed)."""
     sp = subparsers.add_parser("sweep", help="run a grid of backtests in parallel on Dask (aitrados[sweep])",
                                description=cmd_sweep.__doc__)
     sp.add_argument("--plugins", help="comma-separated plugins to load in each run (as for `aitrados run`)")

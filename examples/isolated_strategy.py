@@ -79,7 +79,7 @@ def measure(isolated: bool, seconds: float = 3.0, ping_timeout: float = 2.0) -> 
     Returns latencies (seconds), timeouts, bars the strategy finished, and the pids it ran in.
     """
     from aitrados.bus import RPCTimeoutError
-    from aitrados.host import PluginHost
+    from aitrados.pluginhost import PluginHost
     from aitrados.middleware import Middleware
     from aitrados.settings import load_settings
 

@@ -204,6 +204,35 @@ def test_slow_service_does_not_block_others_and_replies_out_of_order(mw: Middlew
     assert order[-1] == "slow"  # replies came back out of request order
 
 
+def test_a_flood_beyond_one_wake_up_is_served_without_waiting_for_a_heartbeat(ipc_dir: str) -> None:
+    """The worker handles at most a bounded number of messages per wake-up of its socket; the rest must be
+    picked up at once (the socket's descriptor does not signal them again), not at the next heartbeat."""
+    from conftest import bus_settings
+
+    # heartbeats far apart: a worker that went deaf would only be woken after 60 s, past the calls' timeout
+    m = Middleware(bus_settings(ipc_dir, heartbeat_interval=60.0, heartbeat_liveness=3)).start()
+    try:
+        m.serve(Calc())
+        wait_for_service(m.rpc_client(timeout=10), "calc")
+
+        async def flood() -> list[int]:
+            ac = AsyncRPCClient(m.endpoints().rpc_frontend, context=m.context, timeout=30)
+            sem = asyncio.Semaphore(500)  # below bus.max_inflight_per_client
+
+            async def one(i: int) -> int:
+                async with sem:
+                    return await ac.call("calc", "add", a=i, b=1)
+
+            try:
+                return await asyncio.gather(*[one(i) for i in range(3000)])
+            finally:
+                ac.close()
+
+        assert asyncio.run(flood()) == [i + 1 for i in range(3000)]
+    finally:
+        m.stop()
+
+
 def test_timed_out_client_stays_usable(mw: Middleware) -> None:
     mw.serve(Calc())
     c = mw.rpc_client()
@@ -260,3 +289,44 @@ def test_middleware_service(mw: Middleware) -> None:
             break
         time.sleep(0.1)
     assert topics["x.one"]["count"] == 3 and topics["x.one"]["publishers"] == 1
+
+
+def test_the_workers_keyword_check_agrees_with_signature_bind() -> None:
+    """The set check that spares ``Signature.bind`` on the hot path accepts exactly the calls bind accepts."""
+    import inspect
+    import itertools
+
+    from aitrados.bus.service import _keywords
+
+    def f1(a, b, c=1): ...
+    def f2(*, a, b=2): ...
+    def f3(a, /, b): ...
+    def f4(a, **kw): ...
+    def f5(*args): ...
+    def f6(): ...
+
+    names = ["a", "b", "c", "d"]
+    for fn in (f1, f2, f3, f4, f5, f6):
+        sig = inspect.signature(fn)
+        kw = _keywords(sig)
+        for n in range(len(names) + 1):
+            for combo in itertools.combinations(names, n):
+                params = dict.fromkeys(combo, 0)
+                try:
+                    sig.bind(**params)
+                    binds = True
+                except TypeError:
+                    binds = False
+                if kw is not None:
+                    assert (params.keys() >= kw[0] and params.keys() <= kw[1]) == binds, (fn.__name__, combo)
+                else:
+                    assert fn in (f3, f4, f5)  # positional-only or variadic: always left to bind
+
+
+def test_an_unexpected_keyword_is_a_bad_request(mw: Middleware) -> None:
+    mw.serve(Calc())
+    c = mw.rpc_client(timeout=10)
+    wait_for_service(c, "calc")
+    with pytest.raises(BadRequestError, match="unexpected keyword argument 'z'"):
+        c.call("calc", "add", a=1, b=2, z=3)
+    assert c.call("calc", "add", a=1, b=2) == 3

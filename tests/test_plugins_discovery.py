@@ -11,14 +11,9 @@ import pytest
 
 from fixtures.plugin_env import install
 
-from aitrados.plugin_settings import PluginHostSettings
-from aitrados.plugins import (
-    ENTRY_POINT_GROUP,
-    PluginLoadError,
-    PluginRegistry,
-    UnknownPluginError,
-    resolve_selection,
-)
+from aitrados.pluginhost.settings import PluginHostSettings
+from aitrados.pluginhost.errors import PluginLoadError, UnknownPluginError
+from aitrados.pluginhost.registry import ENTRY_POINT_GROUP, PluginRegistry, resolve_selection
 from aitrados.settings import load_settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -114,7 +109,7 @@ def test_a_module_attribute_spec_loads_without_a_distribution(installed) -> None
 
 
 def test_aitrados_plugins_lists_installed_plugins_as_json(installed) -> None:
-    out = subprocess.run([sys.executable, "-m", "aitrados.plugin_cli", "plugins", "--json"],
+    out = subprocess.run([sys.executable, "-m", "aitrados.pluginhost.cli", "plugins", "--json"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -123,14 +118,14 @@ def test_aitrados_plugins_lists_installed_plugins_as_json(installed) -> None:
     assert by["recorder"]["status"] == "loaded" and by["recorder"]["distribution"] == "aitrados-testplugins"
     assert by["recorder"]["version"] == "0.1.0" and "on_news" in by["recorder"]["hooks"]
     assert by["import_error"]["status"] == "failed" and "aitrados_no_such_module" in by["import_error"]["reason"]
-    text = subprocess.run([sys.executable, "-m", "aitrados.plugin_cli", "plugins"], capture_output=True,
+    text = subprocess.run([sys.executable, "-m", "aitrados.pluginhost.cli", "plugins"], capture_output=True,
                           text=True, timeout=60).stdout
     assert "recorder  [aitrados-testplugins 0.1.0]  loaded" in text
     assert "unknown_hook  [aitrados-testplugins 0.1.0]  FAILED: unknown hook 'on_barr'" in text
 
 
 def test_plugin_commands_appear_on_the_command_line(installed) -> None:
-    out = subprocess.run([sys.executable, "-m", "aitrados.plugin_cli", "double", "21"],
+    out = subprocess.run([sys.executable, "-m", "aitrados.pluginhost.cli", "double", "21"],
                          capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout.strip()) == (0, "42"), out.stderr
 
@@ -138,7 +133,7 @@ def test_plugin_commands_appear_on_the_command_line(installed) -> None:
 def test_run_flags_build_the_host(installed) -> None:
     import argparse
 
-    from aitrados.plugin_cli import add_run_arguments, host_from_args
+    from aitrados.pluginhost.cli import add_run_arguments, host_from_args
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aitrados import hookspecs
-from aitrados.plugins import all_hook_names
+from aitrados.pluginhost import hookspecs
+from aitrados.pluginhost.registry import all_hook_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "plugins.md").read_text()

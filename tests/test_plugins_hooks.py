@@ -12,10 +12,10 @@ import pytest
 
 from fixtures.plugin_env import install
 
-from aitrados.host import PluginHost
+from aitrados.pluginhost.host import PluginHost
 from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
 from aitrados.middleware import Middleware
-from aitrados.plugins import PluginError
+from aitrados.pluginhost.errors import PluginError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -165,7 +165,7 @@ def test_register_services_with_register_settings(host_factory, mw) -> None:
 
 
 def test_register_commands(host_factory, mw) -> None:
-    from aitrados.plugin_cli import add_commands
+    from aitrados.pluginhost.cli import add_commands
 
     h = host_factory(["configured"])
     assert list(h.registry.commands) == ["double"]

@@ -18,12 +18,12 @@ from fixtures.plugin_env import install
 
 from aitrados.bus import Message
 from aitrados.bus.tokens import token_path
-from aitrados.host import PluginHost
-from aitrados.isolation import backoff_delay
+from aitrados.pluginhost.host import PluginHost
+from aitrados.pluginhost.isolation import backoff_delay
 from aitrados.marketdata.models import NewsItem
 from aitrados.middleware import Middleware
-from aitrados.plugin_settings import PluginHostSettings
-from aitrados.plugins import PluginLoadError
+from aitrados.pluginhost.settings import PluginHostSettings
+from aitrados.pluginhost.errors import PluginLoadError
 
 from conftest import clean_environ
 
@@ -186,7 +186,7 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 PARENT = textwrap.dedent("""
     import sys, time
-    from aitrados.host import PluginHost
+    from aitrados.pluginhost.host import PluginHost
     from aitrados.middleware import Middleware
     from aitrados.settings import load_settings
     s = load_settings(bus={"name": sys.argv[1], "ipc_dir": sys.argv[2], "rpc_frontend_port": 0,
@@ -215,11 +215,7 @@ def test_no_orphans_when_the_host_process_is_killed(tmp_path, monkeypatch, ipc_d
 
 
 def worker_cmd() -> list[str]:
-    from aitrados import cli
-
-    if "aitrados.plugin_cli" in getattr(cli, "_COMMAND_MODULES", []):
-        return [sys.executable, "-m", "aitrados", "worker"]
-    return [sys.executable, "-m", "aitrados.isolation"]  # the same function, until `worker` is wired in
+    return [sys.executable, "-m", "aitrados", "worker"]
 
 
 def test_a_worker_started_by_hand_over_tcp(env, settings) -> None:

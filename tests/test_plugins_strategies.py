@@ -9,10 +9,11 @@ import pytest
 
 from fixtures.plugin_env import install
 
-from aitrados.host import PluginHost
+from aitrados.pluginhost.host import PluginHost
 from aitrados.marketdata.models import Bar
-from aitrados.plugin_settings import PluginHostSettings
-from aitrados.plugins import PluginLoadError, PluginRegistry
+from aitrados.pluginhost.settings import PluginHostSettings
+from aitrados.pluginhost.errors import PluginLoadError
+from aitrados.pluginhost.registry import PluginRegistry
 from aitrados.trading import BrokerSettings, PaperBroker, Strategy, TradingEngine
 
 pytestmark = pytest.mark.timeout(60)
@@ -80,7 +81,7 @@ def test_host_strategies_lists_in_process_strategies_with_their_plugin(installed
 
 
 def test_aitrados_plugins_names_each_plugins_strategies(installed) -> None:
-    from aitrados.plugin_cli import plugin_report
+    from aitrados.pluginhost.cli import plugin_report
 
     rows = {r["name"]: r for r in plugin_report(registry().settings, ["ticker", "recorder", "sma_cross"])}
     assert rows["ticker"]["strategies"] == ["ticker"] and rows["recorder"]["strategies"] == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aitrados.plugin_cli import render_plugin, template_context, template_dir
+from aitrados.pluginhost.cli import render_plugin, template_context, template_dir
 
 from conftest import AITRADOS, ROOT, bus_settings, clean_environ, cli_env
 
@@ -42,7 +42,7 @@ def test_template_file_set_and_rendering(tmp_path) -> None:
     assert template_dir() == ROOT / "plugin_template"
     keys = json.loads((template_dir() / "cookiecutter.json").read_text())
     # every prompt has a flag of `aitrados new-plugin` (non-interactive)
-    from aitrados.plugin_cli import _TEMPLATE_FLAGS
+    from aitrados.pluginhost.cli import _TEMPLATE_FLAGS
 
     assert set(keys) == {"plugin_name"} | {k for k, _, _ in _TEMPLATE_FLAGS}
     # the template's defaults and the command's agree, and trade a bundled symbol

@@ -6,7 +6,9 @@ hub, trading runtime): once in the middleware's process, once in an isolated wor
 plugin ``callbacks``) writes down every callback with the key fields of its arguments; the two
 runs must give the same lines, and the broker the same orders, fills and equity. ``llm_gated``
 runs without its model: every entry signal takes the fallback, and its gate decisions are
-written down too.
+written down too. ``composite`` runs with its signal modules (price action, macro, breaking news)
+in the middleware's process: its ``on_signal`` callbacks are compared too, and each price-action
+signal must come just before the bar that caused it (the step guarantee).
 """
 
 from __future__ import annotations
@@ -35,23 +37,28 @@ PARAMS: dict[str, dict[str, Any]] = {
     "rsi_reversion": {"period": 5, "oversold": 40, "overbought": 60, "quantity": 2},
     "mtf_trend": {"trend_period": 4, "fast": 3, "slow": 8, "quantity": 2, "allow_short": True},
     "llm_gated": {"fast": 5, "slow": 15, "quantity": 2, "fallback_approve": True},
+    "composite": {"trend_period": 10, "atr_period": 5, "confirm_bars": 5, "allow_short": True},
 }
+#: Plugins loaded beside the strategy, in the middleware's process: the composite's signal modules.
+WITH: dict[str, list[str]] = {"composite": ["price_action", "macro", "breaking_news"]}
 
 
 Run = tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[Any, ...]], float]
 
 
-def run(name: str, ipc_dir: str, tmp: Path, isolate: bool) -> Run:
-    """Replay 2018's SPX days with strategy *name* (recorded); returns its callbacks, the orders,
-    the fills and the equity."""
-    out = tmp / f"{name}-{'isolated' if isolate else 'local'}.jsonl"
+def run(name: str, ipc_dir: str, tmp: Path, isolate: bool, isolate_modules: tuple[str, ...] = ()) -> Run:
+    """Replay 2018's SPX days with strategy *name* (recorded), isolated or not, and the signal modules
+    *isolate_modules* isolated; returns its callbacks, the orders, the fills and the equity."""
+    where = "-".join(["isolated" if isolate else "local", *isolate_modules])
+    out = tmp / f"{name}-{where}.jsonl"
     s = bus_settings(ipc_dir, **PATIENT_HEARTBEATS)
     md = s.marketdata
     md.provider, md.replay_symbols = "replay", []
     md.replay_start, md.replay_end = dt.datetime(2018, 1, 1, tzinfo=UTC), "data_end"
-    s.trading.report_dir = str(tmp / f"report-{isolate}")
+    s.trading.report_dir = str(tmp / f"report-{where}")
     s.plugins["callbacks"] = {"strategy": name, "params": PARAMS[name], "out": str(out)}
-    rt = Runtime(s, plugins=["callbacks"], isolate=["callbacks"] if isolate else [], start_clock=False).start()
+    rt = Runtime(s, plugins=["callbacks", *WITH.get(name, [])], isolate=(["callbacks"] if isolate else []) + list(isolate_modules),
+                 start_clock=False).start()
     try:
         if isolate:
             assert rt.strategies() == [] and [n for _, n, _ in rt.remote_strategies()] == [name]
@@ -91,6 +98,19 @@ def test_in_process_and_isolated_give_the_same_callbacks_and_fills(name: str, ip
     if name == "mtf_trend":
         assert kinds.count("on_mtf") >= 200
     assert "on_calendar_event" in kinds and "on_news" in kinds  # the 2018 samples reach every strategy
+    if name == "composite":  # every module's signals reached it, each before the bar (news, event) that caused it
+        signals = [c for c in local if c[0] == "on_signal"]
+        assert {c[2][1] for c in signals} == {"price_action", "macro", "news"}
+        assert any(c[2][3].startswith("breakout") for c in signals)
+        bars = [c for c in local if c[0] in ("on_bar", "on_signal")]
+        for i, c in enumerate(bars):  # a bar's signals (timed at its open) come after the bar before it, before it
+            if c[0] == "on_signal" and c[2][1] == "price_action":
+                nxt = next(d for d in bars[i + 1:] if d[0] == "on_bar")
+                prev = next((d for d in reversed(bars[:i]) if d[0] == "on_bar"), None)
+                assert c[2][4] <= nxt[2][2] and (prev is None or prev[2][2] < c[2][4]), \
+                    f"price-action signal {c} is not between the bar before ({prev}) and its own bar ({nxt})"
+    else:
+        assert "on_signal" not in kinds
     gates = [c[2] for c in local if c[0] == "gate"]
     if name == "llm_gated":  # no model: every entry signal took the stated fallback (approve)
         assert len(gates) >= 4 and all(g[1:3] == [True, "fallback"] and "'absent'" in g[3] for g in gates)

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from aitrados.host import PluginHost
+from aitrados.pluginhost.host import PluginHost
 from aitrados.marketdata.align import Aligner
 from aitrados.marketdata.chart import resample_bars
 from aitrados.marketdata.intervals import interval_rank
 from aitrados.marketdata.loader import bundled_bar_files, load_bars
-from aitrados.plugins import PluginRegistry, installed_plugins
+from aitrados.pluginhost.registry import PluginRegistry, installed_plugins
 from aitrados.settings import load_settings
 from aitrados.trading import Strategy, TradingEngine
 from aitrados.trading.llm import ChatClient

@@ -28,7 +28,7 @@ import pytest
 from fixtures.plugin_env import install
 
 from aitrados.bus import Service
-from aitrados.host import PluginHost
+from aitrados.pluginhost.host import PluginHost
 from aitrados.marketdata.align import Snapshot
 from aitrados.marketdata.models import Bar, CalendarEvent, NewsItem
 from aitrados.trading.orders import Account, Fill, Order, OrderIntent

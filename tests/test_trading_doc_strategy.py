@@ -14,8 +14,8 @@ import pytest
 from fixtures.plugin_env import install
 
 from aitrados.marketdata.loader import bundled_bar_files, load_bars
-from aitrados.plugin_settings import PluginHostSettings
-from aitrados.plugins import PluginRegistry
+from aitrados.pluginhost.settings import PluginHostSettings
+from aitrados.pluginhost.registry import PluginRegistry
 from aitrados.trading import build_report
 from aitrados.trading.engine import engine_from_settings
 from aitrados.trading.settings import TradingSettings

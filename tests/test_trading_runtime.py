@@ -202,7 +202,12 @@ def test_trading_roles_and_strategy_sessions(rt: Runtime) -> None:
 
 def test_malformed_requests_to_core_services_are_answered_and_they_keep_serving(rt: Runtime) -> None:
     c = rt.mw.rpc_client(timeout=10)
-    before = c.call("middleware", "services")
+    # `runtime` is served last and its worker's READY may still be on its way to the router: the
+    # snapshot is taken once every service of the run is listed
+    deadline = time.monotonic() + 30
+    while "runtime" not in (before := c.call("middleware", "services")):
+        assert time.monotonic() < deadline, f"the runtime service never registered: {sorted(before)}"
+        time.sleep(0.05)
     for name, method in ((b"trading", "risk_state"), (b"chart", "list"), (b"mtf", "list_groups")):
         with pytest.raises(BadRequestError):
             c.call_raw(name, P.encode({"method": [1]}))

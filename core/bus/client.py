@@ -12,6 +12,7 @@ does no harm) until its timeout.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import struct
 import threading
@@ -19,15 +20,16 @@ import time
 from typing import Any
 
 import zmq
-import zmq.asyncio
+from zmq.backend import zmq_poll
 
 from .settings import BusSettings
 from . import protocol as P
 from .errors import BusyError, RPCTimeoutError, ServiceUnavailableError, remote_error
-
-_MORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
+from .fastio import NOBLOCK as _NOBLOCK
+from .fastio import POLLIN, readable, recv_frames, send_frames
 _pack_id = struct.Struct(">Q").pack
+#: Replies an ``AsyncRPCClient`` handles per event-loop pass before letting other work run.
+_DRAIN_LIMIT = 200
 #: Errors after which an idempotent call is sent again.
 RETRYABLE = (ServiceUnavailableError, BusyError)
 
@@ -68,6 +70,7 @@ class RPCClient:
         self.token = token
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         _dealer(self._sock, address, bus)
+        self._wait = [(self._sock, POLLIN)]  # zmq_poll's argument: pyzmq's Socket.poll builds a Poller per call
         self._ids = itertools.count(1)
         self._names: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -103,23 +106,21 @@ class RPCClient:
         rid = _pack_id(next(self._ids))
         sock = self._sock
         with self._lock:
+            frames = (P.CLIENT_TAG, P.REQUEST, name, rid, body)
             try:
-                sock.send(P.CLIENT_TAG, _MORE | _NOBLOCK)
-            except zmq.Again:
+                send_frames(sock, frames, _NOBLOCK)
+            except zmq.Again:  # not connected yet (``immediate``): wait for the router up to the timeout
                 if not sock.poll(t * 1000, zmq.POLLOUT):
                     raise RPCTimeoutError(f"cannot reach the RPC router at {self.address} within {t:g}s; "
                                           "is the middleware running (`aitrados run`)?") from None
-                sock.send(P.CLIENT_TAG, _MORE)
-            sock.send(P.REQUEST, _MORE)
-            sock.send(name, _MORE)
-            sock.send(rid, _MORE)
-            sock.send(body)
+                send_frames(sock, frames)
+            wait = self._wait
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sock.poll(remaining * 1000):
+                if remaining <= 0 or not zmq_poll(wait, int(remaining * 1000) + 1):
                     raise RPCTimeoutError(
                         f"no reply from service {name.decode(errors='replace')!r} within {t:g}s")
-                frames = sock.recv_multipart()
+                frames = recv_frames(sock)
                 if len(frames) != 5 or frames[0] != P.CLIENT_TAG or frames[3] != rid:
                     continue  # a late reply to a call that timed out, or noise
                 if frames[1] == P.REPLY:
@@ -140,8 +141,10 @@ class RPCClient:
 class AsyncRPCClient:
     """Asyncio RPC client: many calls may be outstanding at once on one socket.
 
-    A reader task matches replies to calls by correlation id; after one awaited wake-up it
-    drains every waiting reply without blocking.
+    The socket is a plain DEALER watched with ``loop.add_reader`` on its descriptor; each wake-up
+    matches every waiting reply to its call by correlation id without blocking (at most
+    ``_DRAIN_LIMIT`` per loop pass). Call deadlines sit in one heap swept by a single timer, so a
+    call costs no timer of its own.
     """
 
     def __init__(self, address: str, *, bus: BusSettings | None = None, context: zmq.Context | None = None,
@@ -149,81 +152,128 @@ class AsyncRPCClient:
         self.address = address
         self.timeout = timeout or (bus.rpc_timeout if bus else 10.0)
         self.token = token
-        ctx = zmq.asyncio.Context.shadow(context or zmq.Context.instance())
-        self._sock = ctx.socket(zmq.DEALER)
+        self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         _dealer(self._sock, address, bus)
-        self._sync = zmq.Socket.shadow(self._sock.underlying)
         self._ids = itertools.count(1)
         self._names: dict[str, bytes] = {}
         self._pending: dict[bytes, asyncio.Future[Any]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        #: (deadline on the loop's clock, request id, service name, timeout) of calls sent, earliest first
+        self._deadlines: list[tuple[float, bytes, bytes, float]] = []
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_scheduled = False
 
     async def call(self, service: str, method: str, timeout: float | None = None, **params: Any) -> Any:
         """Call *method* of *service* with *params*; returns its result (see ``RPCClient.call``)."""
         name = self._names.get(service) or self._names.setdefault(service, service.encode("utf-8"))
         t = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        if self._reader is None or self._reader.done():
-            self._reader = loop.create_task(self._read())
+        if self._loop is not loop:
+            self._watch(loop)
         rid = _pack_id(next(self._ids))
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = fut
-        frames = [P.CLIENT_TAG, P.REQUEST, name, rid, P.request_body(method, params, self.token)]
+        frames = (P.CLIENT_TAG, P.REQUEST, name, rid, P.request_body(method, params, self.token))
         try:
-            self._sync.send_multipart(frames, _NOBLOCK)
-            self._kick()
-        except zmq.Again:
             try:
-                await asyncio.wait_for(self._sock.send_multipart(frames), t)
-            except asyncio.TimeoutError:
-                self._pending.pop(rid, None)
-                raise RPCTimeoutError(f"cannot reach the RPC router at {self.address} within {t:g}s; "
-                                      "is the middleware running (`aitrados run`)?") from None
-        timer = loop.call_later(t, self._expire, rid, name, t)
-        try:
+                send_frames(self._sock, frames, _NOBLOCK)
+            except zmq.Again:  # not connected yet (``immediate``): retry until the timeout
+                await self._send_when_connected(frames, loop.time() + t, t)
+            self._recheck()
+            deadline = loop.time() + t
+            heapq.heappush(self._deadlines, (deadline, rid, name, t))
+            if self._sweep is None or deadline < self._sweep_at:
+                self._arm(deadline)
             return await fut
         finally:
-            timer.cancel()
             self._pending.pop(rid, None)
 
-    def _kick(self) -> None:
-        # A send through the shadow socket can consume the edge-triggered readiness signal
-        # the reader's pending recv waits for; ask zmq.asyncio to re-check the socket's events.
-        kick = getattr(self._sock, "_schedule_remaining_events", None)
-        if kick is not None:
-            kick()
-
-    def _expire(self, rid: bytes, name: bytes, t: float) -> None:
-        fut = self._pending.pop(rid, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(RPCTimeoutError(f"no reply from service {name.decode(errors='replace')!r} within {t:g}s"))
-
-    async def _read(self) -> None:
-        pending = self._pending
-        recv = self._sync.recv_multipart
+    async def _send_when_connected(self, frames: tuple[bytes, ...], deadline: float, t: float) -> None:
+        """Send *frames* once the router accepts them, or raise ``RPCTimeoutError`` at *deadline*."""
+        loop = asyncio.get_running_loop()
         while True:
-            frames = await self._sock.recv_multipart()
-            while True:
-                if len(frames) == 5 and frames[0] == P.CLIENT_TAG:
-                    fut = pending.pop(frames[3], None)
-                    if fut is not None and not fut.done():
-                        if frames[1] == P.REPLY:
-                            try:
-                                fut.set_result(P.decode(frames[4]))
-                            except P.DecodeError as exc:
-                                fut.set_exception(remote_error("BadReply", str(exc)))
-                        else:
-                            try:
-                                _raise_error(frames[2], frames[4])
-                            except Exception as exc:
-                                fut.set_exception(exc)
-                try:
-                    frames = recv(_NOBLOCK)
-                except zmq.Again:
-                    break
+            await asyncio.sleep(0.005)
+            try:
+                send_frames(self._sock, frames, _NOBLOCK)
+                return
+            except zmq.Again:
+                if loop.time() >= deadline:
+                    raise RPCTimeoutError(f"cannot reach the RPC router at {self.address} within {t:g}s; "
+                                          "is the middleware running (`aitrados run`)?") from None
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch the socket's descriptor on *loop* (the first call, or a call from a new event loop)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.FD)
+        self._loop = loop
+        if self._sweep is not None:  # the old loop's timer; the deadlines stay in the heap for the new one
+            self._sweep.cancel()
+            self._sweep = None
+        self._drain_scheduled = False
+        loop.add_reader(self._sock.FD, self._on_readable)
+
+    def _arm(self, deadline: float) -> None:
+        assert self._loop is not None
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = deadline
+        self._sweep = self._loop.call_at(deadline, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Fail the calls whose deadline passed with ``RPCTimeoutError``; re-arm for the next one."""
+        self._sweep = None
+        assert self._loop is not None
+        now = self._loop.time()
+        heap, pending = self._deadlines, self._pending
+        while heap and heap[0][0] <= now:
+            _, rid, name, t = heapq.heappop(heap)
+            fut = pending.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(RPCTimeoutError(f"no reply from service {name.decode(errors='replace')!r} within {t:g}s"))
+        if len(heap) > 2 * len(pending) + 1024:  # answered calls' entries: drop them now and then
+            heap[:] = [e for e in heap if e[1] in pending]
+            heapq.heapify(heap)
+        if heap:
+            self._arm(heap[0][0])
+
+    def _recheck(self) -> None:
+        """Call after a send: it can consume the edge of the descriptor's readiness signal while a reply
+        waits; schedules one ``_on_readable`` pass."""
+        if not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._on_readable)
+
+    def _on_readable(self) -> None:
+        """Resolve the calls of every waiting reply (at most ``_DRAIN_LIMIT``, then again on the next pass)."""
+        self._drain_scheduled = False
+        sock, pending = self._sock, self._pending
+        if sock.closed:
+            return
+        for _ in range(_DRAIN_LIMIT):
+            if not readable(sock):
+                return
+            frames = recv_frames(sock, _NOBLOCK)
+            if len(frames) == 5 and frames[0] == P.CLIENT_TAG:
+                fut = pending.pop(frames[3], None)
+                if fut is not None and not fut.done():
+                    if frames[1] == P.REPLY:
+                        try:
+                            fut.set_result(P.decode(frames[4]))
+                        except P.DecodeError as exc:
+                            fut.set_exception(remote_error("BadReply", str(exc)))
+                    else:
+                        try:
+                            _raise_error(frames[2], frames[4])
+                        except Exception as exc:
+                            fut.set_exception(exc)
+        self._recheck()
 
     def close(self) -> None:
-        """Cancel the reader and close the socket."""
-        if self._reader is not None:
-            self._reader.cancel()
+        """Stop watching the socket and close it."""
+        if self._loop is not None and not self._loop.is_closed() and not self._sock.closed:
+            self._loop.remove_reader(self._sock.FD)
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._sock.close(0)

@@ -442,6 +442,10 @@ class _SubscriberBase:
         """Counters of received, missed and malformed messages."""
         return self._tracker.stats
 
+    def gaps_by_topic(self) -> dict[str, int]:
+        """Messages missed so far (sequence gaps), by topic: a copy."""
+        return dict(self._tracker.gaps_by_topic)
+
     def subscribe(self, prefix: str) -> None:
         """Receive topics starting with *prefix*."""
         self._sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("utf-8"))

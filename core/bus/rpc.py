@@ -33,11 +33,13 @@ from typing import Any
 
 import zmq
 from loguru import logger
+from zmq.backend import zmq_poll
 
 from .. import __version__
 from .settings import BusSettings
 from . import protocol as P
 from .latency import LatencyBuckets
+from .fastio import POLLIN, readable, recv_frames, send_frames
 from .peers import PeerLedger
 from .tokens import same_token
 
@@ -227,23 +229,22 @@ class RPCRouter:
     def _run(self) -> None:
         fe, be = self._fe, self._be
         assert fe is not None and be is not None
-        poller = zmq.Poller()
-        poller.register(fe, zmq.POLLIN)
-        poller.register(be, zmq.POLLIN)
-        poller.register(self._ctrl, zmq.POLLIN)
+        # zmq_poll itself, with int events: pyzmq's Poller wraps each event mask in an IntFlag
+        items = [(fe, POLLIN), (be, POLLIN), (self._ctrl, POLLIN)]
         interval = self.bus.heartbeat_interval
         next_hb = time.monotonic() + interval
         try:
             while True:
                 timeout = max(0.0, next_hb - time.monotonic())
-                ready = dict(poller.poll(timeout * 1000))
+                ready = zmq_poll(items, int(timeout * 1000))
                 if ready:
-                    if self._ctrl in ready:
+                    socks = [s for s, _ in ready]
+                    if self._ctrl in socks:
                         break
                     now = time.monotonic()
-                    if be in ready:
+                    if be in socks:
                         self._drain_backend(be, fe, now)
-                    if fe in ready:
+                    if fe in socks:
                         self._drain_frontend(fe, be, now)
                 now = time.monotonic()
                 if now >= next_hb:
@@ -264,7 +265,7 @@ class RPCRouter:
         """
         peer = frames[0]
         try:
-            sock.send_multipart(frames, _NOBLOCK)
+            send_frames(sock, frames, _NOBLOCK)
         except zmq.Again:
             if self.peers.refused(peer, now):
                 logger.warning("RPC peer {} cut off for {:g}s: it left {} messages in a row untaken",
@@ -283,34 +284,39 @@ class RPCRouter:
 
     # ---------------------------------------------------------------- clients
     def _drain_frontend(self, fe: zmq.Socket, be: zmq.Socket, now: float) -> None:
-        recv = fe.recv_multipart
         for _ in range(_DRAIN_LIMIT):
             try:
-                frames = recv(_NOBLOCK)
+                frames = recv_frames(fe, _NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 6 or frames[1] != P.CLIENT_TAG or frames[2] != P.REQUEST:
-                self._malformed("client frame layout")
-                continue
-            client, _, _, name, rid, body = frames
-            if self.peers.cut_until and self.peers.is_cut(client, now):
-                self.peers.discard()
-                continue
-            if not rid or len(rid) > P.MAX_REQUEST_ID:
-                self._malformed("request id length")
-                continue
-            self.counters["requests"] += 1
-            svc = self.services.get(name)
-            if svc is None:
-                self._no_service(fe, client, name, rid, body)
-                continue
-            if self.peers.inflight_of(client) >= self.bus.max_inflight_per_client:
-                self.counters["too_many_requests"] += 1
-                self._reply(fe, client, P.ERROR, name, rid, P.error_body(
-                    "TooManyRequests", f"this client already has {self.bus.max_inflight_per_client} requests in "
-                    "flight (bus.max_inflight_per_client); wait for replies before sending more"))
-                continue
-            self._forward(be, fe, svc, client, name, rid, body, now)
+            self._on_client(fe, be, frames, now)
+            if not readable(fe):
+                return
+
+    def _on_client(self, fe: zmq.Socket, be: zmq.Socket, frames: list[bytes], now: float) -> None:
+        """Route one message from a client: forward a request, or answer it (errors, ``middleware``)."""
+        if len(frames) != 6 or frames[1] != P.CLIENT_TAG or frames[2] != P.REQUEST:
+            self._malformed("client frame layout")
+            return
+        client, _, _, name, rid, body = frames
+        if self.peers.cut_until and self.peers.is_cut(client, now):
+            self.peers.discard()
+            return
+        if not rid or len(rid) > P.MAX_REQUEST_ID:
+            self._malformed("request id length")
+            return
+        self.counters["requests"] += 1
+        svc = self.services.get(name)
+        if svc is None:
+            self._no_service(fe, client, name, rid, body)
+            return
+        if self.peers.inflight_of(client) >= self.bus.max_inflight_per_client:
+            self.counters["too_many_requests"] += 1
+            self._reply(fe, client, P.ERROR, name, rid, P.error_body(
+                "TooManyRequests", f"this client already has {self.bus.max_inflight_per_client} requests in "
+                "flight (bus.max_inflight_per_client); wait for replies before sending more"))
+            return
+        self._forward(be, fe, svc, client, name, rid, body, now)
 
     def _forward(self, be: zmq.Socket, fe: zmq.Socket, svc: _Service, client: bytes, name: bytes,
                  rid: bytes, body: bytes, now: float) -> None:
@@ -386,53 +392,57 @@ class RPCRouter:
 
     # ---------------------------------------------------------------- workers
     def _drain_backend(self, be: zmq.Socket, fe: zmq.Socket, now: float) -> None:
-        recv = be.recv_multipart
-        workers = self.workers
         for _ in range(_DRAIN_LIMIT):
             try:
-                frames = recv(_NOBLOCK)
+                frames = recv_frames(be, _NOBLOCK)
             except zmq.Again:
                 return
-            n = len(frames)
-            if n < 3 or frames[1] != P.WORKER_TAG:
-                self._malformed("worker frame layout")
-                continue
-            wid = frames[0]
-            if self.peers.cut_until and self.peers.is_cut(wid, now):
-                self.peers.discard()
-                continue
-            cmd = frames[2]
-            w = workers.get(wid)
-            if cmd == P.REPLY or cmd == P.ERROR:
-                if n != 6:
-                    self._malformed("worker reply layout")
-                    continue
-                if w is None:
-                    self.counters["late_replies"] += 1
-                    self._tell_disconnect(be, wid, now)
-                    continue
-                w.last_seen = now
-                key = (frames[3], frames[4])
-                try:
-                    w.latency.observe(now - w.inflight.pop(key))
-                except KeyError:
-                    self.counters["late_replies"] += 1
-                    continue
-                w.served += 1
-                self.peers.closed(frames[3])
-                self._reply(fe, frames[3], cmd, w.service, frames[4], frames[5])
-            elif cmd == P.HEARTBEAT:
-                if w is None:
-                    self._tell_disconnect(be, wid, now)
-                else:
-                    w.last_seen = now
-            elif cmd == P.READY:
-                self._on_ready(be, fe, wid, frames, now)
-            elif cmd == P.DISCONNECT:
-                if w is not None:
-                    self._drop_worker(w, fe, "it said goodbye")
+            self._on_worker(be, fe, frames, now)
+            if not readable(be):
+                return
+
+    def _on_worker(self, be: zmq.Socket, fe: zmq.Socket, frames: list[bytes], now: float) -> None:
+        """Handle one message from a worker: a reply to pass on, a heartbeat, READY or goodbye."""
+        n = len(frames)
+        if n < 3 or frames[1] != P.WORKER_TAG:
+            self._malformed("worker frame layout")
+            return
+        wid = frames[0]
+        if self.peers.cut_until and self.peers.is_cut(wid, now):
+            self.peers.discard()
+            return
+        cmd = frames[2]
+        w = self.workers.get(wid)
+        if cmd == P.REPLY or cmd == P.ERROR:
+            if n != 6:
+                self._malformed("worker reply layout")
+                return
+            if w is None:
+                self.counters["late_replies"] += 1
+                self._tell_disconnect(be, wid, now)
+                return
+            w.last_seen = now
+            key = (frames[3], frames[4])
+            try:
+                w.latency.observe(now - w.inflight.pop(key))
+            except KeyError:
+                self.counters["late_replies"] += 1
+                return
+            w.served += 1
+            self.peers.closed(frames[3])
+            self._reply(fe, frames[3], cmd, w.service, frames[4], frames[5])
+        elif cmd == P.HEARTBEAT:
+            if w is None:
+                self._tell_disconnect(be, wid, now)
             else:
-                self._malformed("unknown worker command")
+                w.last_seen = now
+        elif cmd == P.READY:
+            self._on_ready(be, fe, wid, frames, now)
+        elif cmd == P.DISCONNECT:
+            if w is not None:
+                self._drop_worker(w, fe, "it said goodbye")
+        else:
+            self._malformed("unknown worker command")
 
     def _tell_disconnect(self, be: zmq.Socket, wid: bytes, now: float) -> None:
         """Ask an unknown worker (e.g. after a router restart) to register again."""

@@ -32,15 +32,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import zmq
-import zmq.asyncio
 from loguru import logger
 
 from .settings import BusSettings
 from . import protocol as P
 from .errors import BusError
+from .fastio import NOBLOCK as _NOBLOCK
+from .fastio import readable, recv_frames, send_frames
 from .tokens import read_token, same_token
 
-_NOBLOCK = int(zmq.NOBLOCK)
+#: Messages handled per wake-up of the worker's socket before its event loop runs other work.
+_DRAIN_LIMIT = 200
 
 #: Roles a method may require; ``operator`` includes ``service``.
 ROLES = ("service", "operator")
@@ -141,6 +143,7 @@ class ServiceWorker:
         self.include_traceback = include_traceback
         self.methods = service.rpc_methods()
         self._signatures: dict[str, inspect.Signature | None] = {m: _signature(fn) for m, (fn, _) in self.methods.items()}
+        self._keywords = {m: _keywords(sig) for m, sig in self._signatures.items() if sig is not None}
         self._name = service.name.encode("utf-8")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,50 +229,51 @@ class ServiceWorker:
             self._thread = None
 
     # ---------------------------------------------------------------- loop
-    def _connect(self, actx: zmq.asyncio.Context) -> zmq.asyncio.Socket:
-        sock = actx.socket(zmq.DEALER)
+    def _connect(self) -> zmq.Socket:
+        sock = self.context.socket(zmq.DEALER)
         sock.linger = 0
         sock.sndhwm = sock.rcvhwm = self.bus.hwm
         from .security import apply_client
 
         apply_client(sock, self.bus, self.address)
         sock.connect(self.address)
-        sock.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+        try:  # a DEALER queues while it connects; only a full queue refuses (the watchdog then reconnects)
+            send_frames(sock, (P.WORKER_TAG, P.READY, self._name, P.encode(self._info())), _NOBLOCK)
+        except zmq.Again:
+            pass
         return sock
 
     async def run(self) -> None:
-        """Serve until ``stop()``; reconnects when the router stops answering heartbeats."""
+        """Serve until ``stop()``; reconnects when the router stops answering heartbeats.
+
+        The socket is a plain (not asyncio) DEALER watched with ``loop.add_reader`` on its file
+        descriptor: on each wake-up every waiting message is handled without blocking
+        (``_on_readable``), which costs far less per request than zmq.asyncio's receive futures.
+        """
         if self._stop_asked:  # stopped while restarting after a crash
             return
         loop = self._loop = asyncio.get_running_loop()
         me = asyncio.current_task()
         assert me is not None
         self._stopping_cb = lambda: me.cancel()
-        actx = zmq.asyncio.Context.shadow(self.context)
-        self._asock = self._connect(actx)
-        self._sync = zmq.Socket.shadow(self._asock.underlying)
+        self._sync = self._connect()
         self._last_router = time.monotonic()
-        self._recv_fut: asyncio.Future[list[bytes]] | None = None
-        self._reconnect = False
+        self._draining = self._drain_scheduled = False
         hb = loop.create_task(self._heartbeats())
         self._ready.set()
         try:
             while True:
-                fut = self._recv_fut = self._asock.recv_multipart()
+                fd = self._sync.FD
+                self._wake = loop.create_future()
+                loop.add_reader(fd, self._on_readable)
                 try:
-                    frames = await fut
-                except asyncio.CancelledError:
-                    if me.cancelling() or not self._reconnect:
-                        raise
-                    self._reconnect = False
-                    self._asock.close(0)
-                    self._asock = self._connect(actx)
-                    self._sync = zmq.Socket.shadow(self._asock.underlying)
-                    self._last_router = time.monotonic()
-                    continue
+                    self._on_readable()  # what arrived before the reader was watching
+                    await self._wake  # set by the watchdog (reconnect) or with a fatal error
+                finally:
+                    loop.remove_reader(fd)
+                self._sync.close(0)
+                self._sync = self._connect()
                 self._last_router = time.monotonic()
-                self._handle_safely(frames)
-                self._drain()
         except asyncio.CancelledError:
             pass
         finally:
@@ -277,10 +281,10 @@ class ServiceWorker:
             for t in list(self._tasks):
                 t.cancel()
             try:
-                self._sync.send_multipart([P.WORKER_TAG, P.DISCONNECT], _NOBLOCK)
+                send_frames(self._sync, (P.WORKER_TAG, P.DISCONNECT), _NOBLOCK)
             except zmq.ZMQError:
                 pass
-            self._asock.close(linger=100)
+            self._sync.close(linger=100)
 
     async def _heartbeats(self) -> None:
         """Send a heartbeat every interval; reconnect when the router has been silent too long."""
@@ -292,25 +296,37 @@ class ServiceWorker:
             if silent > patience:
                 logger.warning("router silent for {:.1f}s; service {!r} reconnects to {}",
                                silent, self.service.name, self.address)
-                self._reconnect = True
-                if self._recv_fut is not None:
-                    self._recv_fut.cancel()
+                if not self._wake.done():
+                    self._wake.set_result(None)
                 self._last_router = time.monotonic()
             else:
                 try:
-                    self._sync.send_multipart([P.WORKER_TAG, P.HEARTBEAT], _NOBLOCK)
+                    send_frames(self._sync, (P.WORKER_TAG, P.HEARTBEAT), _NOBLOCK)
                 except zmq.ZMQError:
                     pass
                 self._recheck()
 
-    def _drain(self) -> None:
-        recv = self._sync.recv_multipart
-        while True:
-            try:
-                frames = recv(_NOBLOCK)
-            except zmq.Again:
-                return
-            self._handle_safely(frames)
+    def _on_readable(self) -> None:
+        """Handle every message waiting on the socket, at most ``_DRAIN_LIMIT`` per call (the rest on the
+        next loop pass, so tasks and heartbeats still run under a flood). libzmq's descriptor signals
+        edges, not levels, so the loop runs until the socket reports nothing waiting."""
+        self._drain_scheduled = False
+        sock = self._sync
+        self._draining = True
+        try:
+            for _ in range(_DRAIN_LIMIT):
+                if not readable(sock):
+                    return
+                frames = recv_frames(sock, _NOBLOCK)
+                self._last_router = time.monotonic()
+                self._handle_safely(frames)
+            self._draining = False
+            self._recheck()  # more may wait, and the descriptor will not signal them again
+        except BaseException as exc:  # ServiceRefused, a socket error, a fault: ends this run, raised by run()
+            if not self._wake.done():
+                self._wake.set_exception(exc)
+        finally:
+            self._draining = False
 
     def _handle_safely(self, frames: list[bytes]) -> None:
         """Handle one message; an unexpected error is logged with its traceback and answered, never fatal."""
@@ -337,7 +353,7 @@ class ServiceWorker:
             self._dispatch(frames[2], frames[3], frames[4])
         elif cmd == P.DISCONNECT:
             logger.info("router asked service {!r} to register again", self.service.name)
-            self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+            send_frames(self._sync, (P.WORKER_TAG, P.READY, self._name, P.encode(self._info())), _NOBLOCK)
             self._recheck()
         elif cmd == P.ERROR and len(frames) == 3:
             try:
@@ -349,7 +365,7 @@ class ServiceWorker:
             self._load_credentials()
             if self._token != sent:  # the middleware restarted with a new token: try once more
                 logger.info("service {!r} was refused; its token file changed, registering again", self.service.name)
-                self._sync.send_multipart([P.WORKER_TAG, P.READY, self._name, P.encode(self._info())], _NOBLOCK)
+                send_frames(self._sync, (P.WORKER_TAG, P.READY, self._name, P.encode(self._info())), _NOBLOCK)
                 self._recheck()
                 return
             raise ServiceRefused(f"the router refused service {self.service.name!r}: {why}")
@@ -367,7 +383,7 @@ class ServiceWorker:
     # ---------------------------------------------------------------- requests
     def _send(self, cmd: bytes, client: bytes, rid: bytes, body: bytes) -> None:
         try:  # never block: a reply the router cannot take now is dropped (the client times out)
-            self._sync.send_multipart([P.WORKER_TAG, cmd, client, rid, body], _NOBLOCK)
+            send_frames(self._sync, (P.WORKER_TAG, cmd, client, rid, body), _NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             logger.warning("service {!r} dropped a reply: the router is not taking messages", self.service.name)
@@ -376,16 +392,15 @@ class ServiceWorker:
         self._recheck()
 
     def _recheck(self) -> None:
-        """Call after every send through the shadow socket (replies, heartbeats, READY).
+        """Call after every send on the socket outside ``_on_readable`` (replies of tasks, heartbeats, READY).
 
-        Such a send can consume the edge-triggered readiness signal that the pending
-        ``recv_multipart`` future waits for; without a re-check the service goes deaf until
-        the heartbeat watchdog reconnects it. Asks zmq.asyncio to look at the socket's events again.
+        A send can consume the edge of the descriptor's readiness signal while a message is waiting;
+        without a re-check the service goes deaf until the heartbeat watchdog reconnects it. Schedules
+        one ``_on_readable`` pass (inside one, its own loop re-checks).
         """
-        if self._recv_fut is not None and not self._recv_fut.done():
-            kick = getattr(self._asock, "_schedule_remaining_events", None)
-            if kick is not None:
-                kick()
+        if not self._draining and not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._on_readable)
 
     def _error(self, client: bytes, rid: bytes, exc: BaseException, type_: str | None = None) -> None:
         """Answer *exc* as an ERROR reply; an exception raised by a method is logged once, with its traceback."""
@@ -442,7 +457,9 @@ class ServiceWorker:
             return
         fn, kind = entry
         sig = self._signatures.get(method)
-        if sig is not None:
+        kw = self._keywords.get(method)
+        # the set check settles the usual call at C speed; Signature.bind only for the rest (and its message)
+        if sig is not None and (kw is None or not (params.keys() >= kw[0] and params.keys() <= kw[1])):
             try:
                 sig.bind(**params)
             except TypeError as exc:
@@ -492,6 +509,19 @@ class ServiceWorker:
             self._error(client, rid, exc)
             return
         self._result(client, rid, method, result)
+
+
+def _keywords(sig: inspect.Signature) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(required, accepted) keyword names of a signature that takes keywords only by name, else None:
+    a call with the required names and no other binds exactly when it passes this set check."""
+    required, accepted = set(), set()
+    for p in sig.parameters.values():
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            return None
+        accepted.add(p.name)
+        if p.default is p.empty:
+            required.add(p.name)
+    return frozenset(required), frozenset(accepted)
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:

@@ -40,7 +40,7 @@ def plugin_tools(settings: Any, names: Iterable[str]) -> list[tuple[str, Any, di
     :returns: ``(plugin, function, options)`` per tool; raises :class:`McpToolError` naming the
         plugin when a contribution is not a callable or a name is taken twice.
     """
-    from ..plugins import PluginRegistry
+    from ..pluginhost.registry import PluginRegistry
 
     names = list(names)
     if not names:

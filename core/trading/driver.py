@@ -96,7 +96,8 @@ class StrategyDriver:
 
     # ------------------------------------------------------------------ market events
     def handle(self, kind: Kind | str, payload: Any) -> list[Event]:
-        """Deliver one decoded market event (bar, chart, mtf, news, calendar); returns the events caused.
+        """Deliver one decoded market or signal event (bar, chart, mtf, news, calendar, signal); returns the
+        events caused.
 
         ``payload`` is what :func:`aitrados.events.decode` gives for *kind*.
         """
@@ -112,7 +113,9 @@ class StrategyDriver:
             return self.broadcast("on_news", payload)
         if k is Kind.CALENDAR:
             return self.broadcast("on_calendar_event", payload)
-        raise ValueError(f"{k.value} events are not market events; use handle_execution or start/stop")
+        if k is Kind.SIGNAL:
+            return self.handle_signal(payload)
+        raise ValueError(f"{k.value} events are not market events (nor signals); use handle_execution or start/stop")
 
     def handle_bar(self, bar: Any) -> list[Event]:
         """``on_bar`` of the strategies that want the bar's symbol and interval (closed bars only)."""
@@ -123,6 +126,17 @@ class StrategyDriver:
         for s in self.strategies:
             if s.wants_bar(bar.full_symbol, bar.interval):
                 out += self.call(s, "on_bar", bar, interval=bar.interval)
+        return out
+
+    def handle_signal(self, signal: Any) -> list[Event]:
+        """``on_signal`` of the strategies that want the signal's symbol (see ``Strategy.wants_signal``).
+
+        A signal does not move ``ctx.now``: its time may lie ahead (a stand-aside window's start).
+        """
+        out = self.start()
+        for s in self.strategies:
+            if overrides(s, "on_signal") and s.wants_signal(signal):
+                out += self.call(s, "on_signal", signal)
         return out
 
     def handle_chart(self, full_symbol: str, interval: str, window: Any) -> list[Event]:
@@ -237,7 +251,7 @@ def topics_for(strategies: Iterable[Strategy]) -> list[str]:
 
     Bars of each strategy's symbols x intervals (all bars when it names none), ``mtf.<group>``
     of its groups (every group when it has none but overrides ``on_mtf``), and ``chart.``,
-    ``news.``, ``calendar.``, ``order.``, ``fill.`` only when some strategy overrides the
+    ``news.``, ``calendar.``, ``signal.``, ``order.``, ``fill.`` only when some strategy overrides the
     callback that takes them. A broader prefix replaces the narrower ones it covers.
     """
     from ..events import topic_prefix
@@ -267,7 +281,7 @@ def topics_for(strategies: Iterable[Strategy]) -> list[str]:
                 add(topic_prefix(Kind.MTF, g))
         elif overrides(s, "on_mtf"):
             add(topic_prefix(Kind.MTF))
-        for method, kind in (("on_news", Kind.NEWS), ("on_calendar_event", Kind.CALENDAR),
+        for method, kind in (("on_news", Kind.NEWS), ("on_calendar_event", Kind.CALENDAR), ("on_signal", Kind.SIGNAL),
                              ("on_order", Kind.ORDER), ("on_fill", Kind.FILL)):
             if overrides(s, method):
                 add(topic_prefix(kind))

@@ -79,7 +79,7 @@ class TradingEngine:
 
     # ------------------------------------------------------------------ inputs
     def handle(self, kind: Kind | str, payload: Any) -> list[Event]:
-        """Take one market event of *kind* (bar, chart, mtf, news, calendar) as the hub hands it
+        """Take one market or signal event of *kind* (bar, chart, mtf, news, calendar, signal) as the hub hands it
         (or its bus payload, decoded first); returns the events it caused."""
         k = kind if type(kind) is Kind else Kind(kind)  # the hub passes members: skip the enum lookup
         if k is Kind.BAR:

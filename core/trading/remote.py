@@ -4,7 +4,7 @@
 plugin registered. It subscribes to the topics the strategies need, decodes each message with
 :mod:`aitrados.events` into the record the in-process engine gives (closed ``Bar``, chart
 message, ``Snapshot``, ``NewsItem``, ``CalendarEvent``, ``Order``, ``Fill``) and hands it, one
-message at a time in arrival order, to the same :class:`~aitrados.trading.driver.StrategyDriver`
+message at a time in arrival order (signals too: ``Signal``), to the same :class:`~aitrados.trading.driver.StrategyDriver`
 the in-process :class:`~aitrados.trading.engine.TradingEngine` uses (same callbacks, same order),
 which sends what the strategies order to the middleware's ``trading`` RPC service:
 
@@ -50,7 +50,7 @@ from ..bus.errors import BusError, RPCTimeoutError, ServiceUnavailableError, Unk
 from ..bus.gaps import GapReporter
 from ..bus.probe import prove
 from ..bus.pubsub import Message, Publisher, Subscriber
-from ..events import MARKET_KINDS, Kind, decode, parse_topic
+from ..events import MARKET_KINDS, Kind, Topic, decode, parse_topic
 
 from .driver import StrategyDriver, topics_for
 from .orders import Account, Event, Fill, Order, OrderIntent
@@ -330,39 +330,56 @@ class RemoteStrategyRunner:
     def handle(self, topic: str, data: Any) -> None:
         """Deliver one published message to the strategies (called in arrival order).
 
+        Counts it by kind, then hands it to that kind's step: market data, executions, a
+        replay step, the replay's end. Position events are account-wide: strategies ask
+        ``ctx.position()``, plugins get the ``on_position`` hook.
+
         :raises ValueError: when the payload does not decode as its topic's kind says.
         """
         t = parse_topic(topic)
         if t is None:
             return
-        k = t.kind
-        self.counts[k.value] += 1
-        if k in MARKET_KINDS:
-            payload = decode(k, data)
-            if k is Kind.BAR:
-                if not payload.closed:
-                    return  # live, still-forming bars do not drive strategies (as in the engine)
-            if k is Kind.MTF:
-                self.driver.handle_mtf(payload, payload.group or t.subject)
-            else:
-                self.driver.handle(k, payload)
-        elif k in (Kind.ORDER, Kind.FILL):
-            rec = decode(k, data)
-            key = _event_key(rec)
-            if key is not None and key in self._seen:
-                del self._seen[key]  # delivered already, from the submit reply
-                return
-            self.driver.handle_execution([Event(topic, rec)])
-        elif k is Kind.STEP:
-            self._ack(decode(k, data)["step"])
-        elif k is Kind.END:
-            rec = decode(k, data)
-            self.driver.stop()
-            self._report_states(force=True)  # the final state is shown before the replay's end is acknowledged
-            if rec.get("step") is not None:
-                self._ack(rec["step"])
-            self.ended.set()
-        # position events are account-wide: strategies ask ctx.position(), plugins get the on_position hook
+        self.counts[t.kind.value] += 1
+        if t.kind in MARKET_KINDS:
+            self._on_market(t, data)
+        elif t.kind is Kind.SIGNAL:
+            self.driver.handle_signal(decode(t.kind, data))
+        elif t.kind in (Kind.ORDER, Kind.FILL):
+            self._on_execution(topic, t.kind, data)
+        elif t.kind is Kind.STEP:
+            self._ack(decode(t.kind, data)["step"])
+        elif t.kind is Kind.END:
+            self._on_end(decode(t.kind, data))
+
+    def _on_market(self, t: Topic, data: Any) -> None:
+        """A bar, chart, aligned snapshot, news item or calendar event: to the strategies' driver.
+
+        Live, still-forming bars do not drive strategies (as in the engine).
+        """
+        payload = decode(t.kind, data)
+        if t.kind is Kind.BAR and not payload.closed:
+            return
+        if t.kind is Kind.MTF:
+            self.driver.handle_mtf(payload, payload.group or t.subject)
+        else:
+            self.driver.handle(t.kind, payload)
+
+    def _on_execution(self, topic: str, kind: Kind, data: Any) -> None:
+        """An order or fill event: to the strategies, unless the submit reply delivered it already."""
+        rec = decode(kind, data)
+        key = _event_key(rec)
+        if key is not None and key in self._seen:
+            del self._seen[key]
+            return
+        self.driver.handle_execution([Event(topic, rec)])
+
+    def _on_end(self, rec: Any) -> None:
+        """The replay ended: stop the strategies (``on_stop``), then acknowledge the end's step."""
+        self.driver.stop()
+        self._report_states(force=True)  # the final state is shown before the replay's end is acknowledged
+        if rec.get("step") is not None:
+            self._ack(rec["step"])
+        self.ended.set()
 
     def _report_states(self, force: bool = False) -> None:
         """Send each attached strategy's ``state()`` to ``trading.report_state`` when it changed,

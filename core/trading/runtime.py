@@ -5,7 +5,11 @@ calendar events), drives the :class:`~aitrados.trading.engine.TradingEngine` (st
 risk, paper broker) and publishes every resulting ``order.*``, ``fill.*`` and ``position.*``
 event. Strategies in other processes trade through the ``trading`` RPC service; in a replay
 the runtime waits at each time step until every attached remote strategy has acknowledged
-it (lock-step), so a replay gives the same orders and fills run after run.
+it (lock-step), so a replay gives the same orders and fills run after run. With a
+:class:`~aitrados.signals.stage.SignalStage` (``signal_stage``) each bar, news item and calendar
+event also goes to the signal modules (in-process or isolated): their signals are published and handed to the
+strategies' ``on_signal`` right before the bar, right after the news item or calendar event (the
+order the bus carries them in; docs/signals.md, "Strategies and the step guarantee").
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class TradingRuntime:
         self.finished: Report | None = None
         #: Callback errors of strategies in other processes (running totals they send with their acks).
         self.remote_errors: dict[str, int] = {}
+        #: The signal modules' stage (``aitrados.signals.stage.SignalStage``: ``run(kind, obj)`` and
+        #: ``signals_first``), fed each bar, news item and calendar event (None: no signal module).
+        self.signal_stage: Any = None
+        self.signals_published = 0
 
     def callback_errors(self) -> dict[str, int]:
         """Every strategy callback error of the run, in-process and remote: ``{key: count}``."""
@@ -60,6 +68,30 @@ class TradingRuntime:
         for k, n in self.remote_errors.items():
             out[k] = out.get(k, 0) + n
         return out
+
+    @property
+    def broker(self) -> Any:
+        """The engine's broker (account, positions, orders); read it under ``lock``."""
+        return self.engine.broker
+
+    # ------------------------------------------------------------------ remote strategies
+    def attach_remote(self, strategy: str) -> int:
+        """Wait for *strategy*'s step acknowledgements from now on; returns the current step."""
+        self.remote[strategy] = self.step
+        return self.step
+
+    def detach_remote(self, strategy: str) -> None:
+        """Stop waiting for *strategy* (a step it held up goes on)."""
+        self.remote.pop(strategy, None)
+        self._acked.set()
+
+    def remote_acked(self, strategy: str, step: int, errors: Mapping[str, int] | None = None) -> None:
+        """*strategy* processed everything up to *step*; *errors* are its callback errors' running totals."""
+        for key, n in (errors or {}).items():
+            self.remote_errors[key] = max(n, self.remote_errors.get(key, 0))
+        if strategy in self.remote:
+            self.remote[strategy] = max(step, self.remote[strategy])
+            self._acked.set()
 
     # ------------------------------------------------------------------ engine access
     async def run_engine(self, fn: Any, *args: Any) -> list[Event]:
@@ -82,7 +114,9 @@ class TradingRuntime:
     async def consume(self, kind: str, obj: Any) -> None:
         """Take one hub event (kinds of :class:`aitrados.events.Kind`: bar, chart, mtf, news, calendar, step, end).
 
-        Market events go to :meth:`TradingEngine.handle`; ``on_chart`` gets the published chart
+        Market events go to :meth:`TradingEngine.handle`, and to the signal stage (if any, see
+        :meth:`run_signals`): a bar's signals before it, a news item's or calendar event's after it;
+        ``on_chart`` gets the published chart
         message (``{full_symbol, interval, seq, size, count, last, closed}``), the same in-process
         and in an isolated worker. At ``step`` (and ``end``) the replay waits until every attached
         remote strategy has acknowledged it; at ``end`` the run is finished (``on_stop``, report).
@@ -98,7 +132,30 @@ class TradingRuntime:
                 await self._wait_for_remote(int(end_step))
             await self.finish()
         else:
+            stage = self.signal_stage
+            first = stage is not None and k in stage.signals_first
+            if first:
+                await self.run_signals(await stage.run(k, obj))
             await self.run_engine(self.engine.handle, k, obj)
+            if stage is not None and not first:
+                await self.run_signals(await stage.run(k, obj))
+
+    async def run_signals(self, signals: list[Any]) -> None:
+        """Publish *signals* (before the event that caused them, on the hub's publisher) and deliver
+        them to the strategies' ``on_signal``, in order."""
+        if not signals:
+            return
+        for sig in signals:
+            self.pub.publish(sig.topic, sig)
+        self.signals_published += len(signals)
+
+        def deliver() -> list[Event]:
+            out: list[Event] = []
+            for sig in signals:
+                out += self.engine.handle(Kind.SIGNAL, sig)
+            return out
+
+        await self.run_engine(deliver)
 
     async def _wait_for_remote(self, step: int) -> None:
         if not self.remote:
@@ -167,27 +224,27 @@ class TradingService(Service):
     async def positions(self) -> list[Any]:
         """Every position (account-wide)."""
         async with self._rt.lock:  # the engine may be running in a worker thread
-            return self._rt.engine.broker.positions()
+            return self._rt.broker.positions()
 
     async def position(self, strategy: str, full_symbol: str) -> float:
         """The signed quantity *strategy* holds in *full_symbol*."""
         async with self._rt.lock:
-            return self._rt.engine.broker.position(full_symbol, strategy)
+            return self._rt.broker.position(full_symbol, strategy)
 
     async def orders(self, status: str | None = None) -> list[Any]:
         """Orders, optionally only those with *status* (accepted, rejected, filled, cancelled)."""
         async with self._rt.lock:  # the engine may be running in a worker thread
-            return self._rt.engine.broker.orders(status)
+            return self._rt.broker.orders(status)
 
     async def account(self) -> Any:
         """Cash, equity, realised and unrealised PnL."""
         async with self._rt.lock:  # the engine may be running in a worker thread
-            return self._rt.engine.broker.account()
+            return self._rt.broker.account()
 
     async def report(self) -> dict[str, Any]:
         """The run's metrics so far (total return, drawdown, Sharpe, trades, win rate, exposure)."""
         async with self._rt.lock:
-            r = self._rt.finished or build_report(self._rt.engine.broker, self._rt.interval)
+            r = self._rt.finished or build_report(self._rt.broker, self._rt.interval)
         return {"metrics": msgspec.to_builtins(r.metrics), "trades": len(r.trades), "summary": r.summary()}
 
     async def strategy_state(self) -> dict[str, Any]:
@@ -233,16 +290,15 @@ class TradingService(Service):
         if not isinstance(strategy, str) or not strategy:
             raise ValueError("strategy must be a non-empty string")
         session = self._sessions[strategy] = new_token()
-        self._rt.remote[strategy] = self._rt.step
-        logger.info("remote strategy {!r} attached at step {}", strategy, self._rt.step)
-        return {"step": self._rt.step, "session": session}
+        step = self._rt.attach_remote(strategy)
+        logger.info("remote strategy {!r} attached at step {}", strategy, step)
+        return {"step": step, "session": session}
 
     def detach(self, strategy: str, session: str | None = None) -> None:
         """Stop waiting for a remote strategy."""
         self._own(strategy, session)
         self._sessions.pop(strategy, None)
-        self._rt.remote.pop(strategy, None)
-        self._rt._acked.set()
+        self._rt.detach_remote(strategy)
 
     def ack(self, strategy: str, step: int, session: str | None = None,
             errors: dict[str, int] | None = None) -> None:
@@ -255,10 +311,7 @@ class TradingService(Service):
         for key, n in (errors or {}).items():
             if not str(key).startswith(f"{strategy}.") or not isinstance(n, int) or n < 0:
                 raise ValueError(f"errors: {key!r}: {n!r} is not '{strategy}.<callback>: <Exception>': count")
-            self._rt.remote_errors[str(key)] = max(n, self._rt.remote_errors.get(str(key), 0))
-        if strategy in self._rt.remote:
-            self._rt.remote[strategy] = max(step, self._rt.remote[strategy])
-            self._rt._acked.set()
+        self._rt.remote_acked(strategy, step, {str(k): n for k, n in (errors or {}).items()})
 
     def report_state(self, strategy: str, state: Any, session: str | None = None) -> None:
         """A remote strategy's own ``state()`` (its worker sends it at a bounded rate), shown by ``strategy_state``.

@@ -6,7 +6,7 @@ subscribes and hydrates for it), receives callbacks, and emits order intents thr
 intents (no wall clock, no unseeded randomness).
 
 Callbacks (all optional): ``on_start()``, ``on_bar(bar)``, ``on_chart(full_symbol, interval, window)``,
-``on_mtf(snapshot)``, ``on_news(item)``, ``on_calendar_event(event)``,
+``on_mtf(snapshot)``, ``on_news(item)``, ``on_calendar_event(event)``, ``on_signal(signal)``,
 ``on_order(order)``, ``on_fill(fill)``, ``on_stop()``.
 """
 
@@ -248,6 +248,11 @@ class Strategy:
         """True when bars of this symbol and interval are for this strategy (empty needs = all)."""
         return (not self.symbols or full_symbol in self.symbols) and (not self.intervals or interval in self.intervals)
 
+    def wants_signal(self, signal: Any) -> bool:
+        """True when *signal* is about one of this strategy's symbols, is market-wide (``*``), or it names none."""
+        fs = getattr(signal, "full_symbol", "*")
+        return not self.symbols or fs == "*" or fs in self.symbols
+
     # ------------------------------------------------------------------ callbacks
     def on_start(self) -> None:
         """Called once before the first event."""
@@ -266,6 +271,15 @@ class Strategy:
 
     def on_calendar_event(self, event: Any) -> None:
         """Called with each economic-calendar event."""
+
+    def on_signal(self, signal: Any) -> None:
+        """Called with each signal (``aitrados.signals.Signal``) about a wanted symbol.
+
+        In a replay a signal computed by a signal module (a ``SignalModule`` plugin) comes in the
+        step of the event that caused it: just before that bar's ``on_bar``, just after that news
+        item's ``on_news`` or calendar event's ``on_calendar_event``, in the same order in-process
+        and isolated (docs/signals.md, "Strategies and the step guarantee").
+        """
 
     def on_order(self, order: Order) -> None:
         """Called when one of this strategy's orders changed status."""

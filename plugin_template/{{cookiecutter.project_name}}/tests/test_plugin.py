@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aitrados.host import PluginHost
+from aitrados.pluginhost import PluginHost
 from aitrados.marketdata.loader import bundled_bar_files, load_bars
 from aitrados.middleware import Middleware
 from aitrados.settings import load_settings

@@ -1,10 +1,11 @@
-"""Plugins in their own processes: the worker (``aitrados worker``) and its supervisor.
+"""Plugins in their own processes: the ``Supervisor`` of the worker processes.
 
-A worker is ``python -m aitrados.isolation --plugins NAME --connect ADDRESS`` (the same as
-``aitrados worker ...``): it loads the plugins, connects to the middleware whose RPC
-frontend is ADDRESS (the other addresses are asked from the middleware), receives the same
-events as in-process plugins and serves their services plus a control service
-``worker.<name>`` (ping, status, check_order).
+A worker (:mod:`aitrados.pluginhost.worker`) is ``python -m aitrados.pluginhost.worker
+--plugins NAME --connect ADDRESS`` (the same as ``aitrados worker ...``): it loads the
+plugins, connects to the middleware whose RPC frontend is ADDRESS, receives the same events as
+in-process plugins and serves their services plus a control service ``worker.<name>`` (ping,
+status, check_order). It tells its supervisor on stdout that it is ready (``READY_LINE``) or
+why it failed (``FAILED_LINE``).
 
 The ``Supervisor`` spawns one worker per isolated plugin, gives it its settings on stdin and
 keeps that pipe open: when the host process dies, even by SIGKILL, the worker reads EOF and
@@ -15,7 +16,6 @@ loudly. A worker that cannot load its plugin is not restarted: that would fail a
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
@@ -24,20 +24,20 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from loguru import logger
 
-from .plugin_settings import PluginHostSettings
+from .settings import PluginHostSettings
 
 #: stdout line prefixes of the worker -> supervisor protocol.
 READY_LINE = "AITRADOS-WORKER-READY "
 FAILED_LINE = "AITRADOS-WORKER-FAILED "
 #: Exit code of a worker whose plugins could not be loaded (not restarted).
 EXIT_LOAD_FAILED = 3
+#: The module a worker process runs (``python -m``).
+WORKER_MODULE = "aitrados.pluginhost.worker"
 
 
 def backoff_delay(restarts: int, initial: float, maximum: float) -> float:
@@ -109,7 +109,7 @@ class Supervisor:
         cfg: dict[str, Any] = {"plugins": {n: (getattr(s, "plugins", {}) or {}).get(n) for n in w.plugins
                                            if (getattr(s, "plugins", {}) or {}).get(n) is not None}}
         if getattr(s, "bus", None) is not None:
-            from .bus.tokens import token_path
+            from ..bus.tokens import token_path
 
             cfg["bus"] = s.bus.model_dump(mode="json")
             # where the middleware's service token is: the worker proves with it that it may serve and attach
@@ -120,7 +120,7 @@ class Supervisor:
 
     def command(self, w: WorkerState) -> list[str]:
         """The command line that starts worker *w*."""
-        return [self.python, "-m", "aitrados.isolation", "--plugins", ",".join(w.plugins), "--connect",
+        return [self.python, "-m", WORKER_MODULE, "--plugins", ",".join(w.plugins), "--connect",
                 self.connect, "--name", w.name, "--parent-pid", str(os.getpid()), "--config-stdin"]
 
     def _spawn(self, w: WorkerState) -> None:
@@ -290,175 +290,3 @@ class Supervisor:
         """Every worker's state."""
         with self._lock:
             return [w.to_dict() for w in self.workers.values()]
-
-
-# ==================================================================== the worker process
-def discover_endpoints(connect: str, bus: Any, timeout: float) -> Any:
-    """Ask the middleware at RPC frontend *connect* for its other addresses over the same transport."""
-    from .bus.addresses import Endpoints
-    from .bus.client import RPCClient
-    from .bus.errors import RPCTimeoutError
-
-    deadline = time.monotonic() + timeout
-    with RPCClient(connect, bus=bus) as c:
-        while True:
-            try:
-                stats = c.call("middleware", "stats", timeout=min(2.0, max(0.1, deadline - time.monotonic())))
-                break
-            except RPCTimeoutError:
-                if time.monotonic() >= deadline:
-                    raise RPCTimeoutError(f"no middleware answers at {connect} within {timeout:g}s; is it running "
-                                          "(`aitrados run`) and is the address its RPC frontend?") from None
-    scheme = urlparse(connect).scheme
-    rpc_bound, ps_bound = stats["rpc"]["bound"], stats["pubsub"]["bound"]
-
-    def pick(addrs: list[str], what: str) -> str:
-        for a in addrs:
-            if a.startswith(scheme + "://"):
-                if scheme == "tcp":
-                    host = connect[len("tcp://"):].rsplit(":", 1)[0]
-                    return f"tcp://{host}:{a.rsplit(':', 1)[1]}"
-                return a
-        raise RuntimeError(f"the middleware at {connect} does not bind {what} over {scheme}: {addrs}")
-
-    return Endpoints(rpc_frontend=connect, rpc_backend=pick(rpc_bound["backend"], "the RPC backend"),
-                     publish=pick(ps_bound["sub"], "the publish side"),
-                     subscribe=pick(ps_bound["pub"], "the subscribe side"))
-
-
-def add_worker_arguments(p: argparse.ArgumentParser) -> None:
-    """The worker's command-line options (shared by ``aitrados worker``)."""
-    p.add_argument("--plugins", required=True, help="comma-separated plugin names to run in this process")
-    p.add_argument("--connect", help="the middleware's RPC frontend, e.g. tcp://10.0.0.5:51691 or "
-                                     "ipc:///tmp/aitrados-1000/default-rpc_frontend.sock (default: from settings)")
-    p.add_argument("--transport", choices=["ipc", "tcp"], default="ipc",
-                   help="without --connect: reach the middleware over this transport (default ipc)")
-    p.add_argument("--name", help="worker name; its control service is worker.<name> (default: the plugin names)")
-    p.add_argument("--token-file", help="file holding the middleware's service token (default: "
-                                        "<ipc_dir>/<name>-service.token, written by `aitrados run`); copy it "
-                                        "(mode 0600) to a worker on another host")
-    p.add_argument("--strict", action="store_true", help="(always on in a worker: a plugin that fails stops it)")
-    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--config-stdin", action="store_true", help=argparse.SUPPRESS)
-
-
-def _watch_parent(parent_pid: int | None, config_stdin: bool, stop: threading.Event) -> None:
-    """Set *stop* when the parent dies (stdin EOF or a new parent pid)."""
-    if config_stdin:
-        def eof() -> None:
-            try:
-                while sys.stdin.readline():
-                    pass
-            except (OSError, ValueError):
-                pass
-            stop.set()
-        threading.Thread(target=eof, daemon=True, name="aitrados-worker-stdin").start()
-    if parent_pid:
-        def poll() -> None:
-            while not stop.wait(0.5):
-                if os.getppid() != parent_pid:
-                    stop.set()
-        threading.Thread(target=poll, daemon=True, name="aitrados-worker-ppid").start()
-
-
-def run_worker(args: argparse.Namespace, settings: Any = None) -> int:
-    """Run the worker described by *args* until stopped; returns the exit code."""
-    import signal
-
-    from .bus.addresses import endpoints_for
-    from .host import PluginHost
-    from .log import setup_logging
-    from .plugins import PluginError
-    from .settings import load_settings
-
-    config: dict[str, Any] = {}
-    if args.config_stdin:
-        line = sys.stdin.readline()
-        config = json.loads(line) if line.strip() else {}
-    if config or settings is None:
-        settings = load_settings(**config)
-    if getattr(args, "token_file", None):
-        settings.bus.service_token_file = args.token_file
-    setup_logging(settings.log_level)
-    names = [n.strip() for n in args.plugins.split(",") if n.strip()]
-    name = args.name or "+".join(names)
-    stop = threading.Event()
-    _watch_parent(args.parent_pid, args.config_stdin, stop)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-
-    def failed(reason: str) -> int:
-        print(FAILED_LINE + json.dumps({"reason": reason}), flush=True)
-        logger.error("worker {!r}: {}", name, reason)
-        return EXIT_LOAD_FAILED
-
-    try:
-        host = PluginHost(settings, names=names, strict=False, in_worker=True, worker_name=name)
-        infos = host.load()
-    except PluginError as exc:
-        return failed(str(exc))
-    bad = [i for i in infos if i.status != "loaded"]
-    if bad:
-        return failed("; ".join(f"plugin {i.name!r}: {i.reason}" for i in bad))
-    from .bus.security import SecurityError
-
-    timeout = getattr(getattr(settings, "plugin_host", None), "worker_start_timeout", 30.0)
-    try:
-        endpoints = (discover_endpoints(args.connect, settings.bus, timeout) if args.connect
-                     else endpoints_for(settings.bus, args.transport))
-        host.start(endpoints)
-    except (SecurityError, ValueError) as exc:  # configuration: restarting would not help
-        return failed(f"cannot connect: {exc}")
-    runner = None
-    try:
-        _wait_control(host, name)
-        strategies = host.strategies()
-        if strategies:  # they trade against the middleware's account through its `trading` service
-            import msgspec
-
-            from .trading.remote import RemoteStrategyRunner
-
-            runner = RemoteStrategyRunner([s for _, s in strategies], endpoints, settings.bus,
-                                          attach_timeout=timeout).start()
-        hooks = sorted({h for i in infos for h in i.hooks})
-        listed = [{"plugin": p, "name": s.strategy_name, "needs": msgspec.to_builtins(s.needs())}
-                  for p, s in strategies]
-        print(READY_LINE + json.dumps({"pid": os.getpid(), "plugins": names, "hooks": hooks,
-                                       "strategies": listed}), flush=True)
-        logger.info("worker {!r} running plugin(s) {} (pid {})", name, ", ".join(names), os.getpid())
-        stop.wait()
-    finally:
-        killer = threading.Timer(15.0, lambda: os._exit(1))  # never hang on the way out
-        killer.daemon = True
-        killer.start()
-        if runner is not None:
-            runner.stop()
-        host.stop()
-    return 0
-
-
-def _wait_control(host: Any, name: str) -> None:
-    """Block until this worker's control service answers through the router."""
-    from .bus.errors import BusError
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            host.context.rpc.call(f"worker.{name}", "ping", timeout=1.0)
-            return
-        except BusError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aitrados.isolation``: the same as ``aitrados worker``."""
-    p = argparse.ArgumentParser(prog="aitrados worker", description="Run plugins in this process, connected to a middleware.")
-    add_worker_arguments(p)
-    return run_worker(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Settings of the plugin host itself (which plugins, strictness, isolation, restarts).
 
-Kept apart from ``aitrados.plugins`` so ``aitrados.settings`` can import it without pulling
+Kept apart from ``aitrados.pluginhost.registry`` so ``aitrados.settings`` can import it without pulling
 in the bus. Per-plugin settings live in ``Settings.plugins[<name>]``, validated against the
 model each plugin declares (see docs/plugins.md).
 """

@@ -1,8 +1,8 @@
 """The plugin subcommands of ``aitrados``: ``plugins``, ``new-plugin``, ``worker`` and the
 commands plugins contribute through ``register_commands``.
 
-``aitrados.cli.build_parser`` calls ``add_commands(subparsers, handlers)``; each handler takes
-``(args, settings)`` and returns the exit code. ``python -m aitrados.plugin_cli ...`` runs the
+``aitrados.cli.build_parser`` calls ``add_commands(subparsers, handlers, argv=...)``; each handler takes
+``(args, settings)`` and returns the exit code. ``python -m aitrados.pluginhost.cli ...`` runs the
 same commands on their own.
 """
 
@@ -27,7 +27,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
 # ---------------------------------------------------------------- aitrados plugins
 def plugin_report(settings: Any, names: list[str] | None = None) -> list[dict[str, Any]]:
     """Load every installed plugin (or *names*), never strictly; returns one dict per plugin."""
-    from .plugins import PluginRegistry
+    from .registry import PluginRegistry
 
     reg = PluginRegistry(settings, strict=False)
     iso = set(getattr(getattr(settings, "plugin_host", None), "isolate", []) or [])
@@ -44,7 +44,7 @@ def plugin_report(settings: Any, names: list[str] | None = None) -> list[dict[st
 
 def cmd_plugins(args: argparse.Namespace, settings: Any) -> int:
     """List installed plugins: name, distribution and version, hooks, loaded or failed and why."""
-    from .plugins import ENTRY_POINT_GROUP
+    from .registry import ENTRY_POINT_GROUP
 
     names = [n for n in (args.plugins or "").split(",") if n.strip()] or None
     rows = plugin_report(settings, names)
@@ -76,8 +76,8 @@ def template_dir() -> Path:
     """
     env = os.environ.get("AITRADOS_PLUGIN_TEMPLATE")
     candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parent
-    candidates += [here / "plugin_template", here.parent / "plugin_template"]
+    package = Path(__file__).resolve().parent.parent  # the `aitrados` package (core/ in a checkout)
+    candidates += [package / "plugin_template", package.parent / "plugin_template"]
     for c in candidates:
         if (c / "cookiecutter.json").is_file():
             return c
@@ -151,13 +151,14 @@ def cmd_new_plugin(args: argparse.Namespace, settings: Any) -> int:
 # ---------------------------------------------------------------- aitrados worker
 def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
     """Run plugins in this process, connected to a middleware (here or on another machine)."""
-    from .isolation import run_worker
+    from .worker import run_worker
 
     return run_worker(args, settings)
 
 
 # ---------------------------------------------------------------- aitrados run (flags for the lead's command)
-def _names(text: str | None) -> list[str]:
+def plugin_names(text: str | None) -> list[str]:
+    """The plugin names of a comma-separated option value (``--plugins a,b``), blanks dropped."""
     return [n.strip() for n in (text or "").split(",") if n.strip()]
 
 
@@ -174,23 +175,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def host_from_args(args: argparse.Namespace, settings: Any) -> Any:
-    """The ``PluginHost`` the ``run`` flags ask for (call ``.start(middleware)`` and ``.stop()``)."""
+    """The ``PluginHost`` the ``run`` flags ask for (call ``.start(middleware)`` and ``.stop()``).
+
+    Plugins named with ``--plugins`` must load (strict), as must every plugin with ``--strict``;
+    otherwise the ``plugin_host.strict`` setting decides.
+    """
     from .host import PluginHost
 
-    names = _names(getattr(args, "plugins", None)) or None
-    isolate = [n for a in getattr(args, "isolate", None) or [] for n in _names(a)]
-    return PluginHost(settings, names=names, strict=True if getattr(args, "strict", False) else None,
-                      isolate=isolate)
+    names = plugin_names(getattr(args, "plugins", None)) or None
+    isolate = [n for a in getattr(args, "isolate", None) or [] for n in plugin_names(a)]
+    strict = True if (getattr(args, "strict", False) or names) else None
+    return PluginHost(settings, names=names, strict=strict, isolate=isolate)
 
 
 # ---------------------------------------------------------------- registration
 def _plugin_commands() -> dict[str, tuple[str, dict[str, Any]]]:
     """Commands contributed by installed plugins (plugins that fail are skipped: see `aitrados plugins`)."""
-    from .plugins import PluginRegistry
+    from .registry import PluginRegistry
 
     try:
         reg = PluginRegistry(None, strict=False)
-        with _quiet():
+        with quiet_plugin_logs():
             reg.load(sorted(reg.installed))
         return reg.commands
     except Exception as exc:  # a broken plugin must never break the command line
@@ -198,7 +203,7 @@ def _plugin_commands() -> dict[str, tuple[str, dict[str, Any]]]:
         return {}
 
 
-class _quiet:
+class quiet_plugin_logs:
     """Silence loguru while plugins are imported for the command list."""
 
     def __enter__(self) -> None:
@@ -208,7 +213,8 @@ class _quiet:
         logger.enable("aitrados")
 
 
-def _wants_plugin_command(subparsers: Any, argv: Sequence[str]) -> bool:
+def wants_plugin_command(subparsers: Any, argv: Sequence[str]) -> bool:
+    """True when the command *argv* names is not (yet) one of *subparsers*' commands."""
     for a in argv:
         if not a.startswith("-"):
             return a not in subparsers.choices
@@ -217,16 +223,16 @@ def _wants_plugin_command(subparsers: Any, argv: Sequence[str]) -> bool:
 
 def add_commands(subparsers: Any, handlers: dict[str, Handler],
                  plugin_commands: dict[str, tuple[str, dict[str, Any]]] | None = None,
-                 argv: Sequence[str] | None = None) -> None:
+                 argv: Sequence[str] = ()) -> None:
     """Add ``plugins``, ``new-plugin``, ``worker`` and plugin-contributed commands.
 
     :param subparsers: the ``add_subparsers()`` object of the ``aitrados`` parser
     :param handlers: command name -> handler map, filled in here
     :param plugin_commands: contributed commands (default: discovered from installed plugins,
         only when *argv* names a command that is not built in, so other commands stay fast)
-    :param argv: the command line being parsed (default ``sys.argv[1:]``)
+    :param argv: the command line being parsed (its arguments after the program name)
     """
-    from .isolation import add_worker_arguments
+    from .worker import add_worker_arguments
 
     p = subparsers.add_parser("plugins", help="list installed plugins and whether they load",
                               description=cmd_plugins.__doc__)
@@ -249,8 +255,7 @@ def add_commands(subparsers: Any, handlers: dict[str, Handler],
     handlers["worker"] = cmd_worker
 
     if plugin_commands is None:
-        argv = sys.argv[1:] if argv is None else argv
-        plugin_commands = _plugin_commands() if _wants_plugin_command(subparsers, argv) else {}
+        plugin_commands = _plugin_commands() if wants_plugin_command(subparsers, argv) else {}
     for name, (plugin, spec) in plugin_commands.items():
         if name in subparsers.choices:
             logger.warning("plugin {!r} command {!r} clashes with a built-in command; skipped", plugin, name)
@@ -272,9 +277,9 @@ def _plugin_handler(plugin: str, name: str, fn: Callable[..., Any]) -> Handler:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m aitrados.plugin_cli COMMAND ...``: the plugin commands without the rest of the CLI."""
-    from .log import setup_logging
-    from .settings import load_settings
+    """``python -m aitrados.pluginhost.cli COMMAND ...``: the plugin commands without the rest of the CLI."""
+    from ..log import setup_logging
+    from ..settings import load_settings
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="aitrados")

@@ -24,21 +24,19 @@ import msgspec
 import zmq
 from loguru import logger
 
-from .bus.addresses import Endpoints
-from .bus.client import AsyncRPCClient, RPCClient
-from .bus.probe import aprove
-from .bus.pubsub import AsyncSubscriber, Publisher
-from .bus.service import Service, ServiceWorker
-from .events import CALLBACKS, Kind, Topic, decode, kind_of, parse_topic, topic_prefix
-from .plugins import (
-    HookRunner,
-    LoopThread,
-    OrderCheck,
-    PluginError,
-    PluginInfo,
-    PluginLoadError,
-    PluginRegistry,
-)
+from ..bus.addresses import Endpoints
+from ..bus.client import AsyncRPCClient, RPCClient
+from ..bus.probe import aprove
+from ..bus.pubsub import AsyncSubscriber, Publisher
+from ..bus.service import Service, ServiceWorker
+from ..events import CALLBACKS, Kind, Topic, decode, kind_of, parse_topic, topic_prefix
+from .errors import PluginError, PluginLoadError
+from .hook_runner import HookRunner
+from .isolation import Supervisor
+from .loop_thread import LoopThread
+from .order_check import OrderCheck
+from .registry import PluginInfo, PluginRegistry
+from .settings import PluginHostSettings, host_settings_of
 
 #: Topic prefix -> the hook its messages go to (from the event vocabulary, :mod:`aitrados.events`).
 EVENT_HOOKS: dict[str, str] = {topic_prefix(kind): hook for kind, hook in CALLBACKS.items()}
@@ -132,22 +130,22 @@ class HostContext:
     @property
     def services(self) -> dict[str, Service]:
         """Services contributed by the loaded plugins, by service name."""
-        return {k: v for k, (_, v) in self._host.registry.services.items()}
+        return self._host.registry.values("register_services")
 
     @property
     def providers(self) -> dict[str, Any]:
         """Market-data providers contributed by the loaded plugins, by name."""
-        return {k: v for k, (_, v) in self._host.registry.providers.items()}
+        return self._host.registry.values("register_providers")
 
     @property
     def risk_rules(self) -> dict[str, Any]:
         """Risk rules contributed by the loaded plugins, by name."""
-        return {k: v for k, (_, v) in self._host.registry.risk_rules.items()}
+        return self._host.registry.values("register_risk_rules")
 
     @property
     def llm_models(self) -> dict[str, Any]:
         """LLM clients contributed by the loaded plugins, by name."""
-        return {k: v for k, (_, v) in self._host.registry.llm_models.items()}
+        return self._host.registry.values("register_llm_models")
 
     def llm(self, name: str | None = None) -> Any:
         """The LLM client called *name* (the only one when *name* is None)."""
@@ -223,8 +221,14 @@ class HostContext:
         """Sync twin of ``acheck_order``, callable from any thread but the host's loop."""
         return self._host.loop_thread_run(self.acheck_order(order, context), timeout)
 
+    def close_arpc(self) -> None:
+        """Close the asyncio RPC client if ``arpc`` opened one (call it on the host's loop, which it is bound to)."""
+        if self._arpc is not None:
+            self._arpc.close()
+            self._arpc = None
+
     def close(self) -> None:
-        """Close the bus clients this context opened."""
+        """Close the sync bus clients this context opened (``close_arpc`` closes the asyncio one)."""
         for s in (self._pub, self._rpc):
             if s is not None:
                 s.close()
@@ -232,7 +236,8 @@ class HostContext:
 
 
 class _WorkerControl(Service):
-    """RPC face of an isolated worker: ping, status, and check_order for the parent's risk checks."""
+    """RPC face of an isolated worker: ping, status, check_order for the parent's risk checks and
+    signals for its signal stage."""
 
     name = "worker"
 
@@ -247,6 +252,13 @@ class _WorkerControl(Service):
     def status(self) -> dict[str, Any]:
         """Plugins, hooks and error counts of this worker."""
         return self._host.status()
+
+    async def signals(self, kind: str | None, payload: Any) -> Any:
+        """Feed one market event to this worker's signal modules for the parent's signal stage
+        (``aitrados.signals.stage.worker_signals``): their signals; with *kind* None their plugin names."""
+        from ..signals.stage import worker_signals
+
+        return await worker_signals(self._host, kind, payload)
 
     async def check_order(self, order: Any, context: Any = None, order_type: str | None = None,
                           context_type: str | None = None) -> dict[str, Any] | None:
@@ -277,21 +289,15 @@ class PluginHost:
 
     def __init__(self, settings: Any, names: Iterable[str] | None = None, strict: bool | None = None,
                  isolate: Iterable[str] = (), *, in_worker: bool = False, worker_name: str | None = None,
-                 host_settings: Any = None) -> None:
-        from .plugin_settings import host_settings_of
-
+                 host_settings: PluginHostSettings | None = None) -> None:
         self.settings = settings
         self.host_settings = host_settings or host_settings_of(settings)
         self.in_worker = in_worker
         self.worker_name = worker_name
-        self.registry = PluginRegistry(settings, strict=strict)
-        self.registry.host_settings = self.host_settings
-        if strict is None:
-            self.registry.strict = self.host_settings.strict
-        self.strict = self.registry.strict
-        if in_worker:
+        if in_worker:  # a worker loads what its supervisor gave it, nothing more
             self.host_settings = self.host_settings.model_copy(update={"always": []})
-            self.registry.host_settings = self.host_settings
+        self.registry = PluginRegistry(settings, strict=strict, host_settings=self.host_settings)
+        self.strict = self.registry.strict
         self.selected = self.registry.select(list(names) if names is not None else None)
         self.isolated: list[str] = [] if in_worker else [
             n for n in dict.fromkeys([*self.host_settings.isolate, *isolate]) if n in self.selected]
@@ -346,7 +352,7 @@ class PluginHost:
         charts and groups like those of in-process strategies, and a replay should start only
         after they attached to the ``trading`` service (they do so as soon as it is served).
         """
-        from .trading.strategy import StrategyNeeds
+        from ..trading.strategy import StrategyNeeds
 
         if self.supervisor is None:
             return []
@@ -397,8 +403,6 @@ class PluginHost:
             b = bus.settings.bus
             worker_address = bus.endpoints("ipc" if b.enable_ipc else "tcp").rpc_frontend
         if self.isolated:
-            from .isolation import Supervisor
-
             self.supervisor = Supervisor(self.settings, worker_address, self.host_settings)
             for n in self.isolated:
                 self.supervisor.add(n, [n])
@@ -497,8 +501,7 @@ class PluginHost:
                 loop.run(self.runner.anotify("on_shutdown", host=self.context_obj), 30)
             except Exception as exc:
                 logger.error("on_shutdown did not finish: {}", exc)
-            if self.context_obj._arpc is not None:
-                loop.loop.call_soon_threadsafe(self.context_obj._arpc.close)
+            loop.loop.call_soon_threadsafe(self.context_obj.close_arpc)
         for w in self._service_workers:
             w.stop()
         self._service_workers.clear()
@@ -515,6 +518,15 @@ class PluginHost:
         self.stop()
 
     # ---------------------------------------------------------------- reports
+    @property
+    def checks_orders(self) -> bool:
+        """True when a loaded plugin, in-process or in an isolated worker, implements ``check_order``.
+
+        Such checks may wait on another process: callers run them off their event loop.
+        """
+        return self.runner.implemented("check_order") or (
+            self.supervisor is not None and bool(self.supervisor.workers_with_hook("check_order")))
+
     def check_order(self, order: Any, context: Any = None) -> OrderCheck:
         """Ask every ``check_order`` hook about *order* (see ``HostContext.acheck_order``)."""
         return self.context.check_order(order, context)

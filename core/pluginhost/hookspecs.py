@@ -12,13 +12,32 @@ fixed set of verbs:
   decides too (for orders: rejected — fail closed).
 
 Any implementation may be ``async def``: the host awaits it.
+
+The annotations name what the host passes; the types are imported for type checkers only, so
+importing this module loads none of the bus, market-data or trading code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ..bus.service import Service
+    from ..marketdata.models import Bar, CalendarEvent, NewsItem
+    from ..signals.record import Signal
+    from ..trading.orders import Order
+    from ..trading.risk import RiskContext
+    from ..trading.strategy import Strategy
+    from .host import HostContext
+    from .order_check import OrderCheck
+
+#: A published message as the bus delivers it (a map of its fields).
+Published = Mapping[str, Any]
 
 #: Marker for hook specifications (pluggy project name ``aitrados``).
 hookspec = pluggy.HookspecMarker("aitrados")
@@ -27,7 +46,7 @@ hookspec = pluggy.HookspecMarker("aitrados")
 
 
 @hookspec
-def on_startup(host: Any) -> None:
+def on_startup(host: HostContext) -> None:
     """The host has loaded every plugin and connected to the bus; events follow.
 
     :param host: the ``HostContext``: ``settings``, ``plugin_settings(name)``, ``rpc``
@@ -38,7 +57,7 @@ def on_startup(host: Any) -> None:
 
 
 @hookspec
-def on_shutdown(host: Any) -> None:
+def on_shutdown(host: HostContext) -> None:
     """The host is stopping: release what ``on_startup`` acquired. No events follow.
 
     :param host: the same ``HostContext`` that ``on_startup`` got.
@@ -50,7 +69,7 @@ def on_shutdown(host: Any) -> None:
 
 
 @hookspec
-def register_settings(register: Any) -> None:
+def register_settings(register: Callable[[type[BaseModel]], None]) -> None:
     """Declare this plugin's settings model.
 
     Call ``register(Model)`` with a pydantic ``BaseModel`` subclass whose config has
@@ -64,7 +83,7 @@ def register_settings(register: Any) -> None:
 
 
 @hookspec
-def register_services(register: Any) -> None:
+def register_services(register: Callable[[Service], None]) -> None:
     """Contribute RPC services to the bus.
 
     Call ``register(service)`` with an ``aitrados.bus.Service`` instance; the host serves it
@@ -76,7 +95,7 @@ def register_services(register: Any) -> None:
 
 
 @hookspec
-def register_commands(register: Any) -> None:
+def register_commands(register: Callable[..., None]) -> None:
     """Contribute subcommands to the ``aitrados`` command line.
 
     Call ``register(name, handler, help="", configure=None)``: ``handler(args, settings)``
@@ -88,7 +107,7 @@ def register_commands(register: Any) -> None:
 
 
 @hookspec
-def register_providers(register: Any) -> None:
+def register_providers(register: Callable[[str, Any], None]) -> None:
     """Contribute market-data providers (history and live bars, news, calendar).
 
     :param register: ``register(name: str, provider: Any) -> None``; *provider* is the
@@ -101,7 +120,7 @@ def register_providers(register: Any) -> None:
 
 
 @hookspec
-def register_strategies(register: Any) -> None:
+def register_strategies(register: Callable[[Strategy], None]) -> None:
     """Contribute trading strategies to the trading runtime.
 
     Call ``register(strategy)`` with an ``aitrados.trading.Strategy`` instance; its
@@ -120,7 +139,7 @@ def register_strategies(register: Any) -> None:
 
 
 @hookspec
-def on_bar(bar: Any) -> None:
+def on_bar(bar: Bar | Published) -> None:
     """A bar of one symbol and interval was updated (topic ``ohlc.<full_symbol>.<interval>``).
 
     :param bar: an ``aitrados.marketdata.models.Bar`` (``closed`` is False while it forms);
@@ -130,7 +149,7 @@ def on_bar(bar: Any) -> None:
 
 
 @hookspec
-def on_chart(full_symbol: str, interval: str, window: Any) -> None:
+def on_chart(full_symbol: str, interval: str, window: Published) -> None:
     """A chart window changed (topic ``chart.<full_symbol>.<interval>``).
 
     :param full_symbol: ``ASSET:COUNTRY:SYMBOL``, e.g. ``STOCK:US:SPY``.
@@ -141,7 +160,7 @@ def on_chart(full_symbol: str, interval: str, window: Any) -> None:
 
 
 @hookspec
-def on_mtf(group: str, snapshot: Any) -> None:
+def on_mtf(group: str, snapshot: Published) -> None:
     """An aligned multi-symbol multi-timeframe snapshot is ready (topic ``mtf.<group>``).
 
     :param group: the alignment group's name.
@@ -154,7 +173,7 @@ def on_mtf(group: str, snapshot: Any) -> None:
 
 
 @hookspec
-def on_news(item: Any) -> None:
+def on_news(item: NewsItem | Published) -> None:
     """A news item arrived (topic ``news.*``).
 
     :param item: an ``aitrados.marketdata.models.NewsItem``; the published mapping when the
@@ -164,7 +183,7 @@ def on_news(item: Any) -> None:
 
 
 @hookspec
-def on_calendar_event(event: Any) -> None:
+def on_calendar_event(event: CalendarEvent | Published) -> None:
     """An economic calendar event arrived (topic ``calendar.*``).
 
     :param event: an ``aitrados.marketdata.models.CalendarEvent``; the published mapping
@@ -177,7 +196,8 @@ def on_calendar_event(event: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def check_order(order: Any, context: Any) -> Any:
+def check_order(order: Order | Published,
+                context: RiskContext | Published | None) -> bool | str | OrderCheck | None:
     """Decide whether an order may be sent. Stops at first non-None result.
 
     An implementation that raises rejects the order (fail closed).
@@ -190,7 +210,7 @@ def check_order(order: Any, context: Any) -> Any:
 
 
 @hookspec
-def register_risk_rules(register: Any) -> None:
+def register_risk_rules(register: Callable[[str, Callable[[Any, Any], Any]], None]) -> None:
     """Contribute named risk rules to the risk engine.
 
     :param register: ``register(name: str, rule: Callable[[order, context], Any]) -> None``;
@@ -203,7 +223,7 @@ def register_risk_rules(register: Any) -> None:
 
 
 @hookspec
-def on_order(order: Any) -> None:
+def on_order(order: Published) -> None:
     """An order changed state: accepted, rejected (with rule and reason), cancelled (topic ``order.*``).
 
     :param order: the published order event.
@@ -212,7 +232,7 @@ def on_order(order: Any) -> None:
 
 
 @hookspec
-def on_fill(fill: Any) -> None:
+def on_fill(fill: Published) -> None:
     """An order was filled, fully or in part (topic ``fill.*``).
 
     :param fill: the published fill: order id, symbol, side, quantity, price, commission, time.
@@ -221,7 +241,7 @@ def on_fill(fill: Any) -> None:
 
 
 @hookspec
-def on_position(position: Any) -> None:
+def on_position(position: Published) -> None:
     """A position changed (topic ``position.*``).
 
     :param position: the published position: symbol, quantity, average price, PnL.
@@ -233,7 +253,7 @@ def on_position(position: Any) -> None:
 
 
 @hookspec
-def register_llm_models(register: Any) -> None:
+def register_llm_models(register: Callable[[str, Any], None]) -> None:
     """Contribute LLM models that strategies can ask without knowing which one serves.
 
     :param register: ``register(name: str, client: Callable | Any) -> None``; *client* is a
@@ -247,7 +267,7 @@ def register_llm_models(register: Any) -> None:
 
 
 @hookspec
-def on_signal(signal: Any) -> None:
+def on_signal(signal: Signal | Published) -> None:
     """An analysis module published a signal (topic ``signal.<module>.<full_symbol>``).
 
     :param signal: an ``aitrados.signals.Signal`` (module, full_symbol, time, kind, score,
@@ -260,7 +280,7 @@ def on_signal(signal: Any) -> None:
 
 
 @hookspec
-def register_mcp_tools(register: Any) -> None:
+def register_mcp_tools(register: Callable[..., None]) -> None:
     """Contribute tools to the MCP server (``aitrados mcp --plugins NAME``) that LLM agents call.
 
     Call ``register(fn)`` (or ``register(fn, "tool_name", description="...")``) with a plain
