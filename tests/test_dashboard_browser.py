@@ -112,7 +112,9 @@ def test_live_page_grows_trips_the_kill_switch_and_the_report_shows_trades(rt: R
     wait_for(lambda: "(ended)" in text(browser, "clock"), "the replay clock to show the end")
     wait_for(lambda: "sma_cross" in text(browser, "strategies") and "SMA5" in text(browser, "strategies"),
              "the strategy's own state")
-    assert "trading" in text(browser, "services") and "ohlc." in text(browser, "topics")
+    # the services and topics tables follow the status poll and the router's topic snapshot, which lag
+    wait_for(lambda: "trading" in text(browser, "services") and "ohlc." in text(browser, "topics"),
+             "the services and topics tables")
     candles = int(text(browser, "candle-count"))
     assert candles > before and int(text(browser, "marker-count")) >= 2
     ARTIFACTS.mkdir(exist_ok=True)
