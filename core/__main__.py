@@ -1,4 +1,4 @@
-from .cli import main
+from .cli import console_main
 import sys
 
-sys.exit(main())
+sys.exit(console_main())

@@ -8,6 +8,7 @@ reason on stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -494,6 +495,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def console_main() -> int:
+    """The ``aitrados`` command itself (console script and ``python -m aitrados``): :func:`main` on
+    ``sys.argv``, then a quick exit. Returns the exit code for ``sys.exit``.
+
+    The process ends right after: ``gc.freeze()`` puts every object out of the collector's reach,
+    so the interpreter's exit skips its full garbage collections over the run's objects (about
+    130,000 after a backtest: half a second of a 2-second run). Nothing is lost: the command has
+    closed its files and sockets, atexit handlers still run and the standard streams are still
+    flushed; only unreachable cycles are left to the operating system, as every exit does with
+    memory. In-process callers of :func:`main` (tests, embedding) keep the collector as it was.
+    """
+    code = main()
+    gc.freeze()
+    return code
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush cannot fail on a closed pipe."""
     try:
@@ -504,4 +521,4 @@ def _silence_stdout() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

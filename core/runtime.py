@@ -39,7 +39,6 @@ from .middleware import Middleware
 from .pluginhost.host import PluginHost
 from .settings import Settings
 from .signals.stage import SignalStage
-from .dashboard.launch import start_dashboard
 from .trading.engine import TradingEngine, engine_from_settings
 from .trading.report import build_report
 from .trading.report_html import PriceHistory, write_html_report
@@ -179,6 +178,8 @@ class Runtime:
                                    "pass --serve to serve data and RPC without one")
             self._start_provider()
             if self.dashboard_port is not None:
+                from .dashboard.launch import start_dashboard
+
                 self.dashboard = start_dashboard(self.mw, self.dashboard_port, any_port_if_busy=self.dashboard_any_port)
             self._thread = threading.Thread(target=self._thread_main, name="aitrados-runtime", daemon=True)
             self._thread.start()

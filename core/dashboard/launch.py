@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from .server import DashboardServer
+if TYPE_CHECKING:
+    from .server import DashboardServer
 
 __all__ = ["DEFAULT_PORT", "start_dashboard"]
 
@@ -21,6 +22,8 @@ def start_dashboard(mw: Any, port: int = 0, host: str = "127.0.0.1", *, any_port
     keeps one in ``mw.tokens``) is given to the server so the page's kill switch works. With
     *any_port_if_busy*, a port in use makes it take a free one (logged) instead of failing.
     """
+    from .server import DashboardServer  # here: DEFAULT_PORT alone (the CLI's) loads no server
+
     ep = mw.endpoints()
     tokens = getattr(mw, "tokens", None) or {}
 
