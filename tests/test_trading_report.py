@@ -213,3 +213,27 @@ def test_png_shows_price_markers_and_buy_and_hold(run: PaperBroker, tmp_path: Pa
 
     a, b = mpimg.imread(with_trades), mpimg.imread(bare)
     assert a.shape[0] > b.shape[0]  # a price panel was added for the traded symbol
+
+
+@pytest.mark.parametrize("scale, symbols", [(1.0, 0), (1.0, 3), (-3.0, 1), (40.0, 2)])
+def test_png_margins_hold_every_label(scale: float, symbols: int, tmp_path: Path) -> None:
+    """The picture's margins are fixed (no tight_layout pass): whatever the values (wide tick labels,
+    negative or scientific equity) and the number of price panels, nothing is cut at an edge — the
+    outermost pixels are all background."""
+    from matplotlib.image import imread
+
+    from aitrados.trading.metrics import Trade
+    from aitrados.trading.report import plot_report
+
+    t0 = dt.datetime(2004, 8, 19, tzinfo=dt.timezone.utc)
+    days = [t0 + dt.timedelta(days=i) for i in range(600)]
+    equity = [100_000 + scale * math.sin(i / 40) * 50_000 + i * 900 for i in range(600)]
+    curve = [EquityPoint(d, e, e, 0.0) for d, e in zip(days, equity)]
+    syms = [f"STOCK:US:S{k}" for k in range(symbols)]
+    prices = {s: [(d, 12_345.0 + 3_000 * math.cos(i / 30 + k)) for i, d in enumerate(days)] for k, s in enumerate(syms)}
+    trades = [Trade(s, "long" if i % 2 else "short", 1.0, days[i * 50], prices[s][i * 50][1], days[i * 50 + 20],
+                    prices[s][i * 50 + 20][1], closed=True) for s in syms for i in range(10)]
+    img = imread(plot_report(curve, trades, prices, tmp_path / "e.png", "a long strategy title", 100_000))
+    edges = np.concatenate([img[:3].reshape(-1, img.shape[2]), img[-3:].reshape(-1, img.shape[2]),
+                            img[:, :3].reshape(-1, img.shape[2]), img[:, -3:].reshape(-1, img.shape[2])])
+    assert (edges[:, :3] > 0.99).all(), "a label reaches the picture's edge"
