@@ -463,8 +463,14 @@ def build_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``aitrados`` command; *argv* defaults to ``sys.argv[1:]``. Returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Entry point of the ``aitrados`` command; *argv* defaults to ``sys.argv[1:]``. Returns the exit code.
+
+    *own_process* (the console command, see :func:`console_main`): the command is the whole process,
+    so the objects its imports and settings made, which live until the exit, are frozen out of the
+    garbage collector before the command runs (its full collections then scan only what the
+    command makes). In-process callers leave it False and the collector as it was.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, handlers = build_parser(argv)
     args = parser.parse_args(argv)
@@ -480,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: invalid settings: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, [settings.secret_key.get_secret_value() if settings.secret_key else None])
+    if own_process:
+        gc.freeze()
     try:
         code = handlers[args.command](args, settings)
         sys.stdout.flush()  # inside the try: a reader that left (`| head`) is not an error
@@ -501,12 +509,12 @@ def console_main() -> int:
 
     The process ends right after: ``gc.freeze()`` puts every object out of the collector's reach,
     so the interpreter's exit skips its full garbage collections over the run's objects (about
-    130,000 after a backtest: half a second of a 2-second run). Nothing is lost: the command has
-    closed its files and sockets, atexit handlers still run and the standard streams are still
-    flushed; only unreachable cycles are left to the operating system, as every exit does with
-    memory. In-process callers of :func:`main` (tests, embedding) keep the collector as it was.
+    130,000 after a backtest: half a second of a 2-second run). The command has closed its files
+    and sockets; atexit handlers still run and the standard streams are still flushed. What the
+    exit skips is finalizers of garbage cycles, which Python never promises to run at exit; their
+    memory goes back with the process's. In-process callers of :func:`main` keep the collector as it was.
     """
-    code = main()
+    code = main(own_process=True)
     gc.freeze()
     return code
 

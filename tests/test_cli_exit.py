@@ -1,5 +1,6 @@
-"""The ``aitrados`` command's exit: ``console_main`` returns ``main``'s code and freezes the collector
-(the exit then skips its full collections); an in-process ``main`` leaves the collector alone."""
+"""The ``aitrados`` command's process: ``console_main`` returns ``main``'s code and freezes the collector
+(after the imports and settings, and at the end, so the exit skips its full collections); an
+in-process ``main`` leaves the collector alone."""
 
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ _PROBE = """
 import gc, sys
 from aitrados.cli import console_main
 sys.argv = ["aitrados", *sys.argv[1:]]
+import aitrados.cli as cli
+seen = []
+real_config = cli.cmd_config
+cli.cmd_config = lambda *a: (seen.append(gc.get_freeze_count()), real_config(*a))[1]
 before = gc.get_freeze_count()
 code = console_main()
+before = f"{before},{seen[0] if seen else 0}"
 print("probe", code, before, gc.get_freeze_count(), file=sys.stderr)
 sys.exit(code)
 """
@@ -37,7 +43,11 @@ def probe(*args: str) -> tuple[int, list[str], str]:
 def test_console_main_returns_mains_code_and_freezes_the_collector(args: list[str], code: int) -> None:
     rc, (returned, before, after), err = probe(*args)
     assert rc == code and int(returned) == code, err
-    assert int(before) == 0 and int(after) > 1000, err  # every object of the command is frozen
+    assert int(after) > 1000, err  # every object of the command is frozen at its end
+    at_start, in_command = (int(x) for x in before.split(","))
+    assert at_start == 0, err
+    if code == 0:  # the command ran with the imports' and settings' objects already frozen
+        assert in_command > 1000, err
 
 
 def test_main_in_process_leaves_the_collector_as_it_was(capsys: pytest.CaptureFixture[str],
