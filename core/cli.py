@@ -151,6 +151,8 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
                  require_strategy=bool(names) and not args.serve,
                  bars_per_second=getattr(args, "bars_per_second", None), dashboard=dashboard_port(args))
     rt.dashboard_any_port = args.dashboard is None  # only the implied default port may move
+    if getattr(args, "own_process", False):
+        gc.freeze()  # the runtime's modules, imported just now, live until the exit too (see main)
     rt.mw.install_signal_handlers()
     rt.start()
     return rt.wait()
@@ -486,6 +488,7 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         print(f"error: invalid settings: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, [settings.secret_key.get_secret_value() if settings.secret_key else None])
+    args.own_process = own_process
     if own_process:
         gc.freeze()
     try:
