@@ -72,10 +72,14 @@ def test_status_lists_services_and_topics(mw: Middleware) -> None:
     for i in range(4):
         pub.publish("ohlc.CRYPTO:GLOBAL:BTCUSD.1M", {"close": i})
     assert sub.recv(2) is not None
-    time.sleep(0.5)
-    r = aitrados("status", "--json", env=cli_env(mw))
-    assert r.returncode == 0, r.stderr
-    st = json.loads(r.stdout)
+    deadline = time.monotonic() + 30  # the router lists topics from a snapshot its monitor makes once a second
+    while True:
+        r = aitrados("status", "--json", env=cli_env(mw))
+        assert r.returncode == 0, r.stderr
+        st = json.loads(r.stdout)
+        if st["topics"].get("ohlc.CRYPTO:GLOBAL:BTCUSD.1M", {}).get("count") == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert "shop" in st["services"] and len(st["services"]["shop"]["workers"]) == 1
     assert st["topics"]["ohlc.CRYPTO:GLOBAL:BTCUSD.1M"]["count"] == 4
     human = aitrados("status", env=cli_env(mw))
