@@ -161,3 +161,19 @@ def test_stop_wakes_the_idle_pubsub_monitor(ipc_dir: str, monkeypatch: pytest.Mo
         assert not any(t.is_alive() for t in threads), "the monitor slept through stop()"
     finally:
         mw.stop()
+
+
+def test_stop_after_the_monitor_left_does_not_fail(ipc_dir: str) -> None:
+    """The monitor may leave on the stop flag before stop() wakes it (its end of the wake pair is
+    then closed, and a send to it may find no peer): stop() still stops the router."""
+    mw = Middleware(bus_settings(ipc_dir)).start()
+    try:
+        router = mw.pubsub
+        monitor = next(t for t in router._threads if t.name == "aitrados-pubsub-monitor")
+        router._stop.set()  # what stop() sets first
+        monitor.join(30)
+        assert not monitor.is_alive()
+        router.stop(timeout=30)
+        assert not router.alive
+    finally:
+        mw.stop()

@@ -144,7 +144,10 @@ class PubSubRouter:
         w = self.ctx.socket(zmq.PUSH)
         w.linger = 0
         w.connect(f"inproc://aitrados-pubsub-wake-{self._uid}")
-        w.send(b"", zmq.NOBLOCK)  # without it the monitor sees the stop only when its poll times out
+        try:
+            w.send(b"", zmq.NOBLOCK)  # without it the monitor sees the stop only when its poll times out
+        except zmq.Again:
+            pass  # the monitor has already left (it saw the stop flag) and closed its end: nothing to wake
         for t in self._threads:
             t.join(timeout)
         w.close()
