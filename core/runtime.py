@@ -25,7 +25,7 @@ from loguru import logger
 
 from .bus.pubsub import Publisher
 from .bus.service import Service, ServiceWorker
-from .events import Kind
+from .events import Kind, consumes
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
 from .marketdata.intervals import interval_minutes, is_intraday, normalize_interval
@@ -429,6 +429,7 @@ class Runtime:
         if self.replay is not None:
             self.replay.start_clock()
 
+    @consumes(Kind.STEP)
     def _on_progress(self, kind: str, obj: Any) -> None:
         if kind == Kind.STEP and self.progress is not None and self.hub is not None:
             self.progress.update(obj[1], self.hub.counts["bars_in"])

@@ -132,6 +132,9 @@ class AitradosWSClient:
     :param secret_key: the key sent in ``authenticate`` (any non-empty value for a keyless replay server)
     :param http: HTTP client used for backfill (same server); None disables backfill (warned)
     :param on_bar, on_news, on_event, on_replay_end, on_error: callbacks (plain or async)
+    :param on_bars: takes the bars of one pushed ``ohlc`` message (the replay server pushes one per
+        time step: every symbol's bar of that minute) in one call, as a list, in place of ``on_bar``
+        (bars delivered one by one, from a backfill or after a reconnect, come as lists of one)
     :param queue_records: also queue records for ``async for`` (default: when no record callback is given)
     :param max_reconnect_attempts: consecutive failed connects before giving up (None = no limit)
     :param settings: reconnect backoff bounds
@@ -143,7 +146,7 @@ class AitradosWSClient:
                  http: AsyncAitradosHTTPClient | None = None, on_bar: Callback | None = None,
                  on_news: Callback | None = None, on_event: Callback | None = None,
                  on_replay_end: Callback | None = None, on_error: Callback | None = None,
-                 queue_records: bool | None = None, max_reconnect_attempts: int | None = None,
+                 on_bars: Callback | None = None, queue_records: bool | None = None, max_reconnect_attempts: int | None = None,
                  settings: MarketDataSettings | None = None, open_timeout: float = 10.0) -> None:
         s = settings or MarketDataSettings()
         root = (url or s.ws_url or CLOUD_WS_URL).rstrip("/")
@@ -155,7 +158,12 @@ class AitradosWSClient:
             raise AuthenticationError("no secret key: set AITRADOS_SECRET_KEY (any value works for the local replay server)")
         self._key = key
         self.http = http
+        if on_bar is not None and on_bars is not None:
+            raise ValueError("give on_bar or on_bars, not both")
+        if on_bars is not None:
+            on_bar = lambda bar: on_bars([bar])  # noqa: E731  (one bar at a time: backfill, after a reconnect)
         self._cb = {"ohlc": on_bar, "news": on_news, "event": on_event, "replay_end": on_replay_end}
+        self._on_bars = on_bars
         self._on_error = on_error
         if queue_records is None:
             queue_records = not any((on_bar, on_news, on_event))
@@ -313,14 +321,40 @@ class AitradosWSClient:
         except Exception:
             logger.exception("WS client: on_error callback raised")
 
-    async def _deliver_bar(self, bar: Bar) -> bool:
+    def _fresh(self, bar: Bar) -> bool:
+        """True (and *bar* remembered as its symbol's last) unless it is older than, or equal to, the last delivered."""
         last = self.last_bar.get(bar.full_symbol)
         if last is not None and (bar.datetime < last.datetime or (bar.datetime == last.datetime and bar == last)):
             self.duplicates += 1
             return False
         self.last_bar[bar.full_symbol] = bar
+        return True
+
+    async def _deliver_bar(self, bar: Bar) -> bool:
+        if not self._fresh(bar):
+            return False
         await self._emit("ohlc", bar)
         return True
+
+    async def _deliver_bars(self, bars: list[Bar]) -> None:
+        """A pushed message's bars: in one ``on_bars`` call when given (one await per message), else one by one."""
+        if self._on_bars is None:
+            for bar in bars:
+                await self._deliver_bar(bar)
+            return
+        fresh = [b for b in bars if self._fresh(b)]
+        if not fresh:
+            return
+        try:
+            r = self._on_bars(fresh)
+            if inspect.isawaitable(r):
+                await r
+        except Exception as e:
+            logger.exception("WS client: ohlc callback raised")
+            await self._report(e)
+        if self._queue is not None:
+            for b in fresh:
+                self._queue.put_nowait(b)
 
     # ------------------------------------------------------------------ connection
 
@@ -444,11 +478,10 @@ class AitradosWSClient:
             logger.debug("WS message of type {!r} ignored", mtype)
 
     async def _handle_bars(self, bars: list[Bar]) -> None:
-        for bar in bars:
-            if self._holding:
-                self._held.append(("ohlc", bar))
-            else:
-                await self._deliver_bar(bar)
+        if self._holding:
+            self._held.extend(("ohlc", bar) for bar in bars)
+        else:
+            await self._deliver_bars(bars)
 
     def _finish_replay(self, end: ReplayEnd) -> None:
         logger.debug("replay ended at {}", end.clock)

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from ..events import Kind, consumes
 from .report import Report
 
 __all__ = ["PriceHistory", "write_html_report", "html_report"]
@@ -36,6 +37,7 @@ class PriceHistory:
         self.cap = cap
         self.series: dict[str, deque[Candle]] = {}
 
+    @consumes(Kind.BAR)
     def record(self, kind: str, obj: Any) -> None:
         """Keep a closed bar (``kind == "bar"``); anything else is ignored."""
         if kind != "bar" or not getattr(obj, "closed", True):
