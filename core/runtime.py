@@ -332,7 +332,7 @@ class Runtime:
         # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop
         offload = any(getattr(st, "blocking", False) for st in strategies) or self.host.checks_orders
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
-        hub.consumers.append(trading.consume)
+        hub.consumers.append(trading)  # its hub_kinds: chart events only for on_chart
         hub.consumers.append(self._on_progress)
         hub.consumers.append(self.prices.record)
         return pub, http, hub, engine, trading

@@ -51,6 +51,19 @@ from .ws_client import AitradosWSClient, ReplayEnd
 Consumer = Callable[[str, Any], Awaitable[None] | None]
 _ALL_KINDS = frozenset(Kind)
 
+
+class _ChartMessage(msgspec.Struct, gc=False):
+    """The body of a ``chart.`` message: encodes to the same map, in the same key order, as the dict
+    handed to in-process consumers (its bars here are the encoded bytes of the ``ohlc.`` messages)."""
+
+    full_symbol: str
+    interval: str
+    seq: int
+    size: int
+    count: int
+    last: Any
+    closed: list[Any]
+
 #: How far before the event a preview of each AiTrados preview interval is pushed.
 PREVIEW_AHEAD = {"30DAY": dt.timedelta(days=30), "2WEEK": dt.timedelta(weeks=2), "1WEEK": dt.timedelta(weeks=1),
                  "1DAY": dt.timedelta(days=1), "60M": dt.timedelta(minutes=60), "15M": dt.timedelta(minutes=15),
@@ -296,14 +309,15 @@ class MarketDataHub:
                     publish_raw(ohlc_topic, body)
                     sent += 1
                     live_raw = Raw(body)
-                head = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
-                        "count": w.closed_count + (live is not None)}
-                publish_raw(chart_topic, encode({**head, "last": live_raw if live_raw is not None else
-                                                 (closed_raw[-1] if closed_raw else None), "closed": closed_raw}))
+                count = w.closed_count + (live is not None)
+                publish_raw(chart_topic, encode(_ChartMessage(
+                    w.full_symbol, w.interval, w.seq, w.size, count,
+                    live_raw if live_raw is not None else (closed_raw[-1] if closed_raw else None), closed_raw)))
                 sent += 1
-                if want_chart:
-                    r = emit(Kind.CHART, {**head, "last": live if live is not None else (u.closed[-1] if u.closed else None),
-                                          "closed": list(u.closed)})
+                if want_chart:  # the same message, its bars as Bars
+                    r = emit(Kind.CHART, {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq,
+                                          "size": w.size, "count": count, "last": live if live is not None else
+                                          (u.closed[-1] if u.closed else None), "closed": list(u.closed)})
                     if r is not None:
                         await r
         finally:

@@ -82,8 +82,26 @@ _bars_dec = msgspec.json.Decoder(list[_PushedBar])
 _UTC = dt.timezone.utc
 
 
-def _utc(d: dt.datetime) -> dt.datetime:
-    return d if d.tzinfo is _UTC else parse_timestamp(d)
+#: Pushed (asset_schema, country, symbol) -> full symbol, and interval names -> canonical ones: the same
+#: few values arrive with every message, so each is validated once (bounded: cleared when it grows past
+#: _NAMES_MAX, e.g. a server that streams ever new symbols).
+_full_symbols: dict[tuple[str, str, str], str] = {}
+_intervals: dict[str, str] = {}
+_NAMES_MAX = 100_000
+
+
+def _full_symbol(parts: tuple[str, str, str]) -> str:
+    if len(_full_symbols) >= _NAMES_MAX:
+        _full_symbols.clear()
+    fs = _full_symbols[parts] = make_full_symbol(*parts)
+    return fs
+
+
+def _interval(name: str) -> str:
+    if len(_intervals) >= _NAMES_MAX:
+        _intervals.clear()
+    iv = _intervals[name] = normalize_interval(name)
+    return iv
 
 
 def fast_ohlc_bars(raw: str | bytes) -> list[Bar] | None:
@@ -98,12 +116,16 @@ def fast_ohlc_bars(raw: str | bytes) -> list[Bar] | None:
     except (msgspec.DecodeError, ValueError):
         return None
     out = []
+    names, ivs = _full_symbols, _intervals
     for r in recs:
         if r.full_symbol is not None:
             return None  # an explicit full_symbol wins over the parts: the general path handles it
-        o, h, lo, c = r.open, r.high, r.low, r.close
-        out.append(Bar(make_full_symbol(r.asset_schema, r.country_iso_code, r.symbol), normalize_interval(r.interval),
-                       _utc(r.datetime), _utc(r.close_datetime), o, h, lo, c,
+        parts = (r.asset_schema, r.country_iso_code, r.symbol)
+        fs = names.get(parts) or _full_symbol(parts)
+        iv = ivs.get(r.interval) or _interval(r.interval)
+        t, tc = r.datetime, r.close_datetime
+        out.append(Bar(fs, iv, t if t.tzinfo is _UTC else parse_timestamp(t),
+                       tc if tc.tzinfo is _UTC else parse_timestamp(tc), r.open, r.high, r.low, r.close,
                        0.0 if r.volume is None else r.volume, r.vwap, r.closed))
     return out
 

@@ -26,6 +26,7 @@ from ..bus.pubsub import Publisher
 from ..bus.service import Service, Unauthorized, current_caller, rpc_method
 from ..bus.tokens import new_token, same_token
 from ..events import Kind
+from .driver import overrides
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
 from .report import Report, build_report, run_folder, run_params
@@ -111,6 +112,15 @@ class TradingRuntime:
         self.events_published += len(events)
 
     # ------------------------------------------------------------------ hub consumer
+    @property
+    def hub_kinds(self) -> frozenset[Kind]:
+        """The hub events this runtime takes (read by the hub when it is added as a consumer): every
+        kind, but ``chart`` only when an in-process strategy implements ``on_chart`` (nothing else
+        here uses it: the chart message itself is published either way)."""
+        if any(overrides(s, "on_chart") for s in self.engine.strategies):
+            return frozenset(Kind)
+        return frozenset(Kind) - {Kind.CHART}
+
     def consume(self, kind: str, obj: Any) -> Awaitable[None] | None:
         """Take one hub event (kinds of :class:`aitrados.events.Kind`: bar, chart, mtf, news, calendar, step, end).
 
@@ -136,6 +146,9 @@ class TradingRuntime:
             self.publish(self.engine.handle(k, obj))
             return None
         return self._consume_market(k, obj)
+
+    #: The runtime is itself a hub consumer (``hub.consumers.append(runtime)``, which also reads ``hub_kinds``).
+    __call__ = consume
 
     async def _consume_end(self, obj: Any) -> None:
         # the hub's replay.end carries the step after the last one: remote strategies ack it after on_stop
