@@ -77,8 +77,8 @@ class Progress:
         return f"replay [{'#' * filled}{'.' * (30 - filled)}] {frac * 100:5.1f}%  {when}  {bars:,} bars  {rate:,.0f} bars/s"
 
     def update(self, now: Any, bars: int, force: bool = False) -> None:
-        """Redraw the bar (terminal), or log a line when due or *force*d; *force* also ends the bar."""
-        self.last_line = self.line(now, bars)
+        """Redraw the bar (terminal), or log a line when due or *force*d; *force* also ends the bar.
+        (Called once per time step: the line is only formatted when it is logged.)"""
         if self.tty:
             from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
@@ -98,6 +98,7 @@ class Progress:
         if not force and t < self._next:
             return
         self._next = t + self.every
+        self.last_line = self.line(now, bars)
         logger.info(self.last_line)
 
     def close(self) -> None:

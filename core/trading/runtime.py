@@ -143,7 +143,9 @@ class TradingRuntime:
             return self._consume_end(obj)
         if self.signal_stage is None and not self.offload and not self.lock.locked():
             # nothing can interleave on this loop until the call returns: no lock round trip, no await
-            self.publish(self.engine.handle(k, obj))
+            events = self.engine.handle(k, obj)
+            if events:
+                self.publish(events)
             return None
         return self._consume_market(k, obj)
 
