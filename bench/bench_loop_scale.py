@@ -95,7 +95,7 @@ def role_ours(n: int, days: float, replay: str = "process") -> dict:
         if kind == "end":
             ended.append(time.perf_counter())
 
-    on_end.hub_kinds = frozenset({"end"})  # what events.consumes("end") marks (a plain attribute: older versions ignore it)
+    on_end.hub_kinds = frozenset({"end"})  # what events.consumes("end") marks (older versions ignore it)
     rt.hub.consumers.append(on_end)
     try:
         th.start()

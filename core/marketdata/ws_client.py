@@ -168,7 +168,8 @@ class AitradosWSClient:
                  http: AsyncAitradosHTTPClient | None = None, on_bar: Callback | None = None,
                  on_news: Callback | None = None, on_event: Callback | None = None,
                  on_replay_end: Callback | None = None, on_error: Callback | None = None,
-                 on_bars: Callback | None = None, queue_records: bool | None = None, max_reconnect_attempts: int | None = None,
+                 on_bars: Callback | None = None, queue_records: bool | None = None,
+                 max_reconnect_attempts: int | None = None,
                  settings: MarketDataSettings | None = None, open_timeout: float = 10.0) -> None:
         s = settings or MarketDataSettings()
         root = (url or s.ws_url or CLOUD_WS_URL).rstrip("/")
