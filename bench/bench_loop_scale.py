@@ -91,7 +91,12 @@ def role_ours(n: int, days: float, replay: str = "process") -> dict:
 
     th = threading.Thread(target=pinger, name="bench-pinger", daemon=True)
     ended: list[float] = []  # when the hub handed out replay.end (the report is written after it)
-    rt.hub.consumers.append(lambda kind, _obj: ended.append(time.perf_counter()) if kind == "end" else None)
+    def on_end(kind: str, _obj: object) -> None:
+        if kind == "end":
+            ended.append(time.perf_counter())
+
+    on_end.hub_kinds = frozenset({"end"})  # what events.consumes("end") marks (older versions ignore it)
+    rt.hub.consumers.append(on_end)
     try:
         th.start()
         t = time.perf_counter()

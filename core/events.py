@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "CALLBACKS",
@@ -44,6 +46,7 @@ __all__ = [
     "STEP_TOPIC",
     "Topic",
     "build_topic",
+    "consumes",
     "decode",
     "decode_chart",
     "kind_of",
@@ -124,6 +127,22 @@ def _part(value: str, what: str, kind: Kind) -> str:
     if not s or " " in s:
         raise ValueError(f"{kind.value} topic: {what} {s!r} must be non-empty and hold no spaces")
     return s
+
+
+def consumes(*kinds: Kind | str) -> Callable[[_F], _F]:
+    """Mark a market-data hub consumer (``consumer(kind, obj)``) as taking only events of *kinds*.
+
+    The hub then does not call it for other kinds (a consumer without the mark gets every event,
+    in the same order as before). Works on functions and methods alike (a bound method reads its
+    function's mark). :returns: a decorator that returns the function itself, marked.
+    """
+    wanted = frozenset(Kind(k) for k in kinds)
+
+    def mark(fn: _F) -> _F:
+        fn.hub_kinds = wanted  # type: ignore[attr-defined]
+        return fn
+
+    return mark
 
 
 @functools.lru_cache(maxsize=8192)

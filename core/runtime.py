@@ -25,7 +25,7 @@ from loguru import logger
 
 from .bus.pubsub import Publisher
 from .bus.service import Service, ServiceWorker
-from .events import Kind
+from .events import Kind, consumes
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
 from .marketdata.intervals import interval_minutes, is_intraday, normalize_interval
@@ -76,8 +76,8 @@ class Progress:
         return f"replay [{'#' * filled}{'.' * (30 - filled)}] {frac * 100:5.1f}%  {when}  {bars:,} bars  {rate:,.0f} bars/s"
 
     def update(self, now: Any, bars: int, force: bool = False) -> None:
-        """Redraw the bar (terminal), or log a line when due or *force*d; *force* also ends the bar."""
-        self.last_line = self.line(now, bars)
+        """Redraw the bar (terminal), or log a line when due or *force*d; *force* also ends the bar.
+        (Called once per time step: the line is only formatted when it is logged.)"""
         if self.tty:
             from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
@@ -97,6 +97,7 @@ class Progress:
         if not force and t < self._next:
             return
         self._next = t + self.every
+        self.last_line = self.line(now, bars)
         logger.info(self.last_line)
 
     def close(self) -> None:
@@ -333,7 +334,7 @@ class Runtime:
         # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop
         offload = any(getattr(st, "blocking", False) for st in strategies) or self.host.checks_orders
         trading = self.trading = TradingRuntime(engine, pub, interval=interval, offload=offload)
-        hub.consumers.append(trading.consume)
+        hub.consumers.append(trading)  # its hub_kinds: chart events only for on_chart
         hub.consumers.append(self._on_progress)
         hub.consumers.append(self.prices.record)
         return pub, http, hub, engine, trading
@@ -430,6 +431,7 @@ class Runtime:
         if self.replay is not None:
             self.replay.start_clock()
 
+    @consumes(Kind.STEP)
     def _on_progress(self, kind: str, obj: Any) -> None:
         if kind == Kind.STEP and self.progress is not None and self.hub is not None:
             self.progress.update(obj[1], self.hub.counts["bars_in"])

@@ -134,3 +134,48 @@ def test_each_bar_is_encoded_once_and_bus_payloads_equal_the_in_process_events(r
     assert bars == [msgspec.msgpack.decode(P.encode(b)) for b in seen["bar"]]
     assert charts == [msgspec.msgpack.decode(P.encode(ch)) for ch in seen["chart"]]
     assert all(ch["last"] == ch["closed"][-1] for ch in charts if ch["closed"])
+
+
+def test_consumers_get_each_event_in_order_whether_they_finish_at_once_or_await(runtime: Runtime) -> None:
+    """A time step's bars reach the consumers in one call, yet each event still goes to every consumer
+    in order, an awaiting consumer finished before the next one runs; a consumer marked with
+    ``events.consumes`` gets only its kinds."""
+    import asyncio
+
+    from aitrados.events import Kind, consumes
+
+    log: list[tuple[str, str, object]] = []
+
+    def slow(kind: str, obj: object):  # noqa: ANN202 - returns an awaitable for bars, None otherwise
+        if kind != Kind.BAR:
+            log.append(("slow", kind, obj))
+            return None
+
+        async def later() -> None:
+            await asyncio.sleep(0)  # really suspends: the hub must wait for it
+            log.append(("slow", kind, obj))
+        return later()
+
+    @consumes(Kind.BAR, Kind.STEP)
+    def marked(kind: str, obj: object) -> None:
+        log.append(("marked", kind, obj))
+
+    def plain(kind: str, obj: object) -> None:
+        log.append(("plain", kind, obj))
+
+    runtime.hub.consumers.extend([slow, marked, plain])
+    c = runtime.mw.rpc_client(timeout=10)
+    sub = runtime.mw.subscriber(["replay.end"])
+    time.sleep(0.3)
+    c.call("chart", "add", full_symbol=SYM, interval="5M", size=20)  # a subscription starts the replay
+    collect(sub)
+    sub.close()
+    events = [(k, o) for who, k, o in log if who == "plain"]
+    assert sum(k == Kind.BAR for k, _ in events) >= 25 and any(k == Kind.CHART for k, _ in events)
+    want = []
+    for k, o in events:
+        want.append(("slow", k, o))
+        if k in (Kind.BAR, Kind.STEP):
+            want.append(("marked", k, o))
+        want.append(("plain", k, o))
+    assert log == want

@@ -164,6 +164,42 @@ def test_pushes_in_time_order_per_connection_and_end_of_data(tmp_path: Path) -> 
     assert any("replay progress" in m for m in lines) and any("replay ended" in m for m in lines)
 
 
+def test_on_bars_takes_each_pushed_time_step_in_one_call_with_the_bars_on_bar_gets(tmp_path: Path) -> None:
+    """``on_bars`` gets a pushed message's bars (one time step of every subscribed symbol) in one
+    call; flattened, they are exactly the bars a client with ``on_bar`` gets one by one."""
+    with pytest.raises(ValueError, match="on_bar or on_bars"):
+        AitradosWSClient("ws://127.0.0.1:1", KEY, on_bar=print, on_bars=print)
+
+    async def run() -> None:
+        st = settings(tmp_path)
+        async with ReplayServer(st, speed=0, autostart="manual") as srv:
+            calls: list[list[Bar]] = []
+            one_by_one: list[Bar] = []
+            ends: list[ReplayEnd] = []
+
+            async def on_bars(bars: list[Bar]) -> None:  # async: awaited once per message
+                calls.append(list(bars))
+
+            batched = AitradosWSClient(srv.ws_url, KEY, on_bars=on_bars, on_replay_end=ends.append)
+            single = AitradosWSClient(srv.ws_url, KEY, on_bar=one_by_one.append, on_replay_end=ends.append)
+            for c in (batched, single):
+                await c.subscribe_ohlc("STOCK:US:AAPL", "CRYPTO:GLOBAL:*", "FOREX:GLOBAL:EURUSD")
+                await c.start()
+                await c.wait_subscribed("ohlc")
+            srv.start_clock()
+            async with asyncio.timeout(30):
+                while len(ends) < 2:
+                    await asyncio.sleep(0.01)
+            for c in (batched, single):
+                await c.close()
+            flat = [b for call in calls for b in call]
+            assert flat == one_by_one and len(flat) == len(srv.store.stream_bars())
+            assert len(calls) < len(flat) and max(len(call) for call in calls) == len(SYMS)
+            assert all(len({b.close_datetime for b in call}) == 1 for call in calls)  # one time step a call
+
+    asyncio.run(run())
+
+
 def test_reconnect_backfills_every_missed_bar_exactly_once(tmp_path: Path) -> None:
     async def run() -> None:
         st = settings(tmp_path)

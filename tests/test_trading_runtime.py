@@ -25,7 +25,7 @@ SYM = "CRYPTO:GLOBAL:BTCUSD"
 
 
 def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, *, dashboard: int | None = None,
-                 **trading: object) -> Runtime:
+                 blocking: bool = False, **trading: object) -> Runtime:
     s = bus_settings(ipc_dir, **{**PATIENT_HEARTBEATS, **(bus or {})})
     md = s.marketdata
     md.provider = "replay"
@@ -36,6 +36,7 @@ def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, *, dash
     for k, v in trading.items():
         setattr(s.trading.broker, k, v)
     strat = SmaCross(full_symbol=SYM, interval="1M", fast=5, slow=20, quantity=2.0)
+    strat.blocking = blocking  # True: the runtime runs the engine in a worker thread, awaited per event
     return Runtime(s, plugins=[], strategies=[strat], start_clock=False, dashboard=dashboard).start()
 
 
@@ -133,6 +134,22 @@ def test_replay_is_deterministic(ipc_dir: str, tmp_path) -> None:
         latest = tmp_path / f"r{i}" / "latest"
         outputs.append(((latest / "trades.csv").read_text(), (latest / "metrics.json").read_text()))
     assert outputs[0] == outputs[1] and outputs[0][0].count("\n") > 2
+
+
+def test_offloaded_engine_publishes_the_same_messages_as_the_inline_one(ipc_dir: str, tmp_path) -> None:
+    """A blocking strategy makes the trading runtime await the engine in a thread for every event (the
+    hub's awaited path); the bus carries the same bars, orders and fills in the same order as when the
+    engine runs inline, within the hub's one call per time step."""
+    runs = []
+    for blocking in (False, True):
+        rt = make_runtime(ipc_dir, str(tmp_path / f"b{blocking}"), blocking=blocking)
+        try:
+            assert rt.trading.offload is blocking
+            msgs = run_to_end(rt, ["ohlc.", "chart.", "order.", "fill.", "position.", "replay."])
+        finally:
+            rt.stop()
+        runs.append([(m.topic, m.data) for m in msgs])
+    assert runs[0] == runs[1] and sum(t.startswith("fill.") for t, _ in runs[0]) >= 4
 
 
 def test_on_chart_reaches_in_process_strategies(ipc_dir: str, tmp_path) -> None:

@@ -21,6 +21,7 @@ from .intervals import Session, normalize_interval, session_for
 from .models import Bar, normalize_full_symbol
 
 Key = tuple[str, str]
+_NONE, _CLOSED = Change.NONE, Change.CLOSED
 
 
 @dataclass(slots=True)
@@ -130,7 +131,8 @@ class ChartFlow:
 
     def feed(self, bar: Bar) -> FeedResult:
         """Route *bar* to its windows (O(1) per window) and the closed bars to the aligner."""
-        out = FeedResult()
+        updates: list[Update] = []
+        out = FeedResult(updates, [])
         k = (bar.full_symbol, bar.interval)
         windows = self._routes.get(k)
         if windows is None:
@@ -138,16 +140,16 @@ class ChartFlow:
         aligned = self._aligned
         for w in windows:
             ch = w.update(bar)
-            if ch is Change.NONE:
+            if ch is _NONE:
                 continue
-            if ch is Change.CLOSED:
+            if ch is _CLOSED:
                 closed = w.just_closed
-                out.updates.append(Update(w, ch, closed))
+                updates.append(Update(w, ch, closed))
                 if aligned and (w.full_symbol, w.interval) in aligned:
                     for b in closed:
                         out.snapshots += self.aligner.feed(b, now=bar.close_datetime)
             else:
-                out.updates.append(Update(w, ch))
+                updates.append(Update(w, ch))
         return out
 
     def tick(self, now: dt.datetime) -> FeedResult:

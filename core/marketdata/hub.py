@@ -14,8 +14,11 @@ through :class:`~aitrados.marketdata.flow.ChartFlow` and publishes what changed:
   consumers acknowledge it once they finished)
 
 Topics and consumer kinds come from :mod:`aitrados.events`. In-process consumers (the trading
-runtime) get the same events, in the same order, through ``consumers`` — awaited one after the
-other, so a replay is deterministic. A closed bar goes to the consumers *before* it is published:
+runtime) get the same events, in the same order, through ``consumers`` — one after the other,
+each finished (awaited when it returns an awaitable) before the next, so a replay is
+deterministic; a consumer marked with :func:`aitrados.events.consumes` gets only its kinds. The
+bars of one pushed message (one time step) are handed on in one call, without an ``await`` per
+bar while every consumer finishes at once. A closed bar goes to the consumers *before* it is published:
 the trading runtime then publishes the fills of working orders at that bar before the bar, so a
 strategy in another process hears of them first, like an in-process one. The hub is
 reachable over RPC as the ``chart`` and ``mtf`` services: every module, process and language
@@ -36,7 +39,7 @@ from loguru import logger
 from ..bus import protocol as P
 from ..bus.pubsub import Publisher
 from ..bus.service import Service
-from ..events import Kind, build_topic
+from ..events import Kind, build_topic, consumes
 from .align import Snapshot
 from .chart import Change
 from .flow import ChartFlow, FeedResult
@@ -46,6 +49,20 @@ from .models import Bar, CalendarEvent, NewsItem, normalize_full_symbol
 from .ws_client import AitradosWSClient, ReplayEnd
 
 Consumer = Callable[[str, Any], Awaitable[None] | None]
+_ALL_KINDS = frozenset(Kind)
+
+
+class _ChartMessage(msgspec.Struct, gc=False):
+    """The body of a ``chart.`` message: encodes to the same map, in the same key order, as the dict
+    handed to in-process consumers (its bars here are the encoded bytes of the ``ohlc.`` messages)."""
+
+    full_symbol: str
+    interval: str
+    seq: int
+    size: int
+    count: int
+    last: Any
+    closed: list[Any]
 
 #: How far before the event a preview of each AiTrados preview interval is pushed.
 PREVIEW_AHEAD = {"30DAY": dt.timedelta(days=30), "2WEEK": dt.timedelta(weeks=2), "1WEEK": dt.timedelta(weeks=1),
@@ -69,7 +86,7 @@ class MarketDataHub:
         self.pub = publisher
         self.http = http
         self.flow = flow or ChartFlow(default_size=window_size)
-        self.ws = AitradosWSClient(ws_url, secret_key, http=http, on_bar=self._on_bar, on_news=self._on_news,
+        self.ws = AitradosWSClient(ws_url, secret_key, http=http, on_bars=self._on_bars, on_news=self._on_news,
                                    on_event=self._on_event, on_replay_end=self._on_end, on_error=self._on_error)
         self.consumers: list[Consumer] = []
         self.ended = asyncio.Event()
@@ -83,6 +100,9 @@ class MarketDataHub:
         self._started_topics: dict[str, set[str]] = {"ohlc": set(), "news": set(), "event": set()}
         self._hydrating: dict[str, list[Bar]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._topics: dict[Any, tuple[str, str]] = {}  # chart window -> its ohlc. and chart. topics
+        self._consumers_seen: list[Consumer] = []
+        self._by_kind: dict[Kind, list[Consumer]] = {k: [] for k in Kind}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, news: list[str] = (), events: list[str] = ()) -> None:  # type: ignore[assignment]
@@ -214,53 +234,97 @@ class MarketDataHub:
         self._publish(build_topic(Kind.STEP), {"step": self.step, "time": self.step_time})
         await self._emit(Kind.STEP, (self.step, self.step_time))
 
-    async def _on_bar(self, bar: Bar) -> None:
-        self.counts["bars_in"] += 1
-        held = self._hydrating.get(bar.full_symbol)
-        if held is not None:
-            held.append(bar)
-            return
-        await self._advance(bar.close_datetime)
-        await self._process_bar(bar)
+    async def _on_bars(self, bars: list[Bar]) -> None:
+        """The bars of one pushed message (the replay server pushes one per time step), in one call.
+
+        Each bar goes through exactly what one bar alone would (step, chart flow, consumers,
+        publishing, in the same order), but the consumers that finish at once (the trading runtime
+        without remote strategies, offloading or signal modules; progress; price history) are called
+        without an ``await`` per bar. A bar that fails is logged and reported (``last_error``); the
+        others go on.
+        """
+        self._refresh_consumers()
+        counts, hydrating, deliver, feed = self.counts, self._hydrating, self._deliver, self.flow.feed
+        for bar in bars:
+            try:
+                counts["bars_in"] += 1
+                if hydrating:
+                    held = hydrating.get(bar.full_symbol)
+                    if held is not None:
+                        held.append(bar)
+                        continue
+                t = bar.close_datetime
+                if self.step_time is None or t > self.step_time:
+                    await self._advance(t)
+                await deliver(feed(bar))
+                if self.stream_topics["ohlc"]:
+                    self._publish_stream_bar(bar)
+            except Exception as exc:
+                logger.opt(exception=exc).error("market data hub: bar {} {} at {} failed", bar.full_symbol,
+                                                bar.interval, bar.datetime)
+                await self._on_error(exc)
 
     async def _process_bar(self, bar: Bar) -> None:
+        self._refresh_consumers()
         await self._deliver(self.flow.feed(bar))
-        if self.stream_topics["ohlc"] and self._stream_wanted(bar.full_symbol) and \
-                self.flow.get(bar.full_symbol, bar.interval) is None:
+        if self.stream_topics["ohlc"]:
+            self._publish_stream_bar(bar)
+
+    def _publish_stream_bar(self, bar: Bar) -> None:
+        """Publish *bar* on its ``ohlc.`` topic when a stream subscription asks for it and no window does."""
+        if self._stream_wanted(bar.full_symbol) and self.flow.get(bar.full_symbol, bar.interval) is None:
             self._publish(build_topic(Kind.BAR, bar.full_symbol, bar.interval), bar)
 
+    def _window_topics(self, w: Any) -> tuple[str, str]:
+        """The ``ohlc.`` and ``chart.`` topics of window *w* (built once per window)."""
+        t = self._topics.get(w)
+        if t is None:
+            t = self._topics[w] = (build_topic(Kind.BAR, w.full_symbol, w.interval),
+                                   build_topic(Kind.CHART, w.full_symbol, w.interval))
+        return t
+
     async def _deliver(self, res: FeedResult) -> None:
-        pub, raw = self._publish, self._publish_raw
-        encode, Raw = P.encode, msgspec.Raw
-        for u in res.updates:
-            w = u.window
-            ohlc_topic = build_topic(Kind.BAR, w.full_symbol, w.interval)
-            live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
-            # each bar is encoded once: its ohlc message and the chart message embed the same bytes
-            closed_raw: list[msgspec.Raw] = []
-            if u.change is Change.CLOSED:
-                for b in u.closed:
-                    await self._emit(Kind.BAR, b)  # first: fills at this bar are published before it
-                    body = encode(b)
-                    raw(ohlc_topic, body)
-                    closed_raw.append(Raw(body))
-            live_raw = None
-            if live is not None:
-                body = encode(live)
-                raw(ohlc_topic, body)
-                live_raw = Raw(body)
-            closed_n = w.closed_count
-            head = {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq, "size": w.size,
-                    "count": closed_n + (live is not None)}
-            chart = {**head, "last": live if live is not None else (u.closed[-1] if u.closed else None),
-                     "closed": list(u.closed)}
-            raw(build_topic(Kind.CHART, w.full_symbol, w.interval),
-                encode({**head, "last": live_raw if live_raw is not None else (closed_raw[-1] if closed_raw else None),
-                        "closed": closed_raw}))
-            await self._emit(Kind.CHART, chart)
+        publish_raw, encode, Raw, emit = self.pub.publish_raw, P.encode, msgspec.Raw, self._emit_now
+        want_chart = bool(self._by_kind[Kind.CHART])
+        sent = 0
+        try:
+            for u in res.updates:
+                w = u.window
+                ohlc_topic, chart_topic = self._topics.get(w) or self._window_topics(w)
+                live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
+                # each bar is encoded once: its ohlc message and the chart message embed the same bytes
+                closed_raw: list[msgspec.Raw] = []
+                if u.change is Change.CLOSED:
+                    for b in u.closed:
+                        r = emit(Kind.BAR, b)  # first: fills at this bar are published before it
+                        if r is not None:
+                            await r
+                        body = encode(b)
+                        publish_raw(ohlc_topic, body)
+                        sent += 1
+                        closed_raw.append(Raw(body))
+                live_raw = None
+                if live is not None:
+                    body = encode(live)
+                    publish_raw(ohlc_topic, body)
+                    sent += 1
+                    live_raw = Raw(body)
+                count = w.closed_count + (live is not None)
+                publish_raw(chart_topic, encode(_ChartMessage(
+                    w.full_symbol, w.interval, w.seq, w.size, count,
+                    live_raw if live_raw is not None else (closed_raw[-1] if closed_raw else None), closed_raw)))
+                sent += 1
+                if want_chart:  # the same message, its bars as Bars
+                    r = emit(Kind.CHART, {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq,
+                                          "size": w.size, "count": count, "last": live if live is not None else
+                                          (u.closed[-1] if u.closed else None), "closed": list(u.closed)})
+                    if r is not None:
+                        await r
+        finally:
+            self.counts["published"] += sent
         for snap in res.snapshots:
             self.counts["snapshots"] += 1
-            pub(build_topic(Kind.MTF, snap.group), snap.to_record())
+            self._publish(build_topic(Kind.MTF, snap.group), snap.to_record())
             await self._emit(Kind.MTF, snap)
 
     async def _on_news(self, item: NewsItem) -> None:
@@ -278,6 +342,7 @@ class MarketDataHub:
         await self._emit(Kind.CALENDAR, ev)
 
     async def _on_end(self, end: ReplayEnd) -> None:
+        self._refresh_consumers()
         await self._deliver(self.flow.tick(end.clock))
         if self.step_time is not None:
             await self._end_step()
@@ -294,18 +359,53 @@ class MarketDataHub:
         self.pub.publish(topic, obj)
         self.counts["published"] += 1
 
-    def _publish_raw(self, topic: str, body: bytes) -> None:
-        self.pub.publish_raw(topic, body)
-        self.counts["published"] += 1
+    def _refresh_consumers(self) -> None:
+        """Rebuild the per-kind consumer lists when ``consumers`` changed (checked once per pushed message
+        and per other event; a consumer marked with :func:`aitrados.events.consumes` gets its kinds only)."""
+        if self.consumers != self._consumers_seen:
+            self._consumers_seen = list(self.consumers)
+            self._by_kind = {k: [c for c in self._consumers_seen if k in getattr(c, "hub_kinds", _ALL_KINDS)]
+                             for k in Kind}
 
-    async def _emit(self, kind: str, obj: Any) -> None:
-        for c in self.consumers:
+    def _emit_now(self, kind: Kind, obj: Any) -> Awaitable[None] | None:
+        """Hand one event to its consumers, in order. :returns: None when every consumer finished at once
+        (plain consumers, and async ones that return None), else an awaitable that finishes the others
+        (from the first consumer that returned one): await it before anything else happens."""
+        cs = self._by_kind[kind]
+        for i, c in enumerate(cs):
+            try:
+                r = c(kind, obj)
+            except Exception as exc:
+                self._consumer_failed(c, kind, exc)
+                continue
+            if r is not None and inspect.isawaitable(r):
+                return self._emit_rest(r, c, cs[i + 1:], kind, obj)
+        return None
+
+    async def _emit_rest(self, pending: Awaitable[None], c: Consumer, rest: list[Consumer], kind: Kind,
+                         obj: Any) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._consumer_failed(c, kind, exc)
+        for c in rest:
             try:
                 r = c(kind, obj)
                 if r is not None and inspect.isawaitable(r):  # plain consumers return None
                     await r
             except Exception as exc:
-                logger.exception("market data consumer {} failed on a {} event: {}", getattr(c, "__qualname__", c), kind, exc)
+                self._consumer_failed(c, kind, exc)
+
+    @staticmethod
+    def _consumer_failed(c: Consumer, kind: Kind, exc: Exception) -> None:
+        logger.opt(exception=exc).error("market data consumer {} failed on a {} event: {}",
+                                        getattr(c, "__qualname__", c), kind, exc)
+
+    async def _emit(self, kind: Kind, obj: Any) -> None:
+        self._refresh_consumers()
+        r = self._emit_now(kind, obj)
+        if r is not None:
+            await r
 
 
 def _topic_list(topics: Any) -> list[str]:
@@ -386,6 +486,7 @@ class AlignService(Service):
         self._last: dict[str, Snapshot] = {}
         hub.consumers.append(self._remember)
 
+    @consumes(Kind.MTF)
     def _remember(self, kind: str, obj: Any) -> None:
         if kind == Kind.MTF:
             self._last[obj.group] = obj

@@ -82,8 +82,26 @@ _bars_dec = msgspec.json.Decoder(list[_PushedBar])
 _UTC = dt.timezone.utc
 
 
-def _utc(d: dt.datetime) -> dt.datetime:
-    return d if d.tzinfo is _UTC else parse_timestamp(d)
+#: Pushed (asset_schema, country, symbol) -> full symbol, and interval names -> canonical ones: the same
+#: few values arrive with every message, so each is validated once (bounded: cleared when it grows past
+#: _NAMES_MAX, e.g. a server that streams ever new symbols).
+_full_symbols: dict[tuple[str, str, str], str] = {}
+_intervals: dict[str, str] = {}
+_NAMES_MAX = 100_000
+
+
+def _full_symbol(parts: tuple[str, str, str]) -> str:
+    if len(_full_symbols) >= _NAMES_MAX:
+        _full_symbols.clear()
+    fs = _full_symbols[parts] = make_full_symbol(*parts)
+    return fs
+
+
+def _interval(name: str) -> str:
+    if len(_intervals) >= _NAMES_MAX:
+        _intervals.clear()
+    iv = _intervals[name] = normalize_interval(name)
+    return iv
 
 
 def fast_ohlc_bars(raw: str | bytes) -> list[Bar] | None:
@@ -98,12 +116,16 @@ def fast_ohlc_bars(raw: str | bytes) -> list[Bar] | None:
     except (msgspec.DecodeError, ValueError):
         return None
     out = []
+    names, ivs = _full_symbols, _intervals
     for r in recs:
         if r.full_symbol is not None:
             return None  # an explicit full_symbol wins over the parts: the general path handles it
-        o, h, lo, c = r.open, r.high, r.low, r.close
-        out.append(Bar(make_full_symbol(r.asset_schema, r.country_iso_code, r.symbol), normalize_interval(r.interval),
-                       _utc(r.datetime), _utc(r.close_datetime), o, h, lo, c,
+        parts = (r.asset_schema, r.country_iso_code, r.symbol)
+        fs = names.get(parts) or _full_symbol(parts)
+        iv = ivs.get(r.interval) or _interval(r.interval)
+        t, tc = r.datetime, r.close_datetime
+        out.append(Bar(fs, iv, t if t.tzinfo is _UTC else parse_timestamp(t),
+                       tc if tc.tzinfo is _UTC else parse_timestamp(tc), r.open, r.high, r.low, r.close,
                        0.0 if r.volume is None else r.volume, r.vwap, r.closed))
     return out
 
@@ -132,6 +154,9 @@ class AitradosWSClient:
     :param secret_key: the key sent in ``authenticate`` (any non-empty value for a keyless replay server)
     :param http: HTTP client used for backfill (same server); None disables backfill (warned)
     :param on_bar, on_news, on_event, on_replay_end, on_error: callbacks (plain or async)
+    :param on_bars: takes the bars of one pushed ``ohlc`` message (the replay server pushes one per
+        time step: every symbol's bar of that minute) in one call, as a list, in place of ``on_bar``
+        (bars delivered one by one, from a backfill or after a reconnect, come as lists of one)
     :param queue_records: also queue records for ``async for`` (default: when no record callback is given)
     :param max_reconnect_attempts: consecutive failed connects before giving up (None = no limit)
     :param settings: reconnect backoff bounds
@@ -143,7 +168,8 @@ class AitradosWSClient:
                  http: AsyncAitradosHTTPClient | None = None, on_bar: Callback | None = None,
                  on_news: Callback | None = None, on_event: Callback | None = None,
                  on_replay_end: Callback | None = None, on_error: Callback | None = None,
-                 queue_records: bool | None = None, max_reconnect_attempts: int | None = None,
+                 on_bars: Callback | None = None, queue_records: bool | None = None,
+                 max_reconnect_attempts: int | None = None,
                  settings: MarketDataSettings | None = None, open_timeout: float = 10.0) -> None:
         s = settings or MarketDataSettings()
         root = (url or s.ws_url or CLOUD_WS_URL).rstrip("/")
@@ -155,7 +181,12 @@ class AitradosWSClient:
             raise AuthenticationError("no secret key: set AITRADOS_SECRET_KEY (any value works for the local replay server)")
         self._key = key
         self.http = http
+        if on_bar is not None and on_bars is not None:
+            raise ValueError("give on_bar or on_bars, not both")
+        if on_bars is not None:
+            on_bar = lambda bar: on_bars([bar])  # noqa: E731  (one bar at a time: backfill, after a reconnect)
         self._cb = {"ohlc": on_bar, "news": on_news, "event": on_event, "replay_end": on_replay_end}
+        self._on_bars = on_bars
         self._on_error = on_error
         if queue_records is None:
             queue_records = not any((on_bar, on_news, on_event))
@@ -313,14 +344,40 @@ class AitradosWSClient:
         except Exception:
             logger.exception("WS client: on_error callback raised")
 
-    async def _deliver_bar(self, bar: Bar) -> bool:
+    def _fresh(self, bar: Bar) -> bool:
+        """True (and *bar* remembered as its symbol's last) unless it is older than, or equal to, the last delivered."""
         last = self.last_bar.get(bar.full_symbol)
         if last is not None and (bar.datetime < last.datetime or (bar.datetime == last.datetime and bar == last)):
             self.duplicates += 1
             return False
         self.last_bar[bar.full_symbol] = bar
+        return True
+
+    async def _deliver_bar(self, bar: Bar) -> bool:
+        if not self._fresh(bar):
+            return False
         await self._emit("ohlc", bar)
         return True
+
+    async def _deliver_bars(self, bars: list[Bar]) -> None:
+        """A pushed message's bars: in one ``on_bars`` call when given (one await per message), else one by one."""
+        if self._on_bars is None:
+            for bar in bars:
+                await self._deliver_bar(bar)
+            return
+        fresh = [b for b in bars if self._fresh(b)]
+        if not fresh:
+            return
+        try:
+            r = self._on_bars(fresh)
+            if inspect.isawaitable(r):
+                await r
+        except Exception as e:
+            logger.exception("WS client: ohlc callback raised")
+            await self._report(e)
+        if self._queue is not None:
+            for b in fresh:
+                self._queue.put_nowait(b)
 
     # ------------------------------------------------------------------ connection
 
@@ -444,11 +501,10 @@ class AitradosWSClient:
             logger.debug("WS message of type {!r} ignored", mtype)
 
     async def _handle_bars(self, bars: list[Bar]) -> None:
-        for bar in bars:
-            if self._holding:
-                self._held.append(("ohlc", bar))
-            else:
-                await self._deliver_bar(bar)
+        if self._holding:
+            self._held.extend(("ohlc", bar) for bar in bars)
+        else:
+            await self._deliver_bars(bars)
 
     def _finish_replay(self, end: ReplayEnd) -> None:
         logger.debug("replay ended at {}", end.clock)

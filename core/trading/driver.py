@@ -60,6 +60,7 @@ class StrategyDriver:
             raise ValueError(f"strategy names must be unique in one engine or worker; duplicated: "
                              f"{', '.join(dupes)} (set `name`)")
         self.by_name: dict[str, Strategy] = dict(zip(names, self.strategies))
+        self._chart_takers = [s for s in self.strategies if overrides(s, "on_chart")]
         for s in self.strategies:
             s.bind(StrategyContext(s.strategy_name, portfolio))
         self.submit = submit
@@ -140,9 +141,10 @@ class StrategyDriver:
         return out
 
     def handle_chart(self, full_symbol: str, interval: str, window: Any) -> list[Event]:
-        """``on_chart`` of the strategies that want that symbol and interval."""
+        """``on_chart`` of the strategies that implement it and want that symbol and interval (as in an
+        isolated worker, which subscribes ``chart.`` only for those: see :func:`topics_for`)."""
         out = self.start()
-        for s in self.strategies:
+        for s in self._chart_takers:
             if s.wants_bar(full_symbol, interval):
                 out += self.call(s, "on_chart", full_symbol, interval, window, interval=interval)
         return out

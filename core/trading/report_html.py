@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from ..events import Kind, consumes
 from .report import Report
 
 __all__ = ["PriceHistory", "write_html_report", "html_report"]
@@ -30,25 +31,29 @@ class PriceHistory:
     """Closed bars seen during a run, per ``"FULL_SYMBOL INTERVAL"``, the last *cap* of each.
 
     Use ``record`` as a market-data hub consumer (it takes ``("bar", Bar)`` events, ignores others).
+    ``series`` holds ``(open time, open, high, low, close)`` with the open time as the bar's datetime
+    (turned into epoch seconds by :meth:`as_dict`, once, when the report is written).
     """
 
     def __init__(self, cap: int = 20000) -> None:
         self.cap = cap
-        self.series: dict[str, deque[Candle]] = {}
+        self.series: dict[str, deque[tuple[dt.datetime, float, float, float, float]]] = {}
+        self._by_key: dict[tuple[str, str], deque[tuple[dt.datetime, float, float, float, float]]] = {}
 
+    @consumes(Kind.BAR)
     def record(self, kind: str, obj: Any) -> None:
         """Keep a closed bar (``kind == "bar"``); anything else is ignored."""
         if kind != "bar" or not getattr(obj, "closed", True):
             return
-        key = f"{obj.full_symbol} {obj.interval}"
-        d = self.series.get(key)
+        d = self._by_key.get((obj.full_symbol, obj.interval))
         if d is None:
-            d = self.series[key] = deque(maxlen=self.cap)
-        d.append((obj.datetime.timestamp(), obj.open, obj.high, obj.low, obj.close))
+            d = self.series[f"{obj.full_symbol} {obj.interval}"] = deque(maxlen=self.cap)
+            self._by_key[(obj.full_symbol, obj.interval)] = d
+        d.append((obj.datetime, obj.open, obj.high, obj.low, obj.close))
 
     def as_dict(self) -> dict[str, list[Candle]]:
-        """A copy of every series."""
-        return {k: list(v) for k, v in self.series.items()}
+        """A copy of every series, open times in epoch seconds."""
+        return {k: [(t.timestamp(), o, h, lo, c) for t, o, h, lo, c in v] for k, v in self.series.items()}
 
 
 def _ts(v: dt.datetime | None) -> float | None:

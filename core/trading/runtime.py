@@ -15,7 +15,7 @@ order the bus carries them in; docs/signals.md, "Strategies and the step guarant
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..bus.pubsub import Publisher
 from ..bus.service import Service, Unauthorized, current_caller, rpc_method
 from ..bus.tokens import new_token, same_token
 from ..events import Kind
+from .driver import overrides
 from .engine import TradingEngine
 from .orders import Event, OrderIntent
 from .report import Report, build_report, run_folder, run_params
@@ -111,7 +112,16 @@ class TradingRuntime:
         self.events_published += len(events)
 
     # ------------------------------------------------------------------ hub consumer
-    async def consume(self, kind: str, obj: Any) -> None:
+    @property
+    def hub_kinds(self) -> frozenset[Kind]:
+        """The hub events this runtime takes (read by the hub when it is added as a consumer): every
+        kind, but ``chart`` only when an in-process strategy implements ``on_chart`` (nothing else
+        here uses it: the chart message itself is published either way)."""
+        if any(overrides(s, "on_chart") for s in self.engine.strategies):
+            return frozenset(Kind)
+        return frozenset(Kind) - {Kind.CHART}
+
+    def consume(self, kind: str, obj: Any) -> Awaitable[None] | None:
         """Take one hub event (kinds of :class:`aitrados.events.Kind`: bar, chart, mtf, news, calendar, step, end).
 
         Market events go to :meth:`TradingEngine.handle`, and to the signal stage (if any, see
@@ -120,25 +130,43 @@ class TradingRuntime:
         message (``{full_symbol, interval, seq, size, count, last, closed}``), the same in-process
         and in an isolated worker. At ``step`` (and ``end``) the replay waits until every attached
         remote strategy has acknowledged it; at ``end`` the run is finished (``on_stop``, report).
+
+        :returns: None when the event was handled at once (a market event with no signal stage, no
+            offloading and the engine free; a step no remote strategy holds up), else an awaitable that
+            handles it: the hub awaits it before the next event.
         """
         k = kind if type(kind) is Kind else Kind(kind)  # the hub passes members: skip the enum lookup
         if k is Kind.STEP:
             self.step = obj[0]
-            await self._wait_for_remote(obj[0])
-        elif k is Kind.END:
-            # the hub's replay.end carries the step after the last one: remote strategies ack it after on_stop
-            end_step = obj.get("step") if isinstance(obj, Mapping) else None
-            if end_step is not None:
-                await self._wait_for_remote(int(end_step))
-            await self.finish()
-        else:
-            stage = self.signal_stage
-            first = stage is not None and k in stage.signals_first
-            if first:
-                await self.run_signals(await stage.run(k, obj))
-            await self.run_engine(self.engine.handle, k, obj)
-            if stage is not None and not first:
-                await self.run_signals(await stage.run(k, obj))
+            return self._wait_for_remote(obj[0]) if self.remote else None
+        if k is Kind.END:
+            return self._consume_end(obj)
+        if self.signal_stage is None and not self.offload and not self.lock.locked():
+            # nothing can interleave on this loop until the call returns: no lock round trip, no await
+            events = self.engine.handle(k, obj)
+            if events:
+                self.publish(events)
+            return None
+        return self._consume_market(k, obj)
+
+    #: The runtime is itself a hub consumer (``hub.consumers.append(runtime)``, which also reads ``hub_kinds``).
+    __call__ = consume
+
+    async def _consume_end(self, obj: Any) -> None:
+        # the hub's replay.end carries the step after the last one: remote strategies ack it after on_stop
+        end_step = obj.get("step") if isinstance(obj, Mapping) else None
+        if end_step is not None:
+            await self._wait_for_remote(int(end_step))
+        await self.finish()
+
+    async def _consume_market(self, k: Kind, obj: Any) -> None:
+        stage = self.signal_stage
+        first = stage is not None and k in stage.signals_first
+        if first:
+            await self.run_signals(await stage.run(k, obj))
+        await self.run_engine(self.engine.handle, k, obj)
+        if stage is not None and not first:
+            await self.run_signals(await stage.run(k, obj))
 
     async def run_signals(self, signals: list[Any]) -> None:
         """Publish *signals* (before the event that caused them, on the hub's publisher) and deliver
