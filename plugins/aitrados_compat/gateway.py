@@ -409,7 +409,10 @@ class CompatGateway:
         ctx = getattr(self, "_ctx", None)
         if ctx is None or ctx.closed or not self._proxies_ctl:
             return None
-        peer = ProxyControl(ctx, self._proxies_ctl[0], timeout)
+        try:
+            peer = ProxyControl(ctx, self._proxies_ctl[0], timeout)
+        except zmq.ZMQError:  # the gateway is stopping
+            return None
         try:
             counts = peer.statistics()
         finally:
