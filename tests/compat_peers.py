@@ -73,3 +73,15 @@ def compat_runtime_settings(ipc_dir: str, symbols: list[str], **marketdata: Any)
     s.trading.report_dir = f"{ipc_dir}/report"
     s.plugins["aitrados_compat"] = cfg
     return s, cfg
+
+
+def start_gateway(mw: Any, ipc_dir: str | None = None, **over: Any) -> Any:
+    """A compat gateway on free tcp ports next to middleware *mw*, started; its ipc names in
+    *ipc_dir* (none without it). *over* are further ``CompatSettings``."""
+    from aitrados_plugins.aitrados_compat import CompatGateway, CompatSettings
+
+    f, b, s, p = free_ports(4)
+    ipc: dict[str, Any] = {"enable_ipc": False} if ipc_dir is None else {
+        f"ipc_{role}": f"ipc://{ipc_dir}/o{role[0]}.sock" for role in ("frontend", "backend", "sub", "pub")}
+    cfg = CompatSettings(frontend_port=f, backend_port=b, sub_port=s, pub_port=p, **ipc, **over)
+    return CompatGateway(cfg, mw.endpoints(), mw.bus, mw.context).start()

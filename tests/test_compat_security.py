@@ -16,7 +16,7 @@ from aitrados.bus.security import SecurityError
 from aitrados.middleware import Middleware
 from aitrados_plugins.aitrados_compat import CompatGateway, CompatSettings
 
-from compat_peers import free_ports
+from compat_peers import free_ports, start_gateway
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,11 +26,7 @@ def gw_factory(mw: Middleware, ipc_dir: str):
     made: list[CompatGateway] = []
 
     def make(**over: object) -> CompatGateway:
-        f, b, s, p = free_ports(4)
-        cfg = CompatSettings(frontend_port=f, backend_port=b, sub_port=s, pub_port=p,
-                             ipc_frontend=f"ipc://{ipc_dir}/of.sock", ipc_backend=f"ipc://{ipc_dir}/ob.sock",
-                             ipc_sub=f"ipc://{ipc_dir}/os.sock", ipc_pub=f"ipc://{ipc_dir}/op.sock", **over)
-        g = CompatGateway(cfg, mw.endpoints(), mw.bus, mw.context).start()
+        g = start_gateway(mw, ipc_dir, **over)
         made.append(g)
         return g
 

@@ -2,9 +2,22 @@
 
 One thread runs the RPC side (asyncio): official clients' requests to ``aitrados_api`` are answered
 from our instances (:mod:`.functions`), requests to a registered official ``BackendService`` are
-forwarded to it, and requests to any other name go to the native service of that name. A second
-thread forwards official pub/sub (XSUB -> XPUB) and hands official publishers' messages to the
-native bus; a third feeds native market events to official subscribers. Malformed frames are
+forwarded to it, and requests to any other name go to the native service of that name.
+
+Official pub/sub is forwarded by libzmq (:mod:`.proxy`), as the official router does it. Without
+the native bridge one proxy joins the official XSUB and XPUB, and subscriptions travel up to the
+official publishers. With it (``bridge_native``, the default) the gateway subscribes to every
+official publish and two proxies run in series::
+
+    official publishers -> XSUB -proxy "in"-> PUB (inproc) -> XSUB -proxy "out"-> XPUB -> official subscribers
+                                  | capture                    ^
+                                  v                            | native market events (to_official)
+                     bridge thread: to_native -> native bus    bridge thread <- native bus
+
+Only the "in" hop has a capture, so each official publish reaches the native bus once, and
+native events, entering at the "out" hop, never come back. The capture is a bounded queue that
+never slows the forwarding: what it drops under overload is counted
+(``stats["bridge_lost_frames"]``, from the "in" proxy's own frame count). Malformed frames are
 counted in ``stats`` and dropped; no frame stops a thread.
 """
 
@@ -31,10 +44,14 @@ from aitrados.settings import BusSettings
 from . import frames as F
 from .functions import answer
 from .official_backends import OfficialBackendProxy
+from .proxy import CaptureLoss, ProxyControl, lower_priority, serve_proxy
 from .settings import CompatSettings
 from .topics import NATIVE_PREFIXES, to_native, to_official
 
-_BRIDGE = "inproc://aitrados-compat-bridge-{}"
+#: The gateway's private inproc addresses (``role``, ``id``).
+_INPROC = "inproc://aitrados-compat-{role}-{id}"
+#: Seconds between the bridge's reads of the "in" proxy's counts (how fresh its loss count is).
+_LOSS_PERIOD = 0.25
 
 
 class CompatGateway:
@@ -55,14 +72,19 @@ class CompatGateway:
         self.endpoints = endpoints
         self.bus = bus
         self.context = context or zmq.Context.instance()
+        #: ``published_in``: official publishes put on the native bus; ``bridge_lost_frames``: frames of
+        #: official publishes the bridge's capture queue dropped (an official publish is 2 frames);
+        #: ``published_out``: native events sent to official subscribers; ``proxy_restarts``: see
+        #: :func:`.proxy.serve_proxy`.
         self.stats: dict[str, int] = {"requests": 0, "answered": 0, "forwarded": 0, "native_calls": 0,
-                                      "malformed": 0, "rejected_key": 0, "published_in": 0, "published_out": 0}
+                                      "malformed": 0, "rejected_key": 0, "published_in": 0, "published_out": 0,
+                                      "bridge_lost_frames": 0, "proxy_restarts": 0}
         self.backends: dict[str, tuple[bytes, float]] = {}
         self.failure: BaseException | None = None
         self._stop = threading.Event()
-        self._ready = threading.Barrier(4)
+        self._ready = threading.Barrier(1)  # one party per thread, set by start()
         self._threads: list[threading.Thread] = []
-        self._bridge = _BRIDGE.format(id(self))
+        self._proxies_ctl: list[str] = []
         self._pending: dict[bytes, asyncio.Future[Any]] = {}
         self._proxies: dict[str, ServiceWorker] = {}
         self._ids = 0
@@ -103,15 +125,14 @@ class CompatGateway:
                         raise RuntimeError(f"compat gateway cannot bind {a}: {exc} (is the official run_all() "
                                            "middleware or another gateway running? change plugins.aitrados_compat "
                                            "ports to move this one)") from None
-            self._pull = self._ctx.socket(zmq.PULL)
-            self._pull.bind(self._bridge)
-            socks.append(self._pull)
+            targets = [("rpc", self._rpc_main), *self._pubsub_sockets(socks)]
         except BaseException:
             for sock in socks:
                 sock.close(0)
             self._ctx.term()
             raise
-        for name, target in (("rpc", self._rpc_main), ("pubsub", self._pubsub_main), ("bridge", self._bridge_main)):
+        self._ready = threading.Barrier(len(targets) + 1)
+        for name, target in targets:
             t = threading.Thread(target=self._guard, args=(target,), name=f"aitrados-compat-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -136,12 +157,17 @@ class CompatGateway:
                 self._ready.abort()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the threads and close every socket."""
+        """Stop the threads (the proxies through their control sockets) and close every socket."""
         self._stop.set()
+        ctx = getattr(self, "_ctx", None)
+        if ctx is not None and not ctx.closed and self._threads:
+            for address in self._proxies_ctl:  # "in" first: it may be waiting for "out" to drain
+                peer = ProxyControl(ctx, address, timeout=min(timeout, 1.0))
+                peer.terminate()
+                peer.close()
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        ctx = getattr(self, "_ctx", None)
         if ctx is not None and not ctx.closed:
             ctx.destroy(0)
 
@@ -332,50 +358,124 @@ class CompatGateway:
             return raw.decode("utf-8", "replace")
 
     # ------------------------------------------------------------------ pub/sub
-    def _pubsub_main(self) -> None:
-        xsub, xpub, pull = self._xsub, self._xpub, self._pull
+    def _inproc(self, role: str) -> str:
+        return _INPROC.format(role=role, id=id(self))
+
+    def _pubsub_sockets(self, socks: list[zmq.Socket]) -> list[tuple[str, Any]]:
+        """Make the pub/sub side's inproc sockets (added to *socks*); returns its thread targets."""
+        ctx, hwm = self._ctx, self.bus.hwm
+
+        def make(kind: int) -> zmq.Socket:
+            sock = ctx.socket(kind)
+            sock.linger = 0
+            socks.append(sock)
+            return sock
+
+        ctl_in = make(zmq.REP)
+        ctl_in.bind(self._inproc("ctl-in"))
+        self._proxies_ctl = [self._inproc("ctl-in")]
+        if not self.settings.bridge_native:  # one proxy, both ways, as the official router
+            return [("pubsub", lambda: self._proxy_main(self._xsub, self._xpub, None, ctl_in))]
+        self._xsub.send(b"\x01")  # the native bus hears every official publish: publishers send them all
+        mid = make(zmq.PUB)
+        mid.setsockopt(zmq.XPUB_NODROP, 1)  # a full hop makes "in" wait for "out", never drops
+        mid.sndhwm = hwm
+        mid.bind(self._inproc("mid"))
+        out = make(zmq.XSUB)
+        out.rcvhwm = hwm
+        out.bind(self._inproc("out"))  # native events come in here (outside the capture)
+        out.connect(self._inproc("mid"))
+        capture = make(zmq.XPUB)
+        capture.sndhwm = self.settings.bridge_hwm
+        capture.bind(self._inproc("capture"))
+        self._tap = tap = make(zmq.SUB)
+        tap.rcvhwm = 1  # the queue's bound is the capture's
+        tap.subscribe(b"")
+        tap.connect(self._inproc("capture"))
+        if not capture.poll(5000):
+            raise RuntimeError("compat gateway: the native bridge's capture queue did not connect")
+        capture.recv()  # the tap's subscription: from now on every official publish is copied to it
+        ctl_out = make(zmq.REP)
+        ctl_out.bind(self._inproc("ctl-out"))
+        self._proxies_ctl.append(self._inproc("ctl-out"))
+        return [("pubsub-in", lambda: self._proxy_main(self._xsub, mid, capture, ctl_in)),
+                ("pubsub-out", lambda: self._proxy_main(out, self._xpub, None, ctl_out)),
+                ("official-to-native", self._capture_main),
+                ("native-to-official", self._bridge_main)]
+
+    def official_frames_in(self, timeout: float = 2.0) -> int | None:
+        """Frames the gateway has received from official publishers (the first proxy's own count;
+        an official publish is 2 frames), or None when the proxy does not answer in time."""
+        ctx = getattr(self, "_ctx", None)
+        if ctx is None or ctx.closed or not self._proxies_ctl:
+            return None
+        try:
+            peer = ProxyControl(ctx, self._proxies_ctl[0], timeout)
+        except zmq.ZMQError:  # the gateway is stopping
+            return None
+        try:
+            counts = peer.statistics()
+        finally:
+            peer.close()
+        return None if counts is None else counts[0]
+
+    def _proxy_main(self, frontend: zmq.Socket, backend: zmq.Socket, capture: zmq.Socket | None,
+                    control: zmq.Socket) -> None:
+        self._ready.wait()
+
+        def restarted() -> None:
+            self.stats["proxy_restarts"] += 1
+            if self.stats["proxy_restarts"] in (1, 10, 100, 1000):
+                logger.warning("compat gateway: a pub/sub proxy hit a full or empty queue and was restarted "
+                               "({} time(s)); a peer is flooding it or not reading", self.stats["proxy_restarts"])
+
+        serve_proxy(frontend, backend, capture, control, self._stop, restarted)
+
+    def _capture_main(self) -> None:
+        """Official publishes (the "in" proxy's capture) -> the native bus, counting what the capture dropped."""
+        tap = self._tap
         native = Publisher(self.endpoints.publish, bus=self.bus, context=self.context)
-        bridge = self.settings.bridge_native
-        if bridge:  # the native bus hears every official publish: take everything from publishers
-            xsub.send(b"\x01")
-        poller = zmq.Poller()
-        for s in (xsub, xpub, pull):
-            poller.register(s, zmq.POLLIN)
+        counts = ProxyControl(self._ctx, self._inproc("ctl-in"))
+        loss = CaptureLoss()
+        next_count, warned = 0.0, 0.0
+        lower_priority(self.settings.bridge_nice)
         self._ready.wait()
         try:
             while not self._stop.is_set():
-                events = dict(poller.poll(100))
-                if xpub in events:  # subscriptions from official subscribers go up to official publishers
-                    for _ in range(1000):
-                        try:
-                            sub_msg = xpub.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        if not bridge:  # when bridging, publishers already send everything (XPUB filters)
-                            xsub.send(sub_msg)
-                if xsub in events:
-                    for _ in range(1000):
-                        try:
-                            frames = xsub.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._from_official(frames, xpub, native)
-                if pull in events:
-                    for _ in range(1000):
-                        try:
-                            xpub.send_multipart(pull.recv_multipart(zmq.NOBLOCK))
-                        except zmq.Again:
-                            break
-                        self.stats["published_out"] += 1
+                if tap.poll(100):
+                    self._drain(tap, native, loss, 1000)
+                now = time.monotonic()
+                if now < next_count:
+                    continue
+                next_count = now + _LOSS_PERIOD
+                counted = counts.statistics()
+                # settle only once every frame the proxy had captured by then was read
+                if counted is not None and self._drain(tap, native, loss, 100_000):
+                    lost = loss.settle(counted[0])
+                    if lost > self.stats["bridge_lost_frames"] and now >= warned:
+                        warned = now + 10.0
+                        logger.warning("compat gateway: the native bridge fell behind official publishers and "
+                                       "lost {} frames so far (stats bridge_lost_frames; raise "
+                                       "plugins.aitrados_compat.bridge_hwm)", lost)
+                    self.stats["bridge_lost_frames"] = lost
         finally:
+            counts.close()
             native.close()
 
-    def _from_official(self, frames: list[bytes], xpub: zmq.Socket, native: Publisher) -> None:
+    def _drain(self, tap: zmq.Socket, native: Publisher, loss: CaptureLoss, limit: int) -> bool:
+        """Bridge up to *limit* captured official publishes; True when the capture queue ran empty."""
+        for _ in range(limit):
+            try:
+                frames = tap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return True
+            loss.read(len(frames))
+            self._from_official(frames, native)
+        return False
+
+    def _from_official(self, frames: list[bytes], native: Publisher) -> None:
         if len(frames) < 2:
             self.stats["malformed"] += 1
-            return
-        xpub.send_multipart(frames)  # official subscribers get it as the official router would send it
-        if not self.settings.bridge_native:
             return
         try:
             mapped = to_native(frames[-2], frames[-1])
@@ -386,11 +486,18 @@ class CompatGateway:
             self.stats["malformed"] += 1
 
     def _bridge_main(self) -> None:
-        push = self._ctx.socket(zmq.PUSH)
-        push.linger = 0
-        push.connect(self._bridge)
-        sub = Subscriber(self.endpoints.subscribe, NATIVE_PREFIXES if self.settings.bridge_native else (),
-                         bus=self.bus, context=self.context)
+        """Native market events -> official subscribers, entering at the "out" proxy (never captured)."""
+        inject = self._ctx.socket(zmq.PUB)
+        inject.linger = 0
+        inject.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue waits (bounded by stop), never drops
+        inject.sndhwm = self.bus.hwm
+        inject.sndtimeo = 100
+        inject.connect(self._inproc("out"))
+        try:
+            sub = Subscriber(self.endpoints.subscribe, NATIVE_PREFIXES, bus=self.bus, context=self.context)
+        except BaseException:
+            inject.close(0)
+            raise
         self._ready.wait()
         try:
             while not self._stop.is_set():
@@ -404,7 +511,16 @@ class CompatGateway:
                     logger.warning("compat gateway: native {} not bridged: {}", m.topic, exc)
                     continue
                 if out is not None:
-                    push.send_multipart(list(out))
+                    self._send_out(inject, list(out))
         finally:
             sub.close()
-            push.close(0)
+            inject.close(0)
+
+    def _send_out(self, inject: zmq.Socket, frames: list[bytes]) -> None:
+        while not self._stop.is_set():
+            try:
+                inject.send_multipart(frames)
+            except zmq.Again:  # the "out" hop is full: wait for it (it never waits on anyone)
+                continue
+            self.stats["published_out"] += 1
+            return

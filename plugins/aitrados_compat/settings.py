@@ -38,6 +38,11 @@ class CompatSettings(BaseModel):
     call_timeout: float = Field(30.0, gt=0, description="seconds one forwarded call may take")
     max_message_size: int = Field(16 * 1024 * 1024, description="bytes; larger official frames are dropped and counted")
     bridge_native: bool = Field(True, description="publish native market events to official subscribers and back")
+    bridge_hwm: int = Field(100_000, ge=1, description="official publishes queued at most for the native bridge; beyond "
+                            "it they still reach official subscribers but not the native bus, counted in the "
+                            "gateway's stats bridge_lost_frames")
+    bridge_nice: int = Field(10, ge=0, le=19, description="how much lower the CPU priority of the thread putting official "
+                             "publishes on the native bus is (Linux); forwarding to official subscribers goes first")
 
     def tcp(self, port: int) -> str:
         """``tcp://host:port`` for one of the ports."""
