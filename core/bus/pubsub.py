@@ -31,6 +31,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 from loguru import logger
+from zmq.backend import Socket as _Base
 
 from .settings import BusSettings
 from . import protocol as P
@@ -41,6 +42,14 @@ from .topic_stats import TopicStats
 
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+# libzmq's send and recv themselves, past pyzmq's pure-Python wrappers (see fastio.py)
+_send = _Base.send
+_recv = _Base.recv
+_META_SIZE = P.META.size
+_META_VERSION = P.META_VERSION
+_unpack_meta = P.META.unpack
+_decode_body = P.decode
+_DecodeError = P.DecodeError
 
 
 # ======================================================================== router
@@ -300,7 +309,6 @@ class Publisher:
         self.publisher_id = os.urandom(8)
         self._seq: dict[str, int] = {}
         self._topics: dict[str, bytes] = {}
-        self._send = self._sock.send
         self._pack = P.META.pack
 
     def _topic(self, topic: str) -> bytes:
@@ -326,10 +334,10 @@ class Publisher:
         t = self._topics.get(topic) or self._topic(topic)
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
-        send = self._send
-        send(t, _MORE)
-        send(self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
-        send(body)
+        sock = self._sock
+        _send(sock, t, _MORE)
+        _send(sock, self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
+        _send(sock, body, 0)
         return seq
 
     def close(self) -> None:
@@ -364,7 +372,8 @@ class SubscriberStats(msgspec.Struct):
 
 
 class _Tracker:
-    """Validates frames and tracks sequence numbers per (publisher, topic)."""
+    """Reads published messages off a SUB socket, validates them and tracks sequence numbers per
+    (publisher, topic)."""
 
     def __init__(self) -> None:
         self.stats = SubscriberStats()
@@ -372,28 +381,70 @@ class _Tracker:
         self.gaps_by_topic: dict[str, int] = {}
         self._topics: dict[bytes, str] = {}
 
+    def read(self, sock: zmq.Socket, flags: int, decode: bool) -> Message | None:
+        """Receive one message from *sock* and return it, or None (counted) if what arrived was malformed.
+
+        Raises ``zmq.Again`` when *flags* has ``NOBLOCK`` and nothing is waiting.
+
+        The protocol's messages have exactly three frames, so this reads three and asks libzmq for
+        "more" only on the third (``Frame.more``; pyzmq's ``RCVMORE`` getsockopt per frame cost more
+        than the three receives together). A message of other length is still found: libzmq
+        delivers a message's frames all at once, so a shorter one ends in ``zmq.Again`` or leaves the
+        third frame with more to come, and a longer one leaves more after the third. Then the
+        frames are read to the end of the message in progress and its last three are taken: if
+        they are a valid message it is a whole message of a well-behaved publisher (its frames
+        cannot be split), and whatever came before it is counted as malformed. What a misbehaving
+        peer can forge this way it could have sent as one valid message anyway.
+        """
+        tb = _recv(sock, flags)
+        try:
+            meta = _recv(sock, _NOBLOCK)
+            last = _recv(sock, _NOBLOCK, False)
+        except zmq.Again:  # a message of one or two frames, and nothing after it yet
+            self.stats.malformed += 1
+            return None
+        if last.more:
+            frames = [tb, meta, last.bytes]
+            while last.more:
+                last = _recv(sock, _NOBLOCK, False)
+                frames.append(last.bytes)
+            # At least four frames: the ones before the last three are malformed, whatever those are.
+            self.stats.malformed += 1
+            tb, meta, body = frames[-3:]
+            if len(meta) != _META_SIZE or meta[0] != _META_VERSION:
+                return None  # all of it malformed: counted once above
+            return self.track(tb, meta, body, decode)
+        return self.track(tb, meta, last.bytes, decode)
+
     def process(self, frames: list[bytes], decode: bool = True) -> Message | None:
-        """Return the message in *frames*, or None (counted) if it is malformed."""
+        """Return the message in *frames* (one whole multipart message), or None (counted) if malformed."""
+        if len(frames) != 3:
+            self.stats.malformed += 1
+            return None
+        return self.track(frames[0], frames[1], frames[2], decode)
+
+    def track(self, tb: bytes, meta: bytes, body: bytes, decode: bool) -> Message | None:
+        """Validate and decode one message's three frames and account its sequence number; returns the
+        message, or None (counted as malformed)."""
         st = self.stats
-        if len(frames) != 3 or len(frames[1]) != P.META.size or frames[1][0] != P.META_VERSION:
+        if len(meta) != _META_SIZE or meta[0] != _META_VERSION:
             st.malformed += 1
             return None
-        tb = frames[0]
         topic = self._topics.get(tb)
         if topic is None:
             if not P.valid_topic(tb):
                 st.malformed += 1
                 return None
             topic = self._topics[tb] = tb.decode("utf-8")
-        _, pid, seq = P.META.unpack(frames[1])
+        _, pid, seq = _unpack_meta(meta)
         if decode:
             try:
-                data = P.decode(frames[2])
-            except P.DecodeError:
+                data = _decode_body(body)
+            except _DecodeError:
                 st.malformed += 1
                 return None
         else:
-            data = frames[2]
+            data = body
         key = (pid, tb)
         last = self.last.get(key)
         if last is not None and seq != last + 1:
@@ -470,15 +521,15 @@ class Subscriber(_SubscriberBase):
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next valid message, or None when *timeout* seconds pass without one."""
         sock = self._sock
-        recv = sock.recv_multipart
-        process = self._tracker.process
+        read = self._tracker.read
+        decode = self._decode
         deadline = None
         while True:
             try:
-                frames = recv(_NOBLOCK)  # fast path: no poll while messages are queued
+                msg = read(sock, _NOBLOCK, decode)  # fast path: no poll while messages are queued
             except zmq.Again:
                 if timeout is None:
-                    frames = recv()
+                    msg = read(sock, 0, decode)
                 else:
                     if deadline is None:
                         deadline = time.monotonic() + timeout
@@ -486,7 +537,6 @@ class Subscriber(_SubscriberBase):
                     if remaining <= 0 or not sock.poll(remaining * 1000):
                         return None
                     continue
-            msg = process(frames, self._decode)
             if msg is not None:
                 return msg
 
@@ -546,17 +596,16 @@ class AsyncSubscriber(_SubscriberBase):
                     return None
             else:
                 frames = await self._sock.recv_multipart()
-            process = self._tracker.process
-            m = process(frames, self._decode)
+            tracker, decode = self._tracker, self._decode
+            m = tracker.process(frames, decode)
             if m is not None:
                 buf.append(m)
-            recv = self._sync.recv_multipart
+            read, sync = tracker.read, self._sync
             while True:
                 try:
-                    frames = recv(_NOBLOCK)
+                    m = read(sync, _NOBLOCK, decode)
                 except zmq.Again:
                     break
-                m = process(frames, self._decode)
                 if m is not None:
                     buf.append(m)
         return buf.popleft()
