@@ -32,6 +32,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 from zmq.backend import Socket as _Base
+from zmq.backend import zmq_poll
 
 from .settings import BusSettings
 from . import protocol as P
@@ -517,6 +518,7 @@ class Subscriber(_SubscriberBase):
     def __init__(self, address: str, prefixes: Iterable[str] = (), *, bus: BusSettings | None = None,
                  context: zmq.Context | None = None, hwm: int | None = None, decode: bool = True) -> None:
         self._setup((context or zmq.Context.instance()).socket(zmq.SUB), address, prefixes, bus, hwm, decode)
+        self._wait = [(self._sock, int(zmq.POLLIN))]
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next valid message, or None when *timeout* seconds pass without one."""
@@ -534,7 +536,8 @@ class Subscriber(_SubscriberBase):
                     if deadline is None:
                         deadline = time.monotonic() + timeout
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not sock.poll(remaining * 1000):
+                    # zmq_poll itself: pyzmq's Socket.poll builds a Poller per call
+                    if remaining <= 0 or not zmq_poll(self._wait, int(remaining * 1000) + 1):
                         return None
                     continue
             if msg is not None:
