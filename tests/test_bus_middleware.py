@@ -144,3 +144,20 @@ def test_cli_run_port_in_use_exits_nonzero(ipc_dir: str) -> None:
         blocker.close()
     assert r.returncode != 0
     assert f"tcp port {port}" in r.stderr and "AITRADOS_BUS__RPC_FRONTEND_PORT" in r.stderr
+
+
+def test_stop_wakes_the_idle_pubsub_monitor(ipc_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() does not wait for the monitor's idle poll to time out: with that poll made ten minutes
+    long, the router's threads are still all gone when stop() returns (each join is bounded)."""
+    from aitrados.bus.pubsub import PubSubRouter
+
+    monkeypatch.setattr(PubSubRouter, "MONITOR_IDLE_POLL_MS", 600_000)
+    mw = Middleware(bus_settings(ipc_dir)).start()
+    try:
+        router = mw.pubsub
+        threads = list(router._threads)
+        assert threads and all(t.is_alive() for t in threads)
+        router.stop(timeout=30)
+        assert not any(t.is_alive() for t in threads), "the monitor slept through stop()"
+    finally:
+        mw.stop()

@@ -71,6 +71,8 @@ class PubSubRouter:
     MONITOR_HWM = 20_000
     #: Seconds between the monitor's drains of the capture queue.
     MONITOR_PERIOD = 0.05
+    #: Milliseconds the idle monitor waits for a message before its once-a-second tick (stop() wakes it).
+    MONITOR_IDLE_POLL_MS = 200
 
     def __init__(self, ctx: zmq.Context, bus: BusSettings, sub_addrs: list[str], pub_addrs: list[str],
                  secure: Any = None) -> None:
@@ -127,6 +129,9 @@ class PubSubRouter:
         self._mon.rcvhwm = self.MONITOR_HWM
         self._mon.setsockopt(zmq.SUBSCRIBE, b"")
         self._mon.connect(f"inproc://aitrados-capture-{self._uid}")
+        self._wake = self.ctx.socket(zmq.PULL)  # stop() wakes the monitor from its idle poll
+        self._wake.linger = 0
+        self._wake.bind(f"inproc://aitrados-pubsub-wake-{self._uid}")
         self._threads = [
             threading.Thread(target=self._proxy, name="aitrados-pubsub-proxy", daemon=True),
             threading.Thread(target=self._monitor, name="aitrados-pubsub-monitor", daemon=True),
@@ -146,8 +151,13 @@ class PubSubRouter:
         c.linger = 0
         c.connect(f"inproc://aitrados-pubsub-ctrl-{self._uid}")
         c.send(b"TERMINATE")
+        w = self.ctx.socket(zmq.PUSH)
+        w.linger = 0
+        w.connect(f"inproc://aitrados-pubsub-wake-{self._uid}")
+        w.send(b"", zmq.NOBLOCK)  # without it the monitor sees the stop only when its poll times out
         for t in self._threads:
             t.join(timeout)
+        w.close()
         c.close()
         self._threads = []
 
@@ -189,13 +199,16 @@ class PubSubRouter:
         valid: set[bytes] = set()  # topics validated once (bounded: cleared with the stats' cap)
         next_tick = time.monotonic() + 1.0
         left = False  # a subscription went away since the last tick: its queue may have been freed
+        poller = zmq.Poller()
+        poller.register(mon, zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 # Wake at most every MONITOR_PERIOD, never per message: the monitor shares the GIL
                 # with the RPC router and the services, so it must not take it for every message.
                 # What queues meanwhile beyond the capture's high-water mark is dropped in C; counts
                 # stay exact because they come from sequence numbers.
-                if mon.poll(200):
+                if mon in dict(poller.poll(self.MONITOR_IDLE_POLL_MS)):
                     n = 0
                     now = time.monotonic()
                     while n < 1000:
@@ -245,6 +258,7 @@ class PubSubRouter:
             logger.exception("pub/sub monitor stopped by an internal error: {}", exc)
         finally:
             mon.close(0)
+            self._wake.close(0)
 
     def _make_router_snapshot(self) -> dict[str, Any]:
         subs = self.subscriptions
