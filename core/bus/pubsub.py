@@ -71,6 +71,9 @@ class PubSubRouter:
     MONITOR_HWM = 20_000
     #: Seconds between the monitor's drains of the capture queue.
     MONITOR_PERIOD = 0.05
+    #: Messages the monitor samples at most per drain (so at most 20 x this a second): each costs
+    #: the router process Python work under the GIL, while what the tap drops costs next to nothing.
+    MONITOR_BATCH = 250
     #: Milliseconds the idle monitor waits for a message before its once-a-second tick (stop() wakes it).
     MONITOR_IDLE_POLL_MS = 200
 
@@ -118,17 +121,39 @@ class PubSubRouter:
     def start(self) -> None:
         """Start the proxy thread and the monitor thread."""
         tune_allocator()
-        self._capture = self.ctx.socket(zmq.PUB)
-        self._capture.linger = 0
-        self._capture.sndhwm = min(self.MONITOR_HWM, self.subscriber_hwm)
-        self._capture.bind(f"inproc://aitrados-capture-{self._uid}")
-        self._ctrl = self.ctx.socket(zmq.PAIR)
-        self._ctrl.bind(f"inproc://aitrados-pubsub-ctrl-{self._uid}")
+        uid = self._uid
+        queue = min(self.MONITOR_HWM, self.subscriber_hwm)
         self._mon = self.ctx.socket(zmq.SUB)
         self._mon.linger = 0
-        self._mon.rcvhwm = self.MONITOR_HWM
         self._mon.setsockopt(zmq.SUBSCRIBE, b"")
-        self._mon.connect(f"inproc://aitrados-capture-{self._uid}")
+        self._capture: zmq.Socket | None = None
+        self._upstream: zmq.Socket | None = None
+        if self.bus.count_all_topics:
+            # A tap, not the proxy's capture: the monitor is one more subscriber of everything on
+            # the XPUB, so libzmq hands it each message as one more pipe of the same send and drops
+            # it there (a bounded queue) when the monitor is behind. A capture socket costs the
+            # proxy thread a full socket send per frame (measured ~0.9 us a message of its ~2.4).
+            # Subscriptions are seen from above the XSUB: an XPUB connected to it as a publisher
+            # receives every subscription the router forwards upstream.
+            self._xpub.bind(f"inproc://aitrados-pubsub-tap-{uid}")
+            self._xsub.bind(f"inproc://aitrados-pubsub-upstream-{uid}")
+            self._mon.rcvhwm = queue
+            self._mon.connect(f"inproc://aitrados-pubsub-tap-{uid}")
+            self._upstream = self.ctx.socket(zmq.XPUB)
+            self._upstream.linger = 0
+            self._upstream.setsockopt(zmq.XPUB_VERBOSER, 1)  # every subscribe and unsubscribe
+            self._upstream.connect(f"inproc://aitrados-pubsub-upstream-{uid}")
+        else:
+            # Nothing may subscribe to everything here, so the monitor reads the proxy's capture:
+            # what was forwarded (topics someone subscribes to) and the subscriptions.
+            self._capture = self.ctx.socket(zmq.PUB)
+            self._capture.linger = 0
+            self._capture.sndhwm = queue
+            self._capture.bind(f"inproc://aitrados-capture-{uid}")
+            self._mon.rcvhwm = self.MONITOR_HWM
+            self._mon.connect(f"inproc://aitrados-capture-{uid}")
+        self._ctrl = self.ctx.socket(zmq.PAIR)
+        self._ctrl.bind(f"inproc://aitrados-pubsub-ctrl-{uid}")
         self._wake = self.ctx.socket(zmq.PULL)  # stop() wakes the monitor from its idle poll
         self._wake.linger = 0
         self._wake.bind(f"inproc://aitrados-pubsub-wake-{self._uid}")
@@ -154,7 +179,10 @@ class PubSubRouter:
         w = self.ctx.socket(zmq.PUSH)
         w.linger = 0
         w.connect(f"inproc://aitrados-pubsub-wake-{self._uid}")
-        w.send(b"", zmq.NOBLOCK)  # without it the monitor sees the stop only when its poll times out
+        try:
+            w.send(b"", zmq.NOBLOCK)  # without it the monitor sees the stop only when its poll times out
+        except zmq.Again:
+            pass  # the monitor saw the stop already and closed its end
         for t in self._threads:
             t.join(timeout)
         w.close()
@@ -187,10 +215,11 @@ class PubSubRouter:
             logger.exception("pub/sub router stopped by an internal error: {}", exc)
         finally:
             for s in (self._xsub, self._xpub, self._capture, self._ctrl):
-                s.close(0)
+                if s is not None:
+                    s.close(0)
 
     def _monitor(self) -> None:
-        mon = self._mon
+        mon, upstream = self._mon, self._upstream
         recv = mon.recv_multipart
         unpack = P.META.unpack
         meta_size = P.META.size
@@ -202,16 +231,25 @@ class PubSubRouter:
         poller = zmq.Poller()
         poller.register(mon, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        if upstream is not None:
+            poller.register(upstream, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 # Wake at most every MONITOR_PERIOD, never per message: the monitor shares the GIL
                 # with the RPC router and the services, so it must not take it for every message.
-                # What queues meanwhile beyond the capture's high-water mark is dropped in C; counts
-                # stay exact because they come from sequence numbers.
-                if mon in dict(poller.poll(self.MONITOR_IDLE_POLL_MS)):
+                # What queues meanwhile beyond the tap's (or capture's) high-water mark is dropped
+                # in C; counts stay exact because they come from sequence numbers.
+                ready = dict(poller.poll(self.MONITOR_IDLE_POLL_MS))
+                if upstream is not None and upstream in ready:
+                    for _ in range(1000):
+                        try:
+                            left = self._subscription_event(upstream.recv_multipart(_NOBLOCK)) or left
+                        except zmq.Again:
+                            break
+                if mon in ready:
                     n = 0
                     now = time.monotonic()
-                    while n < 1000:
+                    while n < self.MONITOR_BATCH:
                         try:
                             frames = recv(_NOBLOCK)
                         except zmq.Again:
@@ -228,18 +266,8 @@ class PubSubRouter:
                                 valid.add(topic)
                             _, pid, seq = unpack(frames[1])
                             observe(topic, pid, seq, now)
-                        elif len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
-                            self.counters["subscribe_events"] += 1
-                            delta = 1 if frames[0][0] == 1 else -1
-                            prefix = frames[0][1:]
-                            count = self.subscriptions.get(prefix, 0) + delta
-                            if count > 0:
-                                self.subscriptions[prefix] = count
-                            else:
-                                self.subscriptions.pop(prefix, None)
-                                left = True
-                        else:
-                            self.counters["malformed"] += 1
+                        else:  # from the capture: subscriptions too
+                            left = self._subscription_event(frames) or left
                     self.counters["sampled"] += n
                     self._stop.wait(self.MONITOR_PERIOD)
                 now = time.monotonic()
@@ -258,7 +286,29 @@ class PubSubRouter:
             logger.exception("pub/sub monitor stopped by an internal error: {}", exc)
         finally:
             mon.close(0)
+            if upstream is not None:
+                upstream.close(0)
             self._wake.close(0)
+
+    def _subscription_event(self, frames: list[bytes]) -> bool:
+        """Account a subscribe (``\\x01prefix``) or unsubscribe (``\\x00prefix``) the router forwarded
+        upstream; anything else is counted as malformed. Returns True when a prefix lost its last
+        subscriber (its queue may have been freed)."""
+        if len(frames) != 1 or frames[0][:1] not in (b"\x00", b"\x01"):
+            self.counters["malformed"] += 1
+            return False
+        prefix = frames[0][1:]
+        if self._upstream is not None and prefix == b"":
+            # The router's own subscription to everything (the tap's and count_all_topics'); a
+            # client's subscription to everything is merged into it by libzmq and not seen.
+            return False
+        self.counters["subscribe_events"] += 1
+        count = self.subscriptions.get(prefix, 0) + (1 if frames[0][0] == 1 else -1)
+        if count > 0:
+            self.subscriptions[prefix] = count
+            return False
+        self.subscriptions.pop(prefix, None)
+        return True
 
     def _make_router_snapshot(self) -> dict[str, Any]:
         subs = self.subscriptions
