@@ -6,12 +6,14 @@ Wire format of one message, three frames: ``topic`` (UTF-8, dotted, general to s
 ``body`` (MessagePack). A subscriber tracks the last sequence per (publisher, topic) and
 counts every missing number as lost: nothing is lost silently.
 
-The router forwards in C (``zmq.proxy_steerable``); a monitor thread samples a capture of
-the traffic for per-topic statistics (``topic_stats.TopicStats``: capped, expiring, read as an
-encoded snapshot). Counts are exact up to the newest sampled message because they are read
-from the publishers' sequence numbers, so sampling never undercounts what it has seen. With
-``bus.count_all_topics`` (the default) the router subscribes to every topic itself, so
-publishers send it every message and counts are true whether or not anyone subscribes.
+The router forwards in C (``zmq.proxy_steerable``); a monitor thread samples the traffic for
+per-topic statistics (``topic_stats.TopicStats``: capped, expiring, read as an encoded snapshot)
+from a tap: one more subscriber of every topic on the XPUB, whose bounded queue libzmq fills and
+drops in C, and it sees subscriptions from above the XSUB. Counts are exact up to the newest
+sampled message because they are read from the publishers' sequence numbers, so sampling never
+undercounts what it has seen. With ``bus.count_all_topics`` (the default) the router subscribes to
+every topic itself, so publishers send it every message and counts are true whether or not anyone
+subscribes; without it the monitor reads the proxy's capture instead (what was forwarded).
 Messages that do not follow the format are counted as malformed by the monitor and dropped by
 every subscriber.
 """
@@ -67,9 +69,9 @@ class PubSubRouter:
     :param pub_addrs: addresses of the XPUB side (where subscribers connect)
     """
 
-    #: Capacity of the monitor's capture queue; beyond it the monitor samples.
+    #: Capacity of the monitor's tap (or capture) queue; beyond it the monitor samples.
     MONITOR_HWM = 20_000
-    #: Seconds between the monitor's drains of the capture queue.
+    #: Seconds between the monitor's drains of its queue.
     MONITOR_PERIOD = 0.05
     #: Messages the monitor samples at most per drain (so at most 20 x this a second): each costs
     #: the router process Python work under the GIL, while what the tap drops costs next to nothing.
