@@ -216,6 +216,18 @@ class PubSubRouter:
             self.failure = exc
             logger.exception("pub/sub router stopped by an internal error: {}", exc)
         finally:
+            # Unbind the inproc names first: that is synchronous, while close() leaves the teardown
+            # (and the name) to libzmq's reaper until every peer pipe has ended, so a middleware
+            # started right after this one in the same process could find its names still taken.
+            uid = self._uid
+            for sock, addrs in ((self._xsub, [*self.bound["sub"], f"inproc://aitrados-pubsub-upstream-{uid}"]),
+                                (self._xpub, [*self.bound["pub"], f"inproc://aitrados-pubsub-tap-{uid}"])):
+                for addr in addrs:
+                    if addr.startswith("inproc://"):
+                        try:
+                            sock.unbind(addr)
+                        except zmq.ZMQError:
+                            pass  # not bound (the tap in capture mode)
             for s in (self._xsub, self._xpub, self._capture, self._ctrl):
                 if s is not None:
                     s.close(0)
