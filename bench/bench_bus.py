@@ -256,12 +256,13 @@ def role_raw_publisher(addr: str, n: int) -> None:
     s.connect(addr)
     _warm_up(lambda: s.send_multipart([TOPIC.encode(), b"warm"]))
     send, enc, t = s.send, P.encode, TOPIC.encode()
-    t0 = time.perf_counter_ns()
+    c0, t0 = time.process_time(), time.perf_counter_ns()
     for bar in _bar_stream(n):
         send(t, SM)
         send(enc(bar))
+    cpu = time.process_time() - c0
     s.send_multipart([t, b"end"])
-    print(json.dumps({"t0": t0}), flush=True)
+    print(json.dumps({"t0": t0, "cpu": cpu}), flush=True)
     sys.stdin.readline()
 
 
@@ -272,13 +273,14 @@ def role_our_publisher(addr: str, n: int) -> None:
     pub = Publisher(addr)
     _warm_up(lambda: pub.publish("ohlc.WARM", "warm"))
     publish = pub.publish
-    t0 = time.perf_counter_ns()
+    c0, t0 = time.process_time(), time.perf_counter_ns()
     for bar in _bar_stream(n):
         publish(TOPIC, bar)
+    cpu = time.process_time() - c0
     for _ in range(50):  # same topic: a lost tail shows as a gap before the first "end" that arrives
         pub.publish(TOPIC, "end")
         time.sleep(0.02)
-    print(json.dumps({"t0": t0}), flush=True)
+    print(json.dumps({"t0": t0, "cpu": cpu}), flush=True)
     sys.stdin.readline()
     pub.close()
 
@@ -321,6 +323,12 @@ def stop(*ps: subprocess.Popen) -> None:
         p.wait()
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process *pid* has used so far, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(ns: list[int], q: float) -> float:
     xs = sorted(ns)
     return xs[min(len(xs) - 1, int(q * len(xs)))] / 1000
@@ -338,7 +346,7 @@ def raw_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
     recv()
     recv()
     tell(pub)  # saw traffic: start timing
-    got = 0
+    got, c0 = 0, time.process_time()
     while True:
         recv()
         body = recv()
@@ -348,11 +356,12 @@ def raw_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
             break
         dec(body)
         got += 1
-    t_last = time.perf_counter_ns()
-    t0 = json.loads(line(pub))["t0"]
+    t_last, cpu = time.perf_counter_ns(), time.process_time() - c0
+    sent = json.loads(line(pub))
     tell(pub)
     s.close()
-    return {"rate": got / ((t_last - t0) / 1e9), "got": got, "lost": n - got, "detected": 0}
+    return {"rate": got / ((t_last - sent["t0"]) / 1e9), "got": got, "lost": n - got, "detected": 0,
+            "cpu_sub": cpu, "cpu_pub": sent["cpu"]}
 
 
 def our_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
@@ -365,7 +374,7 @@ def our_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
         pass
     tell(pub)
     got, first, t_last = 0, None, 0
-    missed_at_start = sub.stats.missed
+    missed_at_start, c0 = sub.stats.missed, time.process_time()
     while True:
         m = sub.recv(timeout=30)
         if m is None:
@@ -379,13 +388,16 @@ def our_subscribe(addr: str, pub: subprocess.Popen, n: int) -> dict[str, float]:
             break
         got += 1
         t_last = time.perf_counter_ns()
-    t0 = json.loads(line(pub))["t0"]
+    cpu = time.process_time() - c0  # includes waiting for the "end" markers (idle: no CPU)
+    sent = json.loads(line(pub))
+    t0 = sent["t0"]
     tell(pub)
     # The bars are seq 1..n. A lost head shows as a first seq above 1; gaps before the first "end"
     # that arrived include the "end" markers lost before it (seq n+1 .. end_seq-1), not bars.
     detected = (sub.stats.missed - missed_at_start) + (first - 1) - (end_seq - n - 1)
     sub.close()
-    return {"rate": got / ((t_last - t0) / 1e9), "got": got, "lost": n - got, "detected": detected}
+    return {"rate": got / ((t_last - t0) / 1e9), "got": got, "lost": n - got, "detected": detected,
+            "cpu_sub": cpu, "cpu_pub": sent["cpu"]}
 
 
 # ------------------------------------------------------------------ main
@@ -484,12 +496,16 @@ def pubsub_figures(tmp: str, cfg: dict, n_pub: int, rows: list, figs: dict) -> b
     proxy = spawn("raw_pubsub_proxy", raw_sub, raw_pub)
     line(proxy)
     try:
+        c0 = process_cpu(proxy.pid)
         pub = spawn("raw_publisher", raw_sub, n_pub)
         raw = raw_subscribe(raw_pub, pub, n_pub)
         pub.wait(60)
+        raw["cpu_router"] = process_cpu(proxy.pid) - c0
+        c0 = process_cpu(ours.pid)
         pub = spawn("our_publisher", eps["ipc"]["publish"], n_pub)
         our = our_subscribe(eps["ipc"]["subscribe"], pub, n_pub)
         pub.wait(60)
+        our["cpu_router"] = process_cpu(ours.pid) - c0
     finally:
         stop(proxy)
         ours.stdin.close()  # type: ignore[union-attr]
@@ -499,6 +515,20 @@ def pubsub_figures(tmp: str, cfg: dict, n_pub: int, rows: list, figs: dict) -> b
     exact = our["lost"] == our["detected"]
     rows.append(("pub/sub lost / detected", f"{raw['lost']} lost", f"{our['lost']} lost, {our['detected']} detected",
                  "detector exact" if exact else "DETECTOR WRONG"))
+    # CPU per message of each party: unlike the rate, it barely moves with the machine's load, and it
+    # shows which party costs what (on 2 cores the three processes share the CPU, so the delivered rate
+    # follows their total). Publisher: its send loop; subscriber: its receive loop; router: the process.
+    def per_message(r: dict) -> dict[str, float]:  # the subscriber's CPU per message it received
+        return {"cpu_pub": r["cpu_pub"] / n_pub * 1e6, "cpu_router": r["cpu_router"] / n_pub * 1e6,
+                "cpu_sub": r["cpu_sub"] / r["got"] * 1e6}
+
+    def cpu_row(r: dict) -> tuple[str, float]:
+        us = list(per_message(r).values())
+        return " / ".join(f"{u:.2f}" for u in us) + f" = {sum(us):.2f}", sum(us)
+    (raw_cpu, raw_total), (our_cpu, our_total) = cpu_row(raw), cpu_row(our)
+    rows.append(("pub/sub CPU us per message: pub / router / sub", raw_cpu, our_cpu,
+                 f"{our_total / raw_total:.2f}x of the CPU"))
+    figs["pubsub_cpu_us.ipc"] = {"limit_c_proxy": per_message(raw), "ours": per_message(our)}
     figs["pubsub_per_s.ipc"] = {"limit_c_proxy": raw["rate"], "ours": our["rate"]}
     figs["pubsub_loss.ipc"] = {"limit_c_proxy_lost": raw["lost"], "ours_lost": our["lost"], "ours_detected": our["detected"]}
     return exact

@@ -7,10 +7,12 @@ import subprocess
 import textwrap
 import time
 
+import msgspec
 import pytest
 import zmq
 
 from aitrados.bus import AsyncSubscriber, Publisher, Subscriber
+from aitrados.bus.pubsub import SubscriberStats
 from aitrados.bus import protocol as P
 from aitrados.middleware import Middleware
 
@@ -86,15 +88,65 @@ def test_malformed_messages_dropped_and_counted(mw: Middleware) -> None:
     raw.connect(ep.publish)
     pub = Publisher(ep.publish)
     settle()
-    raw.send_multipart([b"t.bad", b"only two frames"])
     raw.send_multipart([b"t.bad", b"\x09" + b"x" * 16, b"\x80"])   # wrong meta version
     raw.send_multipart([b"t.bad", P.META.pack(1, b"abcdefgh", 1), b"\xc1"])  # undecodable body
     raw.send_multipart([b"\xff\xfe", P.META.pack(1, b"abcdefgh", 1), P.encode(1)])  # topic not UTF-8
+    raw.send_multipart([b"t.bad", b"only two frames"])  # last: back-to-back short ones may count once
     time.sleep(0.3)  # the two publishers' streams are fair-queued: keep the bad ones first
     pub.publish("t.good", {"ok": True})
     m = sub.recv(timeout=3)
     assert m is not None and m.topic == "t.good" and m.data == {"ok": True}
     assert sub.stats.malformed == 4
+    raw.close()
+    sub.close()
+
+
+def test_messages_of_the_wrong_length_never_swallow_or_corrupt_valid_ones(mw: Middleware) -> None:
+    """The subscriber reads three frames and asks libzmq for "more" only on the third; messages of
+    one, two or four frames between valid ones must still leave every valid one intact."""
+    ep = mw.endpoints("ipc")
+    sub = Subscriber(ep.subscribe, ["t."])
+    raw = zmq.Context.instance().socket(zmq.PUB)
+    raw.linger = 0
+    raw.sndhwm = 0
+    raw.connect(ep.publish)
+    pid = b"rawpub01"
+
+    def valid(seq: int) -> list[bytes]:
+        return [b"t.ok", P.META.pack(1, pid, seq), P.encode({"n": seq})]
+
+    # make sure the subscription has reached the publisher before the sequence that matters
+    deadline = time.monotonic() + 10
+    while (m := sub.recv(timeout=0.05)) is None:
+        assert time.monotonic() < deadline, "subscription never reached the raw publisher"
+        raw.send_multipart([b"t.warm", P.META.pack(1, b"warmwarm", 1), P.encode(0)])
+    while sub.recv(timeout=0.3) is not None:
+        pass
+    before = SubscriberStats(**msgspec.structs.asdict(sub.stats))
+    junk = [
+        [b"t.x"],                                                    # one frame
+        [b"t.x", P.META.pack(1, pid, 99)],                           # two frames, a meta-looking second
+        [b"t.x", P.META.pack(1, pid, 98), P.encode(0), b"t.ok"],     # four frames
+        [b"t.x", b"y", P.META.pack(1, pid, 97), P.encode(0), b"z"],  # five frames, a valid-looking middle
+    ]
+    for seq in range(1, 6):
+        raw.send_multipart(valid(seq))
+        if seq <= len(junk):
+            raw.send_multipart(junk[seq - 1])
+    raw.send_multipart([b"t.x"])  # two back-to-back one-frame messages, then a valid one
+    raw.send_multipart([b"t.y"])
+    raw.send_multipart(valid(6))
+    got = []
+    while len(got) < 6:
+        m = sub.recv(timeout=5)
+        assert m is not None, f"valid messages missing after {got}"
+        got.append((m.topic, m.seq, m.data))
+    assert got == [("t.ok", n, {"n": n}) for n in range(1, 7)]
+    assert sub.recv(timeout=0.3) is None
+    st = sub.stats
+    assert st.received - before.received == 6 and st.missed == 0 and st.gaps == 0
+    # the four junk messages count one each; the back-to-back pair counts once or twice
+    assert 5 <= st.malformed - before.malformed <= 6
     raw.close()
     sub.close()
 

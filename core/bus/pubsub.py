@@ -6,12 +6,14 @@ Wire format of one message, three frames: ``topic`` (UTF-8, dotted, general to s
 ``body`` (MessagePack). A subscriber tracks the last sequence per (publisher, topic) and
 counts every missing number as lost: nothing is lost silently.
 
-The router forwards in C (``zmq.proxy_steerable``); a monitor thread samples a capture of
-the traffic for per-topic statistics (``topic_stats.TopicStats``: capped, expiring, read as an
-encoded snapshot). Counts are exact up to the newest sampled message because they are read
-from the publishers' sequence numbers, so sampling never undercounts what it has seen. With
-``bus.count_all_topics`` (the default) the router subscribes to every topic itself, so
-publishers send it every message and counts are true whether or not anyone subscribes.
+The router forwards in C (``zmq.proxy_steerable``); a monitor thread samples the traffic for
+per-topic statistics (``topic_stats.TopicStats``: capped, expiring, read as an encoded snapshot)
+from a tap: one more subscriber of every topic on the XPUB, whose bounded queue libzmq fills and
+drops in C, and it sees subscriptions from above the XSUB. Counts are exact up to the newest
+sampled message because they are read from the publishers' sequence numbers, so sampling never
+undercounts what it has seen. With ``bus.count_all_topics`` (the default) the router subscribes to
+every topic itself, so publishers send it every message and counts are true whether or not anyone
+subscribes; without it the monitor reads the proxy's capture instead (what was forwarded).
 Messages that do not follow the format are counted as malformed by the monitor and dropped by
 every subscriber.
 """
@@ -31,6 +33,8 @@ import msgspec
 import zmq
 import zmq.asyncio
 from loguru import logger
+from zmq.backend import Socket as _Base
+from zmq.backend import zmq_poll
 
 from .settings import BusSettings
 from . import protocol as P
@@ -41,6 +45,14 @@ from .topic_stats import TopicStats
 
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+# libzmq's send and recv themselves, past pyzmq's pure-Python wrappers (see fastio.py)
+_send = _Base.send
+_recv = _Base.recv
+_META_SIZE = P.META.size
+_META_VERSION = P.META_VERSION
+_unpack_meta = P.META.unpack
+_decode_body = P.decode
+_DecodeError = P.DecodeError
 
 
 # ======================================================================== router
@@ -57,10 +69,13 @@ class PubSubRouter:
     :param pub_addrs: addresses of the XPUB side (where subscribers connect)
     """
 
-    #: Capacity of the monitor's capture queue; beyond it the monitor samples.
+    #: Capacity of the monitor's tap (or capture) queue; beyond it the monitor samples.
     MONITOR_HWM = 20_000
-    #: Seconds between the monitor's drains of the capture queue.
+    #: Seconds between the monitor's drains of its queue.
     MONITOR_PERIOD = 0.05
+    #: Messages the monitor samples at most per drain (so at most 20 x this a second): each costs
+    #: the router process Python work under the GIL, while what the tap drops costs next to nothing.
+    MONITOR_BATCH = 250
     #: Milliseconds the idle monitor waits for a message before its once-a-second tick (stop() wakes it).
     MONITOR_IDLE_POLL_MS = 200
 
@@ -108,17 +123,39 @@ class PubSubRouter:
     def start(self) -> None:
         """Start the proxy thread and the monitor thread."""
         tune_allocator()
-        self._capture = self.ctx.socket(zmq.PUB)
-        self._capture.linger = 0
-        self._capture.sndhwm = min(self.MONITOR_HWM, self.subscriber_hwm)
-        self._capture.bind(f"inproc://aitrados-capture-{self._uid}")
-        self._ctrl = self.ctx.socket(zmq.PAIR)
-        self._ctrl.bind(f"inproc://aitrados-pubsub-ctrl-{self._uid}")
+        uid = self._uid
+        queue = min(self.MONITOR_HWM, self.subscriber_hwm)
         self._mon = self.ctx.socket(zmq.SUB)
         self._mon.linger = 0
-        self._mon.rcvhwm = self.MONITOR_HWM
         self._mon.setsockopt(zmq.SUBSCRIBE, b"")
-        self._mon.connect(f"inproc://aitrados-capture-{self._uid}")
+        self._capture: zmq.Socket | None = None
+        self._upstream: zmq.Socket | None = None
+        if self.bus.count_all_topics:
+            # A tap, not the proxy's capture: the monitor is one more subscriber of everything on
+            # the XPUB, so libzmq hands it each message as one more pipe of the same send and drops
+            # it there (a bounded queue) when the monitor is behind. A capture socket costs the
+            # proxy thread a full socket send per frame (measured ~0.9 us a message of its ~2.4).
+            # Subscriptions are seen from above the XSUB: an XPUB connected to it as a publisher
+            # receives every subscription the router forwards upstream.
+            self._xpub.bind(f"inproc://aitrados-pubsub-tap-{uid}")
+            self._xsub.bind(f"inproc://aitrados-pubsub-upstream-{uid}")
+            self._mon.rcvhwm = queue
+            self._mon.connect(f"inproc://aitrados-pubsub-tap-{uid}")
+            self._upstream = self.ctx.socket(zmq.XPUB)
+            self._upstream.linger = 0
+            self._upstream.setsockopt(zmq.XPUB_VERBOSER, 1)  # every subscribe and unsubscribe
+            self._upstream.connect(f"inproc://aitrados-pubsub-upstream-{uid}")
+        else:
+            # Nothing may subscribe to everything here, so the monitor reads the proxy's capture:
+            # what was forwarded (topics someone subscribes to) and the subscriptions.
+            self._capture = self.ctx.socket(zmq.PUB)
+            self._capture.linger = 0
+            self._capture.sndhwm = queue
+            self._capture.bind(f"inproc://aitrados-capture-{uid}")
+            self._mon.rcvhwm = self.MONITOR_HWM
+            self._mon.connect(f"inproc://aitrados-capture-{uid}")
+        self._ctrl = self.ctx.socket(zmq.PAIR)
+        self._ctrl.bind(f"inproc://aitrados-pubsub-ctrl-{uid}")
         self._wake = self.ctx.socket(zmq.PULL)  # stop() wakes the monitor from its idle poll
         self._wake.linger = 0
         self._wake.bind(f"inproc://aitrados-pubsub-wake-{self._uid}")
@@ -147,7 +184,7 @@ class PubSubRouter:
         try:
             w.send(b"", zmq.NOBLOCK)  # without it the monitor sees the stop only when its poll times out
         except zmq.Again:
-            pass  # the monitor has already left (it saw the stop flag) and closed its end: nothing to wake
+            pass  # the monitor saw the stop already and closed its end
         for t in self._threads:
             t.join(timeout)
         w.close()
@@ -179,11 +216,24 @@ class PubSubRouter:
             self.failure = exc
             logger.exception("pub/sub router stopped by an internal error: {}", exc)
         finally:
+            # Unbind the inproc names first: that is synchronous, while close() leaves the teardown
+            # (and the name) to libzmq's reaper until every peer pipe has ended, so a middleware
+            # started right after this one in the same process could find its names still taken.
+            uid = self._uid
+            for sock, addrs in ((self._xsub, [*self.bound["sub"], f"inproc://aitrados-pubsub-upstream-{uid}"]),
+                                (self._xpub, [*self.bound["pub"], f"inproc://aitrados-pubsub-tap-{uid}"])):
+                for addr in addrs:
+                    if addr.startswith("inproc://"):
+                        try:
+                            sock.unbind(addr)
+                        except zmq.ZMQError:
+                            pass  # not bound (the tap in capture mode)
             for s in (self._xsub, self._xpub, self._capture, self._ctrl):
-                s.close(0)
+                if s is not None:
+                    s.close(0)
 
     def _monitor(self) -> None:
-        mon = self._mon
+        mon, upstream = self._mon, self._upstream
         recv = mon.recv_multipart
         unpack = P.META.unpack
         meta_size = P.META.size
@@ -195,16 +245,25 @@ class PubSubRouter:
         poller = zmq.Poller()
         poller.register(mon, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        if upstream is not None:
+            poller.register(upstream, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 # Wake at most every MONITOR_PERIOD, never per message: the monitor shares the GIL
                 # with the RPC router and the services, so it must not take it for every message.
-                # What queues meanwhile beyond the capture's high-water mark is dropped in C; counts
-                # stay exact because they come from sequence numbers.
-                if mon in dict(poller.poll(self.MONITOR_IDLE_POLL_MS)):
+                # What queues meanwhile beyond the tap's (or capture's) high-water mark is dropped
+                # in C; counts stay exact because they come from sequence numbers.
+                ready = dict(poller.poll(self.MONITOR_IDLE_POLL_MS))
+                if upstream is not None and upstream in ready:
+                    for _ in range(1000):
+                        try:
+                            left = self._subscription_event(upstream.recv_multipart(_NOBLOCK)) or left
+                        except zmq.Again:
+                            break
+                if mon in ready:
                     n = 0
                     now = time.monotonic()
-                    while n < 1000:
+                    while n < self.MONITOR_BATCH:
                         try:
                             frames = recv(_NOBLOCK)
                         except zmq.Again:
@@ -221,18 +280,8 @@ class PubSubRouter:
                                 valid.add(topic)
                             _, pid, seq = unpack(frames[1])
                             observe(topic, pid, seq, now)
-                        elif len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
-                            self.counters["subscribe_events"] += 1
-                            delta = 1 if frames[0][0] == 1 else -1
-                            prefix = frames[0][1:]
-                            count = self.subscriptions.get(prefix, 0) + delta
-                            if count > 0:
-                                self.subscriptions[prefix] = count
-                            else:
-                                self.subscriptions.pop(prefix, None)
-                                left = True
-                        else:
-                            self.counters["malformed"] += 1
+                        else:  # from the capture: subscriptions too
+                            left = self._subscription_event(frames) or left
                     self.counters["sampled"] += n
                     self._stop.wait(self.MONITOR_PERIOD)
                 now = time.monotonic()
@@ -251,7 +300,29 @@ class PubSubRouter:
             logger.exception("pub/sub monitor stopped by an internal error: {}", exc)
         finally:
             mon.close(0)
+            if upstream is not None:
+                upstream.close(0)
             self._wake.close(0)
+
+    def _subscription_event(self, frames: list[bytes]) -> bool:
+        """Account a subscribe (``\\x01prefix``) or unsubscribe (``\\x00prefix``) the router forwarded
+        upstream; anything else is counted as malformed. Returns True when a prefix lost its last
+        subscriber (its queue may have been freed)."""
+        if len(frames) != 1 or frames[0][:1] not in (b"\x00", b"\x01"):
+            self.counters["malformed"] += 1
+            return False
+        prefix = frames[0][1:]
+        if self._upstream is not None and prefix == b"":
+            # The router's own subscription to everything (the tap's and count_all_topics'); a
+            # client's subscription to everything is merged into it by libzmq and not seen.
+            return False
+        self.counters["subscribe_events"] += 1
+        count = self.subscriptions.get(prefix, 0) + (1 if frames[0][0] == 1 else -1)
+        if count > 0:
+            self.subscriptions[prefix] = count
+            return False
+        self.subscriptions.pop(prefix, None)
+        return True
 
     def _make_router_snapshot(self) -> dict[str, Any]:
         subs = self.subscriptions
@@ -317,7 +388,6 @@ class Publisher:
         self.publisher_id = os.urandom(8)
         self._seq: dict[str, int] = {}
         self._topics: dict[str, bytes] = {}
-        self._send = self._sock.send
         self._pack = P.META.pack
 
     def _topic(self, topic: str) -> bytes:
@@ -343,10 +413,10 @@ class Publisher:
         t = self._topics.get(topic) or self._topic(topic)
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
-        send = self._send
-        send(t, _MORE)
-        send(self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
-        send(body)
+        sock = self._sock
+        _send(sock, t, _MORE)
+        _send(sock, self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
+        _send(sock, body, 0)
         return seq
 
     def close(self) -> None:
@@ -381,7 +451,8 @@ class SubscriberStats(msgspec.Struct):
 
 
 class _Tracker:
-    """Validates frames and tracks sequence numbers per (publisher, topic)."""
+    """Reads published messages off a SUB socket, validates them and tracks sequence numbers per
+    (publisher, topic)."""
 
     def __init__(self) -> None:
         self.stats = SubscriberStats()
@@ -389,28 +460,70 @@ class _Tracker:
         self.gaps_by_topic: dict[str, int] = {}
         self._topics: dict[bytes, str] = {}
 
+    def read(self, sock: zmq.Socket, flags: int, decode: bool) -> Message | None:
+        """Receive one message from *sock* and return it, or None (counted) if what arrived was malformed.
+
+        Raises ``zmq.Again`` when *flags* has ``NOBLOCK`` and nothing is waiting.
+
+        The protocol's messages have exactly three frames, so this reads three and asks libzmq for
+        "more" only on the third (``Frame.more``; pyzmq's ``RCVMORE`` getsockopt per frame cost more
+        than the three receives together). A message of other length is still found: libzmq
+        delivers a message's frames all at once, so a shorter one ends in ``zmq.Again`` or leaves the
+        third frame with more to come, and a longer one leaves more after the third. Then the
+        frames are read to the end of the message in progress and its last three are taken: if
+        they are a valid message it is a whole message of a well-behaved publisher (its frames
+        cannot be split), and whatever came before it is counted as malformed. What a misbehaving
+        peer can forge this way it could have sent as one valid message anyway.
+        """
+        tb = _recv(sock, flags)
+        try:
+            meta = _recv(sock, _NOBLOCK)
+            last = _recv(sock, _NOBLOCK, False)
+        except zmq.Again:  # a message of one or two frames, and nothing after it yet
+            self.stats.malformed += 1
+            return None
+        if last.more:
+            frames = [tb, meta, last.bytes]
+            while last.more:
+                last = _recv(sock, _NOBLOCK, False)
+                frames.append(last.bytes)
+            # At least four frames: the ones before the last three are malformed, whatever those are.
+            self.stats.malformed += 1
+            tb, meta, body = frames[-3:]
+            if len(meta) != _META_SIZE or meta[0] != _META_VERSION:
+                return None  # all of it malformed: counted once above
+            return self.track(tb, meta, body, decode)
+        return self.track(tb, meta, last.bytes, decode)
+
     def process(self, frames: list[bytes], decode: bool = True) -> Message | None:
-        """Return the message in *frames*, or None (counted) if it is malformed."""
+        """Return the message in *frames* (one whole multipart message), or None (counted) if malformed."""
+        if len(frames) != 3:
+            self.stats.malformed += 1
+            return None
+        return self.track(frames[0], frames[1], frames[2], decode)
+
+    def track(self, tb: bytes, meta: bytes, body: bytes, decode: bool) -> Message | None:
+        """Validate and decode one message's three frames and account its sequence number; returns the
+        message, or None (counted as malformed)."""
         st = self.stats
-        if len(frames) != 3 or len(frames[1]) != P.META.size or frames[1][0] != P.META_VERSION:
+        if len(meta) != _META_SIZE or meta[0] != _META_VERSION:
             st.malformed += 1
             return None
-        tb = frames[0]
         topic = self._topics.get(tb)
         if topic is None:
             if not P.valid_topic(tb):
                 st.malformed += 1
                 return None
             topic = self._topics[tb] = tb.decode("utf-8")
-        _, pid, seq = P.META.unpack(frames[1])
+        _, pid, seq = _unpack_meta(meta)
         if decode:
             try:
-                data = P.decode(frames[2])
-            except P.DecodeError:
+                data = _decode_body(body)
+            except _DecodeError:
                 st.malformed += 1
                 return None
         else:
-            data = frames[2]
+            data = body
         key = (pid, tb)
         last = self.last.get(key)
         if last is not None and seq != last + 1:
@@ -483,27 +596,28 @@ class Subscriber(_SubscriberBase):
     def __init__(self, address: str, prefixes: Iterable[str] = (), *, bus: BusSettings | None = None,
                  context: zmq.Context | None = None, hwm: int | None = None, decode: bool = True) -> None:
         self._setup((context or zmq.Context.instance()).socket(zmq.SUB), address, prefixes, bus, hwm, decode)
+        self._wait = [(self._sock, int(zmq.POLLIN))]
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next valid message, or None when *timeout* seconds pass without one."""
         sock = self._sock
-        recv = sock.recv_multipart
-        process = self._tracker.process
+        read = self._tracker.read
+        decode = self._decode
         deadline = None
         while True:
             try:
-                frames = recv(_NOBLOCK)  # fast path: no poll while messages are queued
+                msg = read(sock, _NOBLOCK, decode)  # fast path: no poll while messages are queued
             except zmq.Again:
                 if timeout is None:
-                    frames = recv()
+                    msg = read(sock, 0, decode)
                 else:
                     if deadline is None:
                         deadline = time.monotonic() + timeout
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not sock.poll(remaining * 1000):
+                    # zmq_poll itself: pyzmq's Socket.poll builds a Poller per call
+                    if remaining <= 0 or not zmq_poll(self._wait, int(remaining * 1000) + 1):
                         return None
                     continue
-            msg = process(frames, self._decode)
             if msg is not None:
                 return msg
 
@@ -563,17 +677,16 @@ class AsyncSubscriber(_SubscriberBase):
                     return None
             else:
                 frames = await self._sock.recv_multipart()
-            process = self._tracker.process
-            m = process(frames, self._decode)
+            tracker, decode = self._tracker, self._decode
+            m = tracker.process(frames, decode)
             if m is not None:
                 buf.append(m)
-            recv = self._sync.recv_multipart
+            read, sync = tracker.read, self._sync
             while True:
                 try:
-                    frames = recv(_NOBLOCK)
+                    m = read(sync, _NOBLOCK, decode)
                 except zmq.Again:
                     break
-                m = process(frames, self._decode)
                 if m is not None:
                     buf.append(m)
         return buf.popleft()
