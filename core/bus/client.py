@@ -26,7 +26,7 @@ from .settings import BusSettings
 from . import protocol as P
 from .errors import BusyError, RPCTimeoutError, ServiceUnavailableError, remote_error
 from .fastio import NOBLOCK as _NOBLOCK
-from .fastio import POLLIN, readable, recv_frames, send_frames
+from .fastio import POLLIN, drain, recv_frames, send_frames
 _pack_id = struct.Struct(">Q").pack
 #: Replies an ``AsyncRPCClient`` handles per event-loop pass before letting other work run.
 _DRAIN_LIMIT = 200
@@ -247,27 +247,26 @@ class AsyncRPCClient:
     def _on_readable(self) -> None:
         """Resolve the calls of every waiting reply (at most ``_DRAIN_LIMIT``, then again on the next pass)."""
         self._drain_scheduled = False
-        sock, pending = self._sock, self._pending
-        if sock.closed:
+        if self._sock.closed:
             return
-        for _ in range(_DRAIN_LIMIT):
-            if not readable(sock):
-                return
-            frames = recv_frames(sock, _NOBLOCK)
-            if len(frames) == 5 and frames[0] == P.CLIENT_TAG:
-                fut = pending.pop(frames[3], None)
-                if fut is not None and not fut.done():
-                    if frames[1] == P.REPLY:
-                        try:
-                            fut.set_result(P.decode(frames[4]))
-                        except P.DecodeError as exc:
-                            fut.set_exception(remote_error("BadReply", str(exc)))
-                    else:
-                        try:
-                            _raise_error(frames[2], frames[4])
-                        except Exception as exc:
-                            fut.set_exception(exc)
-        self._recheck()
+        if drain(self._sock, self._on_reply, _DRAIN_LIMIT) == _DRAIN_LIMIT:
+            self._recheck()
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        """Resolve the call a reply answers (a reply to no waiting call is dropped)."""
+        if len(frames) == 5 and frames[0] == P.CLIENT_TAG:
+            fut = self._pending.pop(frames[3], None)
+            if fut is not None and not fut.done():
+                if frames[1] == P.REPLY:
+                    try:
+                        fut.set_result(P.decode(frames[4]))
+                    except P.DecodeError as exc:
+                        fut.set_exception(remote_error("BadReply", str(exc)))
+                else:
+                    try:
+                        _raise_error(frames[2], frames[4])
+                    except Exception as exc:
+                        fut.set_exception(exc)
 
     def close(self) -> None:
         """Stop watching the socket and close it."""

@@ -11,10 +11,11 @@ unknown ROUTER peer (``router_mandatory``) raises ``EHOSTUNREACH``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import zmq
 from zmq.backend import Socket as _Base
+from zmq.backend import zmq_poll
 
 #: The flags and poll events as plain ints (pyzmq's constants are ``IntFlag`` objects whose
 #: ``|`` and ``&`` build a new enum member on every call).
@@ -54,5 +55,36 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
 
 def readable(sock: zmq.Socket) -> bool:
     """True when a whole message is waiting on *sock* (a cheap check that ends a drain loop
-    without the cost of a ``zmq.Again`` exception)."""
-    return bool(sock.getsockopt(EVENTS) & POLLIN)
+    without the cost of a ``zmq.Again`` exception).
+
+    ``zmq_poll`` with a zero timeout asks libzmq the same ``ZMQ_EVENTS`` question in C; pyzmq's
+    ``getsockopt(EVENTS)`` builds two enum members per call (the option and the result).
+    """
+    return bool(zmq_poll([(sock, POLLIN)], 0))
+
+
+def drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limit: int, *, waiting: bool = False) -> int:
+    """Receive whole messages waiting on *sock* without blocking and pass each to *handle*, at most
+    *limit*; returns how many were handled (*limit*: more may still wait).
+
+    *waiting*: a message is known to wait (``zmq_poll`` just said so), so the first is received
+    without asking. After the first message one ``ZMQ_EVENTS`` check tells whether more wait; when
+    they do (a burst, e.g. pipelined calls) the rest are received until ``zmq.Again``: one exception
+    per burst instead of one check per message. Either way the socket is left as a ``ZMQ_EVENTS``
+    check leaves it, so a descriptor watched by an event loop signals the next arrival; except with
+    *limit* 1, which checks nothing after the message (for a caller that polls again right away).
+    """
+    if not waiting and not readable(sock):
+        return 0
+    handle(recv_frames(sock, NOBLOCK))
+    if limit <= 1 or not readable(sock):
+        return 1
+    n = 1
+    while n < limit:
+        try:
+            frames = recv_frames(sock, NOBLOCK)
+        except zmq.Again:
+            break
+        handle(frames)
+        n += 1
+    return n

@@ -38,7 +38,7 @@ from .settings import BusSettings
 from . import protocol as P
 from .errors import BusError
 from .fastio import NOBLOCK as _NOBLOCK
-from .fastio import readable, recv_frames, send_frames
+from .fastio import drain, send_frames
 from .tokens import read_token, same_token
 
 #: Messages handled per wake-up of the worker's socket before its event loop runs other work.
@@ -46,6 +46,7 @@ _DRAIN_LIMIT = 200
 
 #: Roles a method may require; ``operator`` includes ``service``.
 ROLES = ("service", "operator")
+_NO_ROLES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,11 @@ class ServiceWorker:
         self.methods = service.rpc_methods()
         self._signatures: dict[str, inspect.Signature | None] = {m: _signature(fn) for m, (fn, _) in self.methods.items()}
         self._keywords = {m: _keywords(sig) for m, sig in self._signatures.items() if sig is not None}
+        #: wire name -> (method, kind, signature, (required, accepted) keywords, role): one lookup per request
+        self._table: dict[str, tuple[Callable[..., Any], str, inspect.Signature | None,
+                                     tuple[frozenset[str], frozenset[str]] | None, str | None]] = {
+            m: (fn, kind, self._signatures[m], self._keywords.get(m), method_role(fn))
+            for m, (fn, kind) in self.methods.items()}
         self._name = service.name.encode("utf-8")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -311,15 +317,13 @@ class ServiceWorker:
         next loop pass, so tasks and heartbeats still run under a flood). libzmq's descriptor signals
         edges, not levels, so the loop runs until the socket reports nothing waiting."""
         self._drain_scheduled = False
-        sock = self._sync
         self._draining = True
         try:
-            for _ in range(_DRAIN_LIMIT):
-                if not readable(sock):
-                    return
-                frames = recv_frames(sock, _NOBLOCK)
+            n = drain(self._sync, self._handle_safely, _DRAIN_LIMIT)
+            if n:
                 self._last_router = time.monotonic()
-                self._handle_safely(frames)
+            if n < _DRAIN_LIMIT:
+                return
             self._draining = False
             self._recheck()  # more may wait, and the descriptor will not signal them again
         except BaseException as exc:  # ServiceRefused, a socket error, a fault: ends this run, raised by run()
@@ -449,15 +453,13 @@ class ServiceWorker:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             self._bad_request(client, rid, "`params` must be a map with string keys")
             return
-        entry = self.methods.get(method)
+        entry = self._table.get(method)
         if entry is None:
             self._send(P.ERROR, client, rid, P.error_body(
                 "MethodNotFound",
                 f"service {self.service.name!r} has no method {method[:100]!r}; methods: {', '.join(sorted(self.methods))}"))
             return
-        fn, kind = entry
-        sig = self._signatures.get(method)
-        kw = self._keywords.get(method)
+        fn, kind, sig, kw, role = entry
         # the set check settles the usual call at C speed; Signature.bind only for the rest (and its message)
         if sig is not None and (kw is None or not (params.keys() >= kw[0] and params.keys() <= kw[1])):
             try:
@@ -465,8 +467,8 @@ class ServiceWorker:
             except TypeError as exc:
                 self._bad_request(client, rid, f"{self.service.name}.{method}{sig}: {exc}")
                 return
-        caller = Caller(client, self._roles(req.get("auth")))
-        role = method_role(fn)
+        auth = req.get("auth")
+        caller = Caller(client, _NO_ROLES if auth is None else self._roles(auth))
         if role is not None and role not in caller.roles:
             self._send(P.ERROR, client, rid, P.error_body(
                 "Unauthorized", f"{self.service.name}.{method} needs the {role} token "
