@@ -20,13 +20,12 @@ import time
 from typing import Any
 
 import zmq
-from zmq.backend import zmq_poll
 
 from .settings import BusSettings
 from . import protocol as P
 from .errors import BusyError, RPCTimeoutError, ServiceUnavailableError, remote_error
 from .fastio import NOBLOCK as _NOBLOCK
-from .fastio import POLLIN, drain, recv_frames, send_frames
+from .fastio import drain, recv_frames, send_frames
 _pack_id = struct.Struct(">Q").pack
 #: Replies an ``AsyncRPCClient`` handles per event-loop pass before letting other work run.
 _DRAIN_LIMIT = 200
@@ -70,7 +69,8 @@ class RPCClient:
         self.token = token
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         _dealer(self._sock, address, bus)
-        self._wait = [(self._sock, POLLIN)]  # zmq_poll's argument: pyzmq's Socket.poll builds a Poller per call
+        #: The socket's receive timeout in ms (libzmq's default -1: none), set only when a call needs another one
+        self._rcvtimeo = -1
         self._ids = itertools.count(1)
         self._names: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -114,13 +114,19 @@ class RPCClient:
                     raise RPCTimeoutError(f"cannot reach the RPC router at {self.address} within {t:g}s; "
                                           "is the middleware running (`aitrados run`)?") from None
                 send_frames(sock, frames)
-            wait = self._wait
             while True:
+                # a blocking receive bounded by the socket's timeout: one libzmq call, as a plain pyzmq client
+                # waits (a zmq_poll first costs a second one); the option is set only when it changes by > 5 ms
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not zmq_poll(wait, int(remaining * 1000) + 1):
-                    raise RPCTimeoutError(
-                        f"no reply from service {name.decode(errors='replace')!r} within {t:g}s")
-                frames = recv_frames(sock)
+                ms = int(remaining * 1000) + 1
+                if remaining > 0 and not ms <= self._rcvtimeo <= ms + 5:
+                    sock.rcvtimeo = self._rcvtimeo = ms
+                try:
+                    frames = recv_frames(sock) if remaining > 0 else None
+                except zmq.Again:
+                    frames = None
+                if frames is None:
+                    raise RPCTimeoutError(f"no reply from service {name.decode(errors='replace')!r} within {t:g}s")
                 if len(frames) != 5 or frames[0] != P.CLIENT_TAG or frames[3] != rid:
                     continue  # a late reply to a call that timed out, or noise
                 if frames[1] == P.REPLY:
