@@ -146,18 +146,24 @@ def role_raw_client(front: str, n_seq: int, n_pipe: int, window: int) -> None:
         req(i)
         rep()
         lat.append(pc() - t)
-    sent = 0
     t0 = pc()
-    while sent < min(window, n_pipe):
-        req(sent)
-        sent += 1
-    for _ in range(n_pipe):
-        rep()
-        if sent < n_pipe:
-            req(sent)
-            sent += 1
+    keep_window(req, rep, n_pipe, window)
     rate = n_pipe / ((pc() - t0) / 1e9)
     print(json.dumps({"lat_ns": lat, "pipe": rate}), flush=True)
+
+
+def keep_window(req: Any, rep: Any, n: int, window: int) -> None:
+    """Send *n* requests (``req(i)``) keeping *window* in flight, reading each reply (``rep()``) before
+    sending the next: the raw client's pipelined loop."""
+    sent = 0
+    while sent < min(window, n):
+        req(sent)
+        sent += 1
+    for _ in range(n):
+        rep()
+        if sent < n:
+            req(sent)
+            sent += 1
 
 
 def role_our_router(cfg: str) -> None:

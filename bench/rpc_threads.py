@@ -97,15 +97,7 @@ def role_client(kind: str, front: str, mode: str, n: int, window: int) -> None:
                 req(i)
                 rep()
         else:
-            sent = 0
-            while sent < min(window, count):
-                req(sent)
-                sent += 1
-            for _ in range(count):
-                rep()
-                if sent < count:
-                    req(sent)
-                    sent += 1
+            B.keep_window(req, rep, count, window)
         s.close(0)
 
     run(2000)
