@@ -152,7 +152,7 @@ def measure(path: str, mode: str, n: int, window: int, tmp: str) -> list[tuple[s
     for k, _ in procs:
         for tid, (name, u, s, cs) in sorted(after[k].items()):
             _, u0, s0, cs0 = before[k].get(tid, (name, 0.0, 0.0, 0))
-            if cs - cs0 > n // 20:  # threads on the path (the idle ones wake a few times a second)
+            if cs - cs0 > n // 20 or u + s > u0 + s0:  # threads on the path (idle ones wake a few times a second)
                 label = ("libzmq I/O thread" if name.startswith("ZMQbg")
                          else "zmq.proxy thread (C)" if path == "raw" and k == "router" else "Python thread")
                 rows.append((f"{k}: {label}", (u - u0) / n * 1e6, (s - s0) / n * 1e6, (cs - cs0) / n))
