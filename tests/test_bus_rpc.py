@@ -244,6 +244,18 @@ def test_timed_out_client_stays_usable(mw: Middleware) -> None:
     assert c.call("calc", "add", a=1, b=1) == 2
 
 
+def test_a_shorter_timeout_after_a_longer_one_is_kept(mw: Middleware) -> None:
+    """The client sets its socket's receive timeout only when a call needs another one: a short
+    timeout after a long one must lower it (a stale 5 s would let the 3 s reply through)."""
+    mw.serve(Calc())
+    c = mw.rpc_client()
+    wait_for_service(c, "calc")
+    assert c.call("calc", "slow", seconds=0.01, tag="long", timeout=5) == "long"
+    with pytest.raises(RPCTimeoutError):
+        c.call("calc", "slow", seconds=3, tag="short", timeout=0.2)
+    assert c.call("calc", "add", a=2, b=2, timeout=10) == 4
+
+
 def test_no_router_times_out_clearly(ipc_dir: str) -> None:
     c = RPCClient(f"ipc://{ipc_dir}/nothing-here.sock", timeout=0.3)
     with pytest.raises(RPCTimeoutError, match="cannot reach the RPC router"):
