@@ -455,10 +455,13 @@ class ServiceWorker:
             return
         entry = self._table.get(method)
         if entry is None:
-            self._send(P.ERROR, client, rid, P.error_body(
-                "MethodNotFound",
-                f"service {self.service.name!r} has no method {method[:100]!r}; methods: {', '.join(sorted(self.methods))}"))
-            return
+            found = self.methods.get(method)  # a mapping may answer names it does not list (a proxy service)
+            if found is None:
+                self._send(P.ERROR, client, rid, P.error_body(
+                    "MethodNotFound",
+                    f"service {self.service.name!r} has no method {method[:100]!r}; methods: {', '.join(sorted(self.methods))}"))
+                return
+            entry = (found[0], found[1], None, None, method_role(found[0]))
         fn, kind, sig, kw, role = entry
         # the set check settles the usual call at C speed; Signature.bind only for the rest (and its message)
         if sig is not None and (kw is None or not (params.keys() >= kw[0] and params.keys() <= kw[1])):
