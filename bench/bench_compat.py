@@ -121,6 +121,14 @@ def _serve(side: str, ports: list[int], ipc_dir: str) -> None:
     sys.stdin.read()
     if started is not None:  # ours: where any loss happened (the gateway's own counts)
         gw = started[1]
+        # the native bridge runs niced and may still be catching up: report once it has settled
+        # (nothing bridged for two loss-count periods), at most 60 s from now
+        deadline, last, still = time.monotonic() + 60, -1, 0
+        while time.monotonic() < deadline and still < 2:
+            now = gw.stats["published_in"] + gw.stats["malformed"]
+            still = still + 1 if now == last else 0
+            last = now
+            time.sleep(1.5)
         print(json.dumps({"gateway": gw.stats, "in_frames": gw.official_frames_in(5)}), flush=True)
     os._exit(0)  # the official routers' daemon threads have no stop
 
