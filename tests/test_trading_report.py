@@ -237,3 +237,29 @@ def test_png_margins_hold_every_label(scale: float, symbols: int, tmp_path: Path
     edges = np.concatenate([img[:3].reshape(-1, img.shape[2]), img[-3:].reshape(-1, img.shape[2]),
                             img[:, :3].reshape(-1, img.shape[2]), img[:, -3:].reshape(-1, img.shape[2])])
     assert (edges[:, :3] > 0.99).all(), "a label reaches the picture's edge"
+
+
+def test_report_html_data_is_the_run_written_in_chunks(run: PaperBroker, tmp_path: Path) -> None:
+    """report.html's embedded JSON is the run's prices, equity and trades, whatever the chunking:
+    series longer than one chunk, an empty one, a name that would end the <script>, NaN as null."""
+    import re
+
+    from aitrados.trading import report_html
+    from aitrados.trading.report_html import write_html_report
+
+    rep = build_report(run, "DAY")
+    n = report_html._CANDLES_PER_CHUNK * 2 + 7
+    prices = {
+        "STOCK:US:SPX DAY": [(1e9 + 60 * i, 1.0 + i, 2.0 + i, 0.5, 1.5 + i) for i in range(n)],
+        "EMPTY DAY": [],
+        "BAD</script> 1M": [(1.0, float("nan"), 2.0, 0.5, 1.5)],
+    }
+    page = write_html_report(rep, tmp_path / "report.html", prices, title="t").read_text(encoding="utf-8")
+    body = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert body is not None and "BAD</script>" not in body.group(1)  # "</" escaped inside the script
+    data = json.loads(body.group(1))
+    assert data["prices"]["STOCK:US:SPX DAY"] == [list(c) for c in prices["STOCK:US:SPX DAY"]]
+    assert data["prices"]["EMPTY DAY"] == [] and data["prices"]["BAD</script> 1M"] == [[1.0, None, 2.0, 0.5, 1.5]]
+    assert [e for _, e in data["equity"]] == pytest.approx([p.equity for p in rep.equity_curve])
+    assert len(data["trades"]) == len(rep.trades) and data["title"] == "t"
+    assert report_html.html_report(rep, prices, title="t") == page

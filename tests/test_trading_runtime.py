@@ -5,6 +5,8 @@ Fills are checked against an independent pandas computation over the bars the bu
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -76,6 +78,7 @@ def pandas_fills(bars: list[dict], fast: int, slow: int, qty: float) -> list[tup
 
 
 def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str, tmp_path) -> None:
+    switch = sys.getswitchinterval()
     rt = make_runtime(ipc_dir, str(tmp_path / "report"))
     try:
         msgs = run_to_end(rt, ["ohlc.", "order.", "fill.", "position.", "replay."])
@@ -97,6 +100,9 @@ def test_replay_trades_like_the_pandas_oracle_and_publishes_events(ipc_dir: str,
         files = sorted(p.name for p in latest.iterdir())
         assert files == ["equity.csv", "equity.png", "metrics.json", "report.html", "summary.txt", "trades.csv"]
         assert (latest / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # writing the report freezes and pauses the collector and shortens the GIL's switch
+        # interval; all three are back as they were once it is written
+        assert gc.isenabled() and gc.get_freeze_count() == 0 and sys.getswitchinterval() == switch
     finally:
         rt.stop()
 
