@@ -459,7 +459,9 @@ class Runtime:
         # report allocates (its objects hold no cycles), or each collection walks them holding the
         # GIL the RPC router in this process needs (stalls of 100+ ms measured at 390,000 bars).
         # Freed objects are still freed by reference counting; afterwards they go back to the
-        # collector (``unfreeze``), so a process that lives on (tests, embedding) leaks nothing.
+        # collector (``unfreeze``), so a process that lives on (tests, embedding) leaks nothing,
+        # unless the process had frozen objects itself (the ``aitrados`` command does): then they stay.
+        thaw = gc.get_freeze_count() == 0
         gc.freeze()
         collecting = gc.isenabled()
         gc.disable()
@@ -474,7 +476,8 @@ class Runtime:
                                                           self.prices.as_dict())
         finally:
             sys.setswitchinterval(switch)
-            gc.unfreeze()
+            if thaw:
+                gc.unfreeze()
             if collecting:
                 gc.enable()
         print_summary(report)
