@@ -7,10 +7,17 @@ themselves (docs/performance.md). The helpers here do the same work with plain `
 ``Frame.more``; their semantics are exactly pyzmq's: a multipart message is all-or-nothing, a
 non-blocking send that cannot be queued raises ``zmq.Again`` on its first frame, and a send to an
 unknown ROUTER peer (``router_mandatory``) raises ``EHOSTUNREACH``.
+
+Where the C extension ``_fastzmq`` is built (``pip install`` compiles it with gcc; it is optional,
+so an install without a compiler still works) the same functions run in one C call per message
+(``NATIVE`` is True): the libzmq calls pyzmq would make, without its per-frame Python layer.
+``AITRADOS_PURE_PYTHON=1`` in the environment keeps the pure-Python versions (for comparison and
+for debugging); both have the same semantics and the tests run both.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import zmq
@@ -26,7 +33,7 @@ POLLOUT: int = int(zmq.POLLOUT)
 EVENTS: int = int(zmq.EVENTS)
 
 
-def send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> None:
+def py_send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> None:
     """Send *frames* as one multipart message with *flags* (e.g. ``NOBLOCK``) on a plain (not asyncio)
     socket; returns nothing.
 
@@ -41,7 +48,7 @@ def send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> No
     send(sock, frames[last], flags)
 
 
-def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
+def py_recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
     """Receive one whole multipart message as a list of bytes (``flags=NOBLOCK``: raise ``zmq.Again``
     when none is waiting)."""
     recv = sock.recv
@@ -53,7 +60,7 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
     return parts
 
 
-def readable(sock: zmq.Socket) -> bool:
+def py_readable(sock: zmq.Socket) -> bool:
     """True when a whole message is waiting on *sock* (a cheap check that ends a drain loop
     without the cost of a ``zmq.Again`` exception).
 
@@ -63,7 +70,23 @@ def readable(sock: zmq.Socket) -> bool:
     return bool(zmq_poll([(sock, POLLIN)], 0))
 
 
-def drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limit: int, *, waiting: bool = False) -> int:
+def py_recv_messages(sock: zmq.Socket, limit: int, keep: int = -1) -> list[list[bytes]]:
+    """Receive up to *limit* whole messages that are waiting on *sock*, without blocking; returns
+    them (an empty list when none waits). With *keep* >= 0 each message's frames after the first
+    *keep* come as ``b""`` (the C version does not copy them; the count of frames is kept)."""
+    out: list[list[bytes]] = []
+    while len(out) < limit:
+        try:
+            frames = py_recv_frames(sock, NOBLOCK)
+        except zmq.Again:
+            break
+        if 0 <= keep < len(frames):
+            frames[keep:] = [b""] * (len(frames) - keep)
+        out.append(frames)
+    return out
+
+
+def py_drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limit: int, *, waiting: bool = False) -> int:
     """Receive whole messages waiting on *sock* without blocking and pass each to *handle*, at most
     *limit*; returns how many were handled (*limit*: more may still wait).
 
@@ -74,17 +97,72 @@ def drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limit: int,
     check leaves it, so a descriptor watched by an event loop signals the next arrival; except with
     *limit* 1, which checks nothing after the message (for a caller that polls again right away).
     """
-    if not waiting and not readable(sock):
+    if not waiting and not py_readable(sock):
         return 0
-    handle(recv_frames(sock, NOBLOCK))
-    if limit <= 1 or not readable(sock):
+    handle(py_recv_frames(sock, NOBLOCK))
+    if limit <= 1 or not py_readable(sock):
         return 1
     n = 1
     while n < limit:
         try:
-            frames = recv_frames(sock, NOBLOCK)
+            frames = py_recv_frames(sock, NOBLOCK)
         except zmq.Again:
             break
         handle(frames)
         n += 1
     return n
+
+
+def native_drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limit: int, *,
+                 waiting: bool = False) -> int:
+    """``py_drain`` in C calls: the waiting messages are received in one call (which ends on
+    ``EAGAIN`` without an exception) and then handed to *handle* in order; returns how many.
+
+    After the handlers ran, one ``ZMQ_EVENTS`` check: a handler's send can take in libzmq's
+    pending commands, consuming the descriptor's edge for a message that arrived meanwhile; the
+    check re-arms it (and when something waits, the next batch is received). If *handle* raises,
+    the exception propagates and the messages of this batch after the failing one are dropped (the
+    pure-Python version leaves them queued); every caller's handler catches its own errors.
+    """
+    if not waiting and not readable(sock):
+        return 0
+    if limit <= 1:
+        handle(recv_frames(sock, NOBLOCK))
+        return 1
+    n = 0
+    while n < limit:
+        msgs = recv_messages(sock, limit - n)
+        for frames in msgs:
+            handle(frames)
+        n += len(msgs)
+        if not msgs or not readable(sock):
+            break
+    return n
+
+
+def _load_native() -> object | None:
+    """The C extension, initialised, or None when it is not built, cannot find libzmq, or
+    ``AITRADOS_PURE_PYTHON`` is set."""
+    if os.environ.get("AITRADOS_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _fastzmq  # type: ignore[attr-defined]
+
+        _fastzmq.init()
+    except ImportError:
+        return None
+    return _fastzmq
+
+
+_native = _load_native()
+#: True when the C versions below are in use.
+NATIVE: bool = _native is not None
+if _native is not None:
+    send_frames: Callable[..., None] = _native.send_frames  # type: ignore[attr-defined]
+    recv_frames: Callable[..., list[bytes]] = _native.recv_frames  # type: ignore[attr-defined]
+    recv_messages: Callable[..., list[list[bytes]]] = _native.recv_messages  # type: ignore[attr-defined]
+    readable: Callable[[zmq.Socket], bool] = _native.readable  # type: ignore[attr-defined]
+    drain = native_drain
+else:
+    send_frames, recv_frames, recv_messages, readable = py_send_frames, py_recv_frames, py_recv_messages, py_readable
+    drain = py_drain

@@ -39,6 +39,7 @@ from zmq.backend import zmq_poll
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
+from .fastio import NATIVE, recv_messages, send_frames
 from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
@@ -235,7 +236,6 @@ class PubSubRouter:
 
     def _monitor(self) -> None:
         mon, upstream = self._mon, self._upstream
-        recv = mon.recv_multipart
         unpack = P.META.unpack
         meta_size = P.META.size
         observe = self.stats.observe
@@ -264,11 +264,7 @@ class PubSubRouter:
                 if mon in ready:
                     n = 0
                     now = time.monotonic()
-                    while n < self.MONITOR_BATCH:
-                        try:
-                            frames = recv(_NOBLOCK)
-                        except zmq.Again:
-                            break
+                    for frames in recv_messages(mon, self.MONITOR_BATCH, 2):  # bodies are not read
                         n += 1
                         if len(frames) == 3 and len(frames[1]) == meta_size and frames[1][0] == P.META_VERSION:
                             topic = frames[0]
@@ -414,10 +410,13 @@ class Publisher:
         t = self._topics.get(topic) or self._topic(topic)
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
-        sock = self._sock
-        _send(sock, t, _MORE)
-        _send(sock, self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
-        _send(sock, body, 0)
+        if NATIVE:
+            send_frames(self._sock, (t, self._pack(P.META_VERSION, self.publisher_id, seq), body))
+        else:
+            sock = self._sock
+            _send(sock, t, _MORE)
+            _send(sock, self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
+            _send(sock, body, 0)
         return seq
 
     def close(self) -> None:
@@ -495,6 +494,32 @@ class _Tracker:
                 return None  # all of it malformed: counted once above
             return self.track(tb, meta, body, decode)
         return self.track(tb, meta, last.bytes, decode)
+
+    def read_batch(self, sock: zmq.Socket, limit: int, decode: bool, out: deque[Message]) -> int:
+        """Receive up to *limit* messages waiting on *sock* without blocking and append the valid
+        ones to *out*; returns how many were received (malformed ones included, counted).
+
+        With the C extension one call receives the batch (each message whole, so a malformed one
+        is exactly one message); otherwise ``read`` is called until ``zmq.Again``."""
+        if NATIVE:
+            process = self.process
+            batch = recv_messages(sock, limit)
+            for frames in batch:
+                m = process(frames, decode)
+                if m is not None:
+                    out.append(m)
+            return len(batch)
+        read = self.read
+        n = 0
+        while n < limit:
+            try:
+                m = read(sock, _NOBLOCK, decode)
+            except zmq.Again:
+                break
+            n += 1
+            if m is not None:
+                out.append(m)
+        return n
 
     def process(self, frames: list[bytes], decode: bool = True) -> Message | None:
         """Return the message in *frames* (one whole multipart message), or None (counted) if malformed."""
@@ -598,29 +623,36 @@ class Subscriber(_SubscriberBase):
                  context: zmq.Context | None = None, hwm: int | None = None, decode: bool = True) -> None:
         self._setup((context or zmq.Context.instance()).socket(zmq.SUB), address, prefixes, bus, hwm, decode)
         self._wait = [(self._sock, int(zmq.POLLIN))]
+        self._buf: deque[Message] = deque()
+
+    #: Messages taken off the socket per read while they are queued (received and checked in one
+    #: batch, handed out one by one).
+    BATCH = 256
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next valid message, or None when *timeout* seconds pass without one."""
+        buf = self._buf
+        if buf:
+            return buf.popleft()
         sock = self._sock
-        read = self._tracker.read
+        read_batch = self._tracker.read_batch
         decode = self._decode
         deadline = None
         while True:
-            try:
-                msg = read(sock, _NOBLOCK, decode)  # fast path: no poll while messages are queued
-            except zmq.Again:
-                if timeout is None:
-                    msg = read(sock, 0, decode)
-                else:
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                    remaining = deadline - time.monotonic()
-                    # zmq_poll itself: pyzmq's Socket.poll builds a Poller per call
-                    if remaining <= 0 or not zmq_poll(self._wait, int(remaining * 1000) + 1):
-                        return None
-                    continue
-            if msg is not None:
-                return msg
+            # fast path: no poll while messages are queued
+            if read_batch(sock, self.BATCH, decode, buf):
+                if buf:
+                    return buf.popleft()
+                continue  # only malformed ones: read on
+            if timeout is None:
+                zmq_poll(self._wait, -1)
+                continue
+            if deadline is None:
+                deadline = time.monotonic() + timeout
+            remaining = deadline - time.monotonic()
+            # zmq_poll itself: pyzmq's Socket.poll builds a Poller per call
+            if remaining <= 0 or not zmq_poll(self._wait, int(remaining * 1000) + 1):
+                return None
 
     def run(self, handler: Callable[[Message], Any], stop: threading.Event | None = None) -> None:
         """Call *handler* for every message until *stop* is set (checked every 0.2 s).
@@ -682,14 +714,8 @@ class AsyncSubscriber(_SubscriberBase):
             m = tracker.process(frames, decode)
             if m is not None:
                 buf.append(m)
-            read, sync = tracker.read, self._sync
-            while True:
-                try:
-                    m = read(sync, _NOBLOCK, decode)
-                except zmq.Again:
-                    break
-                if m is not None:
-                    buf.append(m)
+            while tracker.read_batch(self._sync, Subscriber.BATCH, decode, buf) == Subscriber.BATCH:
+                pass  # drain what waits, so the descriptor signals the next arrival
         return buf.popleft()
 
     async def run(self, handler: Callable[[Message], Any]) -> None:

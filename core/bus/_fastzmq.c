@@ -1,0 +1,355 @@
+/* Multipart receives and sends on pyzmq sockets in one C call each: the bus's hot path.
+ *
+ * pyzmq spends more CPU per frame in Python (a call, flag objects, a Frame, a more-flag check)
+ * than libzmq spends moving it; a router or a subscriber handles several frames a message. This
+ * module does what core/bus/fastio.py's pure-Python helpers do, with the same semantics, in one
+ * C call a message (or a batch of messages):
+ *
+ *   recv_frames(sock, flags)            -> list[bytes]          one whole multipart message
+ *   recv_messages(sock, limit, keep=-1) -> list[list[bytes]]    up to `limit` waiting messages, never blocks
+ *                                                               (keep >= 0: frames after the first `keep`
+ *                                                               come as b"", not copied)
+ *   send_frames(sock, frames, flags)    -> None                 one multipart message
+ *   readable(sock)                      -> bool                 a whole message waits (ZMQ_EVENTS)
+ *
+ * `sock` is a pyzmq socket (its `underlying` handle is read) or that handle as an int. Errors are
+ * raised as pyzmq raises them (zmq.Again, zmq.ContextTerminated, zmq.ZMQError), through
+ * zmq.error._check_rc. A blocking call releases the GIL while it waits and retries after EINTR
+ * once Python's signal handlers have run.
+ *
+ * libzmq is not linked: the module finds the libzmq that pyzmq has already loaded in this process
+ * (dl_iterate_phdr) and looks its functions up there, so both use one library and one context.
+ * `init()` does this and returns the libzmq version; until it has succeeded every call raises.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdint.h>
+#include <string.h>
+
+/* libzmq 4.x's message type: 64 opaque bytes, pointer-aligned (zmq.h). */
+typedef struct {
+    unsigned char _[64];
+} __attribute__((aligned(sizeof(void *)))) fz_msg_t;
+
+#define FZ_DONTWAIT 1
+#define FZ_SNDMORE 2
+#define FZ_EVENTS 15
+#define FZ_POLLIN 1
+
+static int (*z_msg_init)(fz_msg_t *);
+static int (*z_msg_recv)(fz_msg_t *, void *, int);
+static int (*z_msg_close)(fz_msg_t *);
+static void *(*z_msg_data)(fz_msg_t *);
+static size_t (*z_msg_size)(const fz_msg_t *);
+static int (*z_msg_more)(const fz_msg_t *);
+static int (*z_send)(void *, const void *, size_t, int);
+static int (*z_getsockopt)(void *, int, void *, size_t *);
+static int (*z_errno)(void);
+static void (*z_version)(int *, int *, int *);
+
+static PyObject *check_rc = NULL; /* zmq.error._check_rc */
+static PyObject *str_underlying = NULL;
+static int ready = 0;
+
+/* ------------------------------------------------------------------ errors */
+static PyObject *raise_errno(int err) {
+    PyObject *r = PyObject_CallFunction(check_rc, "ii", -1, err);
+    if (r != NULL) { /* _check_rc did not raise: never expected for rc -1 */
+        Py_DECREF(r);
+        PyErr_Format(PyExc_RuntimeError, "libzmq error %d", err);
+    }
+    return NULL;
+}
+
+static void *handle_of(PyObject *sock) {
+    PyObject *h;
+    void *p;
+    if (PyLong_Check(sock)) {
+        p = PyLong_AsVoidPtr(sock);
+    } else {
+        h = PyObject_GetAttr(sock, str_underlying);
+        if (h == NULL) return NULL;
+        p = PyLong_AsVoidPtr(h);
+        Py_DECREF(h);
+    }
+    if (p == NULL && !PyErr_Occurred()) raise_errno(ENOTSOCK); /* a closed socket */
+    return p;
+}
+
+#define NEED_READY                                                                      \
+    if (!ready) {                                                                       \
+        PyErr_SetString(PyExc_RuntimeError, "_fastzmq.init() has not found libzmq");    \
+        return NULL;                                                                    \
+    }
+
+/* ------------------------------------------------------------------ receive */
+/* One libzmq send or receive of a frame, as an operation `call` can retry. */
+typedef int (*fz_op)(void *h, void *arg, int flags);
+
+static int op_recv(void *h, void *arg, int flags) { return z_msg_recv((fz_msg_t *)arg, h, flags); }
+
+typedef struct {
+    const char *data;
+    size_t len;
+} fz_buf;
+
+static int op_send(void *h, void *arg, int flags) {
+    fz_buf *b = (fz_buf *)arg;
+    return z_send(h, b->data, b->len, flags);
+}
+
+/* Run `op` with `flags`: 0 on success, else the errno. Where `flags` allows blocking, one
+ * non-blocking try goes first (a frame that can move at once costs no GIL round trip), then the
+ * call waits with the GIL released. EINTR is retried after Python's signal handlers ran; a handler
+ * that raised makes this return -1 with the exception set. */
+static int call(fz_op op, void *h, void *arg, int flags) {
+    int rc = op(h, arg, flags | FZ_DONTWAIT);
+    if (rc >= 0) return 0;
+    int err = z_errno();
+    if (err != EAGAIN && err != EINTR) return err;
+    if (err == EAGAIN && (flags & FZ_DONTWAIT)) return err;
+    if (err == EINTR && PyErr_CheckSignals() < 0) return -1;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = op(h, arg, flags);
+        err = rc < 0 ? z_errno() : 0;
+        Py_END_ALLOW_THREADS
+        if (rc >= 0) return 0;
+        if (err != EINTR) return err;
+        if (PyErr_CheckSignals() < 0) return -1;
+    }
+}
+
+/* Receive one whole multipart message as a new list of bytes, or NULL with *err set (0: a Python
+ * exception is set). Frames after the first never wait: libzmq delivers a message's frames together. */
+static PyObject *empty_bytes = NULL;
+
+static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep, int *err) {
+    int e = call(op_recv, h, msg, flags);
+    if (e != 0) {
+        *err = e < 0 ? 0 : e;
+        return NULL;
+    }
+    PyObject *parts = PyList_New(0);
+    if (parts == NULL) { *err = 0; return NULL; }
+    for (Py_ssize_t i = 0;; i++) {
+        PyObject *b;
+        if (keep >= 0 && i >= keep) {
+            b = empty_bytes; /* a frame the caller does not read: counted, not copied */
+            Py_INCREF(b);
+        } else {
+            b = PyBytes_FromStringAndSize((const char *)z_msg_data(msg), (Py_ssize_t)z_msg_size(msg));
+        }
+        if (b == NULL || PyList_Append(parts, b) < 0) {
+            Py_XDECREF(b);
+            Py_DECREF(parts);
+            *err = 0;
+            return NULL;
+        }
+        Py_DECREF(b);
+        if (!z_msg_more(msg)) return parts;
+        if (z_msg_recv(msg, h, FZ_DONTWAIT) < 0) {
+            *err = z_errno();
+            Py_DECREF(parts);
+            return NULL;
+        }
+    }
+}
+
+static PyObject *fz_recv_frames(PyObject *self, PyObject *args) {
+    PyObject *sock;
+    int flags = 0, err = 0;
+    NEED_READY
+    if (!PyArg_ParseTuple(args, "O|i:recv_frames", &sock, &flags)) return NULL;
+    void *h = handle_of(sock);
+    if (h == NULL) return NULL;
+    fz_msg_t msg;
+    z_msg_init(&msg);
+    PyObject *parts = recv_message(h, &msg, flags, -1, &err);
+    z_msg_close(&msg);
+    if (parts == NULL && err != 0) return raise_errno(err);
+    return parts;
+}
+
+static PyObject *fz_recv_messages(PyObject *self, PyObject *args) {
+    PyObject *sock;
+    Py_ssize_t limit, keep = -1;
+    int err = 0;
+    NEED_READY
+    if (!PyArg_ParseTuple(args, "On|n:recv_messages", &sock, &limit, &keep)) return NULL;
+    void *h = handle_of(sock);
+    if (h == NULL) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    fz_msg_t msg;
+    z_msg_init(&msg);
+    for (Py_ssize_t i = 0; i < limit; i++) {
+        PyObject *parts = recv_message(h, &msg, FZ_DONTWAIT, keep, &err);
+        if (parts == NULL) {
+            if (err == EAGAIN) break; /* drained: no exception for the normal end */
+            z_msg_close(&msg);
+            Py_DECREF(out);
+            return err != 0 ? raise_errno(err) : NULL;
+        }
+        int rc = PyList_Append(out, parts);
+        Py_DECREF(parts);
+        if (rc < 0) {
+            z_msg_close(&msg);
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    z_msg_close(&msg);
+    return out;
+}
+
+/* ------------------------------------------------------------------ send */
+static PyObject *fz_send_frames(PyObject *self, PyObject *args) {
+    PyObject *sock, *frames;
+    int flags = 0;
+    NEED_READY
+    if (!PyArg_ParseTuple(args, "OO|i:send_frames", &sock, &frames, &flags)) return NULL;
+    void *h = handle_of(sock);
+    if (h == NULL) return NULL;
+    PyObject *seq = PySequence_Fast(frames, "send_frames: frames must be a sequence of bytes");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "send_frames: no frames");
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) { /* every frame checked before the first goes: never half a message */
+        if (!PyBytes_CheckExact(items[i]) && !PyObject_CheckBuffer(items[i])) {
+            PyErr_Format(PyExc_TypeError, "send_frames: frame %zd is %.100s, not bytes", i, Py_TYPE(items[i])->tp_name);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    flags &= ~FZ_SNDMORE;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int f = i < n - 1 ? (flags | FZ_SNDMORE) : flags;
+        int e;
+        PyObject *it = items[i];
+        if (PyBytes_CheckExact(it)) {
+            fz_buf b = {PyBytes_AS_STRING(it), (size_t)PyBytes_GET_SIZE(it)};
+            e = call(op_send, h, &b, f);
+        } else {
+            Py_buffer view;
+            if (PyObject_GetBuffer(it, &view, PyBUF_SIMPLE) < 0) {
+                Py_DECREF(seq);
+                return NULL; /* an exporter that refused after CheckBuffer said yes */
+            }
+            fz_buf b = {(const char *)view.buf, (size_t)view.len};
+            e = call(op_send, h, &b, f);
+            PyBuffer_Release(&view);
+        }
+        if (e != 0) {
+            Py_DECREF(seq);
+            return e < 0 ? NULL : raise_errno(e);
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *fz_readable(PyObject *self, PyObject *sock) {
+    NEED_READY
+    void *h = handle_of(sock);
+    if (h == NULL) return NULL;
+    int events = 0;
+    size_t sz = sizeof(events);
+    if (z_getsockopt(h, FZ_EVENTS, &events, &sz) < 0) return raise_errno(z_errno());
+    return PyBool_FromLong(events & FZ_POLLIN);
+}
+
+/* ------------------------------------------------------------------ init */
+static int find_libzmq(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    const char *name = info->dlpi_name;
+    if (name != NULL && strstr(name, "libzmq") != NULL) {
+        strncpy((char *)data, name, 4095);
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *fz_init(PyObject *self, PyObject *noargs) {
+    char path[4096] = {0};
+    if (ready) goto done;
+    if (!dl_iterate_phdr(find_libzmq, path) || path[0] == 0) {
+        PyErr_SetString(PyExc_ImportError, "no libzmq loaded in this process (import zmq first)");
+        return NULL;
+    }
+    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (lib == NULL) {
+        PyErr_Format(PyExc_ImportError, "cannot open the loaded libzmq %s: %s", path, dlerror());
+        return NULL;
+    }
+#define SYM(var, name)                                                                     \
+    *(void **)(&var) = dlsym(lib, name);                                                   \
+    if (var == NULL) {                                                                     \
+        PyErr_Format(PyExc_ImportError, "libzmq %s lacks %s", path, name);                 \
+        return NULL;                                                                       \
+    }
+    SYM(z_msg_init, "zmq_msg_init")
+    SYM(z_msg_recv, "zmq_msg_recv")
+    SYM(z_msg_close, "zmq_msg_close")
+    SYM(z_msg_data, "zmq_msg_data")
+    SYM(z_msg_size, "zmq_msg_size")
+    SYM(z_msg_more, "zmq_msg_more")
+    SYM(z_send, "zmq_send")
+    SYM(z_getsockopt, "zmq_getsockopt")
+    SYM(z_errno, "zmq_errno")
+    SYM(z_version, "zmq_version")
+#undef SYM
+    {
+        int major = 0, minor = 0, patch = 0;
+        z_version(&major, &minor, &patch);
+        if (major != 4) {
+            PyErr_Format(PyExc_ImportError, "libzmq %d.%d.%d: this module is built for libzmq 4", major, minor, patch);
+            return NULL;
+        }
+    }
+    PyObject *err_mod = PyImport_ImportModule("zmq.error");
+    if (err_mod == NULL) return NULL;
+    check_rc = PyObject_GetAttrString(err_mod, "_check_rc");
+    Py_DECREF(err_mod);
+    if (check_rc == NULL) return NULL;
+    ready = 1;
+done: {
+        int major = 0, minor = 0, patch = 0;
+        z_version(&major, &minor, &patch);
+        return Py_BuildValue("(iii)", major, minor, patch);
+    }
+}
+
+static PyMethodDef methods[] = {
+    {"init", fz_init, METH_NOARGS, "Find the libzmq pyzmq loaded; returns its version (major, minor, patch)."},
+    {"recv_frames", fz_recv_frames, METH_VARARGS, "recv_frames(sock, flags=0) -> list[bytes]: one whole multipart message."},
+    {"recv_messages", fz_recv_messages, METH_VARARGS,
+     "recv_messages(sock, limit, keep=-1) -> list[list[bytes]]: up to limit waiting messages, without blocking; "
+     "with keep >= 0 the frames after the first keep are b\"\" (not copied)."},
+    {"send_frames", fz_send_frames, METH_VARARGS, "send_frames(sock, frames, flags=0): one multipart message."},
+    {"readable", fz_readable, METH_O, "readable(sock) -> bool: a whole message is waiting."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastzmq",
+                                    "Multipart receives and sends on pyzmq sockets in one C call.", -1, methods};
+
+PyMODINIT_FUNC PyInit__fastzmq(void) {
+    str_underlying = PyUnicode_InternFromString("underlying");
+    if (str_underlying == NULL) return NULL;
+    empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty_bytes == NULL) return NULL;
+    return PyModule_Create(&module);
+}
