@@ -502,12 +502,37 @@ class _Tracker:
         With the C extension one call receives the batch (each message whole, so a malformed one
         is exactly one message); otherwise ``read`` is called until ``zmq.Again``."""
         if NATIVE:
-            process = self.process
             batch = recv_messages(sock, limit)
+            if not batch:
+                return 0
+            # The common case inline (a known topic, the next sequence number); anything else (a new
+            # topic, a gap, a malformed message) takes ``process``, which counts it itself.
+            topics, seen, append = self._topics, self.last, out.append
+            ok = 0
             for frames in batch:
-                m = process(frames, decode)
+                if len(frames) == 3:
+                    tb, meta, body = frames
+                    topic = topics.get(tb)
+                    if topic is not None and len(meta) == _META_SIZE and meta[0] == _META_VERSION:
+                        _, pid, seq = _unpack_meta(meta)
+                        key = (pid, tb)
+                        if seen.get(key, seq - 1) == seq - 1:
+                            if decode:
+                                try:
+                                    data = _decode_body(body)
+                                except _DecodeError:
+                                    self.stats.malformed += 1
+                                    continue
+                            else:
+                                data = body
+                            seen[key] = seq
+                            ok += 1
+                            append(Message(topic, seq, pid, data))
+                            continue
+                m = self.process(frames, decode)
                 if m is not None:
-                    out.append(m)
+                    append(m)
+            self.stats.received += ok
             return len(batch)
         read = self.read
         n = 0
