@@ -11,6 +11,7 @@
  *                                                               come as b"", not copied)
  *   send_frames(sock, frames, flags)    -> None                 one multipart message
  *   readable(sock)                      -> bool                 a whole message waits (ZMQ_EVENTS)
+ *   track(batch, start, ...)            -> int                  a subscriber's sequence checks (below)
  *
  * `sock` is a pyzmq socket (its `underlying` handle is read) or that handle as an int. Errors are
  * raised as pyzmq raises them (zmq.Again, zmq.ContextTerminated, zmq.ZMQError), through
@@ -271,6 +272,84 @@ static PyObject *fz_readable(PyObject *self, PyObject *sock) {
     return PyBool_FromLong(events & FZ_POLLIN);
 }
 
+/* ------------------------------------------------------------------ subscriber tracking */
+/* track(batch, start, topics, seen, decode, decode_error, message_type, out) -> int
+ *
+ * The subscriber's common case in C: for batch[start:], each a received message (list of frames),
+ * while a message has three frames, a topic already in `topics` (bytes -> str), a valid meta frame
+ * (version byte `META_VERSION`, 8-byte publisher id, big-endian uint64 sequence) and the sequence
+ * number that follows the last one in `seen` for its (publisher id, topic bytes) (or none yet),
+ * decode its body with `decode` (None: keep the bytes), record the sequence number in `seen` and
+ * append message_type(topic, seq, publisher_id, data) to the list `out`. Returns the index of the
+ * first message that needs the general path (a new topic, a gap, out of order, malformed, a body
+ * `decode` refuses with `decode_error`), or len(batch). */
+#define FZ_META_SIZE 17
+#define FZ_META_VERSION 1
+
+static PyObject *fz_track(PyObject *self, PyObject *args) {
+    PyObject *batch, *topics, *seen, *decode, *decode_error, *message_type, *out;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!nO!O!OOOO!:track", &PyList_Type, &batch, &start, &PyDict_Type, &topics,
+                          &PyDict_Type, &seen, &decode, &decode_error, &message_type, &PyList_Type, &out))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < n; i++) {
+        PyObject *frames = PyList_GET_ITEM(batch, i);
+        if (!PyList_Check(frames) || PyList_GET_SIZE(frames) != 3) break;
+        PyObject *tb = PyList_GET_ITEM(frames, 0), *meta = PyList_GET_ITEM(frames, 1), *body = PyList_GET_ITEM(frames, 2);
+        if (!PyBytes_Check(tb) || !PyBytes_Check(meta) || PyBytes_GET_SIZE(meta) != FZ_META_SIZE) break;
+        const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(meta);
+        if (m[0] != FZ_META_VERSION) break;
+        PyObject *topic = PyDict_GetItemWithError(topics, tb); /* borrowed */
+        if (topic == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            break;
+        }
+        unsigned long long seq = 0;
+        for (int k = 9; k < 17; k++) seq = (seq << 8) | m[k];
+        PyObject *pid = PyBytes_FromStringAndSize((const char *)m + 1, 8);
+        if (pid == NULL) return NULL;
+        PyObject *key = PyTuple_Pack(2, pid, tb);
+        if (key == NULL) { Py_DECREF(pid); return NULL; }
+        PyObject *last = PyDict_GetItemWithError(seen, key); /* borrowed */
+        if (last == NULL && PyErr_Occurred()) { Py_DECREF(key); Py_DECREF(pid); return NULL; }
+        if (last != NULL) {
+            unsigned long long lv = PyLong_AsUnsignedLongLong(last);
+            if (lv == (unsigned long long)-1 && PyErr_Occurred()) { Py_DECREF(key); Py_DECREF(pid); return NULL; }
+            if (lv + 1 != seq) { Py_DECREF(key); Py_DECREF(pid); break; } /* a gap or out of order */
+        }
+        PyObject *data;
+        if (decode == Py_None) {
+            data = body;
+            Py_INCREF(data);
+        } else {
+            data = PyObject_CallOneArg(decode, body);
+            if (data == NULL) {
+                Py_DECREF(key);
+                Py_DECREF(pid);
+                if (PyErr_ExceptionMatches(decode_error)) { PyErr_Clear(); break; } /* counted by the general path */
+                return NULL;
+            }
+        }
+        PyObject *seqobj = PyLong_FromUnsignedLongLong(seq);
+        PyObject *msg = NULL;
+        if (seqobj != NULL && PyDict_SetItem(seen, key, seqobj) == 0) {
+            PyObject *argv[4] = {topic, seqobj, pid, data};
+            msg = PyObject_Vectorcall(message_type, argv, 4, NULL);
+        }
+        Py_DECREF(key);
+        Py_DECREF(pid);
+        Py_DECREF(data);
+        Py_XDECREF(seqobj);
+        if (msg == NULL) return NULL;
+        int rc = PyList_Append(out, msg);
+        Py_DECREF(msg);
+        if (rc < 0) return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
 /* ------------------------------------------------------------------ init */
 static int find_libzmq(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
@@ -340,6 +419,10 @@ static PyMethodDef methods[] = {
      "with keep >= 0 the frames after the first keep are b\"\" (not copied)."},
     {"send_frames", fz_send_frames, METH_VARARGS, "send_frames(sock, frames, flags=0): one multipart message."},
     {"readable", fz_readable, METH_O, "readable(sock) -> bool: a whole message is waiting."},
+    {"track", fz_track, METH_VARARGS,
+     "track(batch, start, topics, seen, decode, decode_error, message_type, out) -> int: the subscriber's "
+     "common case (known topic, next sequence number) in C; returns the index of the first message that needs "
+     "the general path."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -163,6 +163,9 @@ if _native is not None:
     recv_messages: Callable[..., list[list[bytes]]] = _native.recv_messages  # type: ignore[attr-defined]
     readable: Callable[[zmq.Socket], bool] = _native.readable  # type: ignore[attr-defined]
     drain = native_drain
+    #: A subscriber's sequence checks for a batch in C (see ``_fastzmq.track``); None without the extension.
+    track: Callable[..., int] | None = _native.track  # type: ignore[attr-defined]
 else:
     send_frames, recv_frames, recv_messages, readable = py_send_frames, py_recv_frames, py_recv_messages, py_readable
     drain = py_drain
+    track = None

@@ -39,7 +39,7 @@ from zmq.backend import zmq_poll
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
-from .fastio import NATIVE, recv_messages, send_frames
+from .fastio import NATIVE, recv_messages, send_frames, track
 from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
@@ -54,6 +54,8 @@ _META_VERSION = P.META_VERSION
 _unpack_meta = P.META.unpack
 _decode_body = P.decode
 _DecodeError = P.DecodeError
+# the C sequence checks assume this meta layout (17 bytes, version 1): otherwise the Python path
+_track = track if (NATIVE and _META_SIZE == 17 and _META_VERSION == 1) else None
 
 
 # ======================================================================== router
@@ -501,39 +503,25 @@ class _Tracker:
 
         With the C extension one call receives the batch (each message whole, so a malformed one
         is exactly one message); otherwise ``read`` is called until ``zmq.Again``."""
-        if NATIVE:
+        if _track is not None:
             batch = recv_messages(sock, limit)
-            if not batch:
-                return 0
-            # The common case inline (a known topic, the next sequence number); anything else (a new
-            # topic, a gap, a malformed message) takes ``process``, which counts it itself.
-            topics, seen, append = self._topics, self.last, out.append
-            ok = 0
-            for frames in batch:
-                if len(frames) == 3:
-                    tb, meta, body = frames
-                    topic = topics.get(tb)
-                    if topic is not None and len(meta) == _META_SIZE and meta[0] == _META_VERSION:
-                        _, pid, seq = _unpack_meta(meta)
-                        key = (pid, tb)
-                        if seen.get(key, seq - 1) == seq - 1:
-                            if decode:
-                                try:
-                                    data = _decode_body(body)
-                                except _DecodeError:
-                                    self.stats.malformed += 1
-                                    continue
-                            else:
-                                data = body
-                            seen[key] = seq
-                            ok += 1
-                            append(Message(topic, seq, pid, data))
-                            continue
-                m = self.process(frames, decode)
-                if m is not None:
-                    append(m)
-            self.stats.received += ok
-            return len(batch)
+            n = len(batch)
+            i = 0
+            got: list[Message] = []
+            decoder = _decode_body if decode else None
+            while i < n:
+                # the common case in C (a known topic, the next sequence number); anything else (a new
+                # topic, a gap, a malformed message) takes ``process``, which counts it itself
+                before = len(got)
+                i = _track(batch, i, self._topics, self.last, decoder, _DecodeError, Message, got)
+                self.stats.received += len(got) - before
+                if i < n:
+                    m = self.process(batch[i], decode)
+                    if m is not None:
+                        got.append(m)
+                    i += 1
+            out.extend(got)
+            return n
         read = self.read
         n = 0
         while n < limit:
