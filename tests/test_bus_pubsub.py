@@ -55,6 +55,27 @@ def test_ordering_from_another_process(mw: Middleware, settings) -> None:
     sub.close()
 
 
+def test_recv_batch_hands_over_every_waiting_message_in_order_mixed_with_recv(mw: Middleware) -> None:
+    ep = mw.endpoints("ipc")
+    with Subscriber(ep.subscribe, ["b."]) as sub, Publisher(ep.publish) as pub:
+        settle()
+        assert sub.recv_batch(timeout=0.2) == []  # nothing yet: empty after the timeout
+        for i in range(1000):
+            pub.publish("b.x", i)
+        seen: list[int] = []
+        first = sub.recv(timeout=10)  # recv and recv_batch share one buffer
+        assert first is not None
+        seen.append(first.data)
+        for _ in range(1000):  # bounded: each call returns at least one message
+            if len(seen) == 1000:
+                break
+            batch = sub.recv_batch(timeout=10)
+            assert batch, "messages that were published did not arrive"
+            seen += [m.data for m in batch]
+        assert seen == list(range(1000)) and sub.stats.received == 1000 and sub.stats.missed == 0
+        assert sub.recv_batch(timeout=0.2) == []
+
+
 def test_gap_detected_when_a_slow_subscriber_overflows(ipc_dir: str) -> None:
     """High-water marks drop messages for a slow subscriber; every drop is counted, none silent."""
     s = bus_settings(ipc_dir, hwm=50)

@@ -667,6 +667,20 @@ class Subscriber(_SubscriberBase):
             if remaining <= 0 or not zmq_poll(self._wait, int(remaining * 1000) + 1):
                 return None
 
+    def recv_batch(self, timeout: float | None = None) -> list[Message]:
+        """Every valid message waiting (at least one, at most about ``BATCH``), in order; an empty
+        list when *timeout* seconds pass without one. For throughput consumers: one call per batch
+        instead of one per message."""
+        buf = self._buf
+        if not buf:
+            m = self.recv(timeout)  # waits, then reads a batch into the buffer and hands out its first
+            if m is None:
+                return []
+            buf.appendleft(m)
+        out = list(buf)
+        buf.clear()
+        return out
+
     def run(self, handler: Callable[[Message], Any], stop: threading.Event | None = None) -> None:
         """Call *handler* for every message until *stop* is set (checked every 0.2 s).
 
