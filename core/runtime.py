@@ -333,7 +333,9 @@ class Runtime:
         pub = Publisher(self.mw.endpoints().publish, bus=s.bus, context=self.mw.context)
         http = AsyncAitradosHTTPClient(self.http_url, key, settings=s.marketdata)
         window = max([n.window for n in needs] + [150])  # default chart length: the longest need, at least 150
-        hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=window)
+        # our own replay server pushes bars as msgpack when asked (decoded in C); the cloud keeps JSON
+        hub = self.hub = MarketDataHub(pub, http, self.ws_url, key, window_size=window,
+                                       push_encoding="msgpack" if self.provider == "replay" else "json")
         engine = self._build_engine(strategies)
         interval = next((iv for n in needs for iv in n.intervals), "DAY")
         # strategies that block, and plugin risk checks (which may wait on other processes), run off the loop

@@ -114,13 +114,14 @@ class ReplayClock:
 class Tick:
     """Everything due at one simulated instant: ``kind`` is ``ohlc``, ``news`` or ``event``.
 
-    Records are protocol JSON dicts (what the WebSocket pushes).
+    Records are what the items carried: protocol JSON dicts, or :class:`~aitrados.marketdata.models.Bar` s
+    (the replay server's ``ohlc`` ticks, encoded per session when pushed).
     """
 
     due: datetime
     order: int
     kind: str = field(compare=False)
-    records: list[dict[str, Any]] = field(compare=False, default_factory=list)
+    records: list[Any] = field(compare=False, default_factory=list)
 
 
 class Timeline:
@@ -133,12 +134,12 @@ class Timeline:
 
     _ORDER = {"ohlc": 0, "news": 1, "event": 2}
 
-    def __init__(self, items: Iterable[tuple[datetime, str, dict[str, Any]]] = ()) -> None:
+    def __init__(self, items: Iterable[tuple[datetime, str, Any]] = ()) -> None:
         self._ticks: dict[tuple[datetime, int], Tick] = {}
         self._keys: list[tuple[datetime, int]] = []
         self.add(items)
 
-    def add(self, items: Iterable[tuple[datetime, str, dict[str, Any]]]) -> int:
+    def add(self, items: Iterable[tuple[datetime, str, Any]]) -> int:
         """Add items; :returns: how many were added."""
         new: list[tuple[datetime, int]] = []
         n = 0

@@ -79,15 +79,18 @@ class MarketDataHub:
     :param secret_key: the provider key (any non-empty value for the replay server)
     :param window_size: default chart window length N
     :param flow: the chart flow to use (a new one by default)
+    :param push_encoding: ``msgpack`` asks the provider for binary ``ohlc`` pushes (our local replay server
+        grants it; see :class:`~aitrados.marketdata.ws_client.AitradosWSClient`); ``json`` by default
     """
 
     def __init__(self, publisher: Publisher, http: AsyncAitradosHTTPClient, ws_url: str, secret_key: str, *,
-                 window_size: int = 150, flow: ChartFlow | None = None) -> None:
+                 window_size: int = 150, flow: ChartFlow | None = None, push_encoding: str = "json") -> None:
         self.pub = publisher
         self.http = http
         self.flow = flow or ChartFlow(default_size=window_size)
         self.ws = AitradosWSClient(ws_url, secret_key, http=http, on_bars=self._on_bars, on_news=self._on_news,
-                                   on_event=self._on_event, on_replay_end=self._on_end, on_error=self._on_error)
+                                   on_event=self._on_event, on_replay_end=self._on_end, on_error=self._on_error,
+                                   push_encoding=push_encoding)
         self.consumers: list[Consumer] = []
         self.ended = asyncio.Event()
         self.counts = {"bars_in": 0, "published": 0, "news": 0, "events": 0, "snapshots": 0, "steps": 0}

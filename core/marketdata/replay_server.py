@@ -35,9 +35,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .binary_push import PUSH_ENCODING, encode_ohlc_push
 from .clock import ReplayClock, Tick, Timeline
 from .errors import UnknownSymbolError
-from .models import format_timestamp, normalize_full_symbol
+from .models import Bar, format_timestamp, normalize_full_symbol
 from .replay_api import ApiError, ReplayAPI, _topic_match, error_body, ok
 from .replay_store import (
     ReplayStore,
@@ -76,13 +77,16 @@ def _ws_error(message: str, detail: Any = None, code: int = 400) -> dict[str, An
 @dataclass(eq=False)
 class _Session:
     """One authenticated WebSocket connection: its subscriptions (start empty) and its own send
-    queue, drained by its own writer task so a client that stops reading holds up nobody else."""
+    queue of ``(frame, is_text)``, drained by its own writer task so a client that stops reading
+    holds up nobody else. ``binary``: the client asked for msgpack ``ohlc`` pushes
+    (:mod:`aitrados.marketdata.binary_push`)."""
 
     conn: ServerConnection
     queue_size: int = 256
+    binary: bool = False
     subs: dict[str, set[str]] = field(default_factory=lambda: {"ohlc": set(), "news": set(), "event": set()})
     match_cache: dict[tuple[str, str], bool] = field(default_factory=dict)
-    queue: asyncio.Queue[bytes] = field(init=False)
+    queue: asyncio.Queue[tuple[bytes, bool]] = field(init=False)
     writer: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -92,8 +96,8 @@ class _Session:
         """Send queued frames in order until the connection closes."""
         try:
             while True:
-                frame = await self.queue.get()
-                await self.conn.send(frame, text=True)
+                frame, text = await self.queue.get()
+                await self.conn.send(frame, text=text)
         except ConnectionClosed:
             pass
 
@@ -196,8 +200,11 @@ class ReplayServer:
     # ------------------------------------------------------------------ data → timeline
 
     def _build_timeline(self) -> None:
+        """Every push of the replay, in time order: ``ohlc`` ticks hold the :class:`Bar` s themselves (each
+        session gets them as JSON records or, when it asked, as a binary push: see :meth:`_dispatch`),
+        news and event ticks their JSON records."""
         bars = self.store.stream_bars()
-        self.timeline.add((b.close_datetime, "ohlc", ws_bar_record(b)) for b in bars)
+        self.timeline.add((b.close_datetime, "ohlc", b) for b in bars)
         start, end = self.store.start, self.store.end
         self.timeline.add((n.published_date, "news", news_record(n)) for n in self.store.news
                           if start < n.published_date <= end)
@@ -211,7 +218,7 @@ class ReplayServer:
     def _add_stream_symbol(self, fs: str) -> None:
         """Put a symbol generated on demand into the rest of the replay."""
         now, end = self.clock.now(), self.store.end
-        self.timeline.add((b.close_datetime, "ohlc", ws_bar_record(b)) for b in self.store.minute_bars(fs)
+        self.timeline.add((b.close_datetime, "ohlc", b) for b in self.store.minute_bars(fs)
                           if now < b.close_datetime <= end)
 
     # ------------------------------------------------------------------ lifecycle
@@ -420,14 +427,19 @@ class ReplayServer:
         await conn.send(_enc.encode(msg), text=True)
 
     async def _queue(self, sess: _Session, msg: dict[str, Any]) -> bool:
-        """Queue *msg* for *sess*; returns False when the session is gone or was dropped as too slow.
+        """Queue *msg* (JSON text) for *sess*; returns False when the session is gone or was dropped as too slow.
 
         A full queue makes the replay wait for that client (lossless replays need every subscriber),
         but never longer than ``replay_ws_slow_timeout``: then the client is disconnected and counted.
         """
         if sess not in self._sessions:
             return False
-        frame = _enc.encode(msg)
+        return await self._queue_frame(sess, (_enc.encode(msg), True))
+
+    async def _queue_frame(self, sess: _Session, frame: tuple[bytes, bool]) -> bool:
+        """Queue an encoded ``(frame, is_text)`` for *sess* (see :meth:`_queue`)."""
+        if sess not in self._sessions:
+            return False
         try:
             sess.queue.put_nowait(frame)
             return True
@@ -471,8 +483,11 @@ class ReplayServer:
                                     "status": "error", "code": 401})
             await conn.close(1008, "invalid secret_key")
             return
-        await self._send(conn, _envelope("authenticate", {"authenticated": True}))
-        sess = _Session(conn, self.settings.replay_ws_queue)
+        # our own client may ask for binary ohlc pushes; any other value (or none) keeps JSON, unechoed
+        binary = isinstance(params, dict) and params.get("push_encoding") == PUSH_ENCODING
+        await self._send(conn, _envelope("authenticate", {"authenticated": True, "push_encoding": PUSH_ENCODING}
+                                         if binary else {"authenticated": True}))
+        sess = _Session(conn, self.settings.replay_ws_queue, binary=binary)
         sess.writer = asyncio.get_running_loop().create_task(sess.write(), name="replay-ws-writer")
         self._sessions.add(sess)
         try:
@@ -566,11 +581,15 @@ class ReplayServer:
                                         "pushed": dict(self.pushed)}, "end of replay data")
 
     async def _dispatch(self, tick: Tick) -> None:
+        """Push *tick* to every session subscribed to some of it, in chunks of ``MAX_RECORDS_PER_PUSH``:
+        ``ohlc`` bars as JSON records (built once per tick, when a JSON session wants them) or as one
+        binary frame per chunk for a session that asked for it."""
         kind = tick.kind
         recs = tick.records
         if kind == "ohlc":
-            keys = [f"{r['asset_schema'].upper()}:{r['country_iso_code']}:{r['symbol']}" for r in recs]
-        elif kind == "news":
+            await self._dispatch_bars(tick.records)  # type: ignore[arg-type]  (ohlc ticks hold Bars)
+            return
+        if kind == "news":
             keys = [(r.get("full_symbol") or "") for r in recs]
         else:
             keys = [f"{r['country_iso_code']}:{r['event_code']}:{r.get('preview_interval') or 'REAL_TIME'}"
@@ -585,6 +604,27 @@ class ReplayServer:
                 if not await self._queue(sess, _envelope(kind, chunk)):
                     break
                 self.pushed[kind] += len(chunk)
+
+    async def _dispatch_bars(self, bars: list[Bar]) -> None:
+        records: list[dict[str, Any]] | None = None  # the JSON records, built on first need
+        keys = [b.full_symbol for b in bars]
+        for sess in list(self._sessions):
+            if not sess.subs["ohlc"]:
+                continue
+            want = sess.wants
+            idx = [i for i, k in enumerate(keys) if want("ohlc", k)]
+            if not sess.binary and records is None and idx:
+                records = [ws_bar_record(b) for b in bars]
+            for i in range(0, len(idx), MAX_RECORDS_PER_PUSH):
+                chunk = idx[i:i + MAX_RECORDS_PER_PUSH]
+                if sess.binary:
+                    frame = (encode_ohlc_push([bars[j] for j in chunk]), False)
+                else:
+                    assert records is not None
+                    frame = (_enc.encode(_envelope("ohlc", [records[j] for j in chunk])), True)
+                if not await self._queue_frame(sess, frame):
+                    break
+                self.pushed["ohlc"] += len(chunk)
 
     async def _pump(self) -> None:
         """Push every tick when the clock reaches it; then signal the end of data."""

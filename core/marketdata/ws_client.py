@@ -28,6 +28,7 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from .binary_push import PUSH_ENCODING, decode_ohlc_push
 from .errors import AuthenticationError, MarketDataError, ProtocolError, scrub_secret
 from .http_client import AsyncAitradosHTTPClient
 from .intervals import normalize_interval
@@ -160,6 +161,9 @@ class AitradosWSClient:
     :param queue_records: also queue records for ``async for`` (default: when no record callback is given)
     :param max_reconnect_attempts: consecutive failed connects before giving up (None = no limit)
     :param settings: reconnect backoff bounds
+    :param push_encoding: ``json`` (the protocol's, default) or ``msgpack``: ask the server for binary
+        ``ohlc`` pushes (our local replay server grants it, see :mod:`aitrados.marketdata.binary_push`;
+        a server that does not, the cloud included, keeps JSON). ``binary_pushes`` tells what was granted.
 
     Counters: ``reconnects``, ``backfilled`` (bars delivered from HTTP), ``duplicates`` (dropped).
     """
@@ -170,8 +174,14 @@ class AitradosWSClient:
                  on_replay_end: Callback | None = None, on_error: Callback | None = None,
                  on_bars: Callback | None = None, queue_records: bool | None = None,
                  max_reconnect_attempts: int | None = None,
-                 settings: MarketDataSettings | None = None, open_timeout: float = 10.0) -> None:
+                 settings: MarketDataSettings | None = None, open_timeout: float = 10.0,
+                 push_encoding: str = "json") -> None:
         s = settings or MarketDataSettings()
+        if push_encoding not in ("json", PUSH_ENCODING):
+            raise ValueError(f"push_encoding must be json or {PUSH_ENCODING}, got {push_encoding!r}")
+        self.push_encoding = push_encoding
+        #: True while the server sends ``ohlc`` pushes as binary msgpack frames (it granted ``push_encoding``).
+        self.binary_pushes = False
         root = (url or s.ws_url or CLOUD_WS_URL).rstrip("/")
         if not root.startswith(("ws://", "wss://")):
             raise ValueError(f"WebSocket url must start with ws:// or wss://, got {root!r}")
@@ -388,7 +398,10 @@ class AitradosWSClient:
         except InvalidURI as e:
             raise ValueError(f"bad WebSocket url {self.url!r}: {e}") from None
         try:
-            await ws.send(_enc.encode({"message_type": "authenticate", "params": {"secret_key": self._key}}), text=True)
+            params = {"secret_key": self._key}
+            if self.push_encoding != "json":  # only asked for: the protocol's authenticate has the key alone
+                params["push_encoding"] = self.push_encoding
+            await ws.send(_enc.encode({"message_type": "authenticate", "params": params}), text=True)
             raw = await asyncio.wait_for(ws.recv(), self._open_timeout)
             msg = _dec.decode(raw)
             result = msg.get("result") if isinstance(msg, dict) else None
@@ -396,6 +409,7 @@ class AitradosWSClient:
                 why = scrub_secret(str(msg.get("message") if isinstance(msg, dict) else raw), self._key)
                 raise AuthenticationError(f"{self.url}: authentication refused ({why}); set AITRADOS_SECRET_KEY "
                                           "to a valid key, or use the local replay provider")
+            self.binary_pushes = self.push_encoding != "json" and result.get("push_encoding") == self.push_encoding
         except BaseException:
             await ws.close()
             raise
@@ -450,6 +464,11 @@ class AitradosWSClient:
         try:
             async for raw in ws:
                 try:
+                    if type(raw) is bytes:  # a binary frame: an ohlc push, when this session asked for them
+                        if not self.binary_pushes:
+                            raise ValueError("a binary frame, but this session did not ask for binary pushes")
+                        await self._handle_bars(decode_ohlc_push(raw))
+                        continue
                     bars = fast_ohlc_bars(raw)
                     if bars is not None:
                         await self._handle_bars(bars)
