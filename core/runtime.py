@@ -27,6 +27,7 @@ from loguru import logger
 
 from .bus.pubsub import Publisher
 from .bus.service import Service, ServiceWorker
+from .collector import RunCollector
 from .events import Kind, consumes
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
@@ -167,6 +168,9 @@ class Runtime:
         self.dashboard_any_port = False  # the CLI's default port falls back to a free one when busy
         self.dashboard: Any = None
         self.prices = PriceHistory()
+        #: The collector's hold for this run: start-up objects frozen from when the runtime is up until
+        #: the replay's report is written (or the runtime stops); see ``aitrados.collector``.
+        self.collector = RunCollector()
 
     # ------------------------------------------------------------------ start
     def start(self, timeout: float = 120.0) -> Runtime:
@@ -314,9 +318,11 @@ class Runtime:
             await self._subscribe_needs(hub, needs)
             names = self._announce_strategies(strategies, remote, needs)
             await self._arm_replay(names, remote, trading)
+            self.collector.hold()  # everything above lives as long as the run: out of the collector's walks
             self._ready.set()
             await self._run_to_end(hub, engine, trading, names)
         finally:
+            self.collector.release()
             for w in workers:
                 await asyncio.to_thread(w.stop)
                 if w in self.mw.workers:
@@ -412,6 +418,7 @@ class Runtime:
             if names:  # the report (a PNG included) is written off the loop: services keep answering
                 await asyncio.to_thread(self._finish)
                 self.failure = self.failure or self._strategy_failure()
+            self.collector.release()  # the replay is over: the collector's own settings again
             if self.exit_at_end:
                 self._done.set()
             await self._stop_req.wait()
