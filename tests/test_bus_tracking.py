@@ -114,3 +114,41 @@ def test_track_stops_at_what_it_does_not_handle() -> None:
     assert seen == {(pid, b"t.a"): 2} and len(out) == 2
     assert fastio.track(batch, 4, topics, seen, None, P.DecodeError, Message, out) == 5  # raw bytes: taken
     assert as_tuple(out[-1]) == ("t.a", 3, pid, b"\xc1") and seen == {(pid, b"t.a"): 3}
+
+
+def test_the_monitors_c_sample_equals_its_python_sample() -> None:
+    """The pub/sub monitor folds each batch to the newest sequence number per (topic, publisher):
+    the C version and the Python one agree on random traffic (bad topics and subscription events
+    included), batch by batch."""
+    if fastio.sample is None:
+        pytest.skip("AITRADOS_PURE_PYTHON is set: the C extension is not loaded")
+    from aitrados.bus.pubsub import _py_sample
+
+    msgs = traffic(7) + [[b"\x01ohlc."], [b"\x00ohlc."], [b"x"]]
+    random.Random(7).shuffle(msgs)
+    results = []
+    ctx = zmq.Context()
+    try:
+        for k, fn in enumerate((fastio.sample, _py_sample)):
+            rx, tx = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+            rx.rcvhwm = tx.sndhwm = 0
+            rx.bind(f"inproc://sample-{k}")
+            tx.connect(f"inproc://sample-{k}")
+            for f in msgs:
+                fastio.send_frames(tx, f)
+            valid: set[bytes] = set()
+            batches = []
+            for _ in range(len(msgs)):  # bounded; inproc: all queued already
+                n, newest, others, bad = fn(rx, 113, valid, P.valid_topic)
+                if not n:
+                    break
+                batches.append((n, newest, [o[:2] for o in others], bad))
+            results.append((batches, valid))
+            rx.close(0)
+            tx.close(0)
+    finally:
+        ctx.term()
+    assert results[0] == results[1]
+    batches = results[0][0]
+    assert sum(b[0] for b in batches) == len(msgs)
+    assert sum(b[3] for b in batches) > 0 and sum(len(b[2]) for b in batches) > 3  # bad topics, others

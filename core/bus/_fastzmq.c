@@ -12,6 +12,7 @@
  *   send_frames(sock, frames, flags)    -> None                 one multipart message
  *   readable(sock)                      -> bool                 a whole message waits (ZMQ_EVENTS)
  *   track(batch, start, ...)            -> int                  a subscriber's sequence checks (below)
+ *   sample(sock, limit, valid, is_valid) -> (n, dict, list, int) the pub/sub monitor's drain (below)
  *
  * `sock` is a pyzmq socket (its `underlying` handle is read) or that handle as an int. Errors are
  * raised as pyzmq raises them (zmq.Again, zmq.ContextTerminated, zmq.ZMQError), through
@@ -350,6 +351,113 @@ static PyObject *fz_track(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(i);
 }
 
+/* ------------------------------------------------------------------ router monitor sampling */
+/* sample(sock, limit, valid, is_valid) -> (n, newest, others, bad_topics)
+ *
+ * The pub/sub monitor's drain in one call: receive up to `limit` waiting messages without blocking
+ * (n: how many) and fold the well-formed ones (three frames, a 17-byte meta frame of version
+ * META_VERSION, a topic in the set `valid` or one `is_valid(topic)` accepts, which is then added to
+ * `valid`) into `newest`, a dict (topic bytes, publisher id bytes) -> highest sequence number seen in
+ * this batch: the statistics only need the newest. Bodies are never copied. `bad_topics` counts
+ * messages whose topic `is_valid` refused. Every other message (a subscription event from the
+ * capture, a malformed one) is returned in the list `others` (a third frame cut to 64 bytes), for
+ * the monitor to account. */
+static PyObject *fz_sample(PyObject *self, PyObject *args) {
+    PyObject *sock, *valid, *is_valid;
+    Py_ssize_t limit, n = 0, bad_topics = 0;
+    NEED_READY
+    if (!PyArg_ParseTuple(args, "OnO!O:sample", &sock, &limit, &PySet_Type, &valid, &is_valid)) return NULL;
+    void *h = handle_of(sock);
+    if (h == NULL) return NULL;
+    PyObject *newest = PyDict_New(), *others = PyList_New(0);
+    if (newest == NULL || others == NULL) goto fail_nomsg;
+    fz_msg_t msg;
+    z_msg_init(&msg);
+    for (; n < limit; n++) {
+        if (z_msg_recv(&msg, h, FZ_DONTWAIT) < 0) {
+            int err = z_errno();
+            if (err == EAGAIN) break;
+            z_msg_close(&msg);
+            Py_DECREF(newest);
+            Py_DECREF(others);
+            return raise_errno(err);
+        }
+        /* Up to three frames are kept as bytes (topic, meta, and the third only if the message turns
+         * out to be malformed and must go to `others` whole); bodies of good messages are skipped. */
+        PyObject *frames = PyList_New(0);
+        if (frames == NULL) goto fail;
+        int more = 1, count = 0;
+        while (more) {
+            size_t size = z_msg_size(&msg);
+            PyObject *b;
+            if (count == 2) {
+                b = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg), (Py_ssize_t)(size < 64 ? size : 64));
+            } else {
+                b = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg), (Py_ssize_t)size);
+            }
+            if (b == NULL || PyList_Append(frames, b) < 0) { Py_XDECREF(b); Py_DECREF(frames); goto fail; }
+            Py_DECREF(b);
+            count++;
+            more = z_msg_more(&msg);
+            if (more && z_msg_recv(&msg, h, FZ_DONTWAIT) < 0) { Py_DECREF(frames); z_msg_close(&msg); goto fail_errno; }
+        }
+        PyObject *meta = count == 3 ? PyList_GET_ITEM(frames, 1) : NULL;
+        if (meta != NULL && PyBytes_GET_SIZE(meta) == FZ_META_SIZE && ((unsigned char *)PyBytes_AS_STRING(meta))[0] == FZ_META_VERSION) {
+            PyObject *topic = PyList_GET_ITEM(frames, 0);
+            int known = PySet_Contains(valid, topic);
+            if (known == 0) { /* a topic not seen yet: validated once */
+                PyObject *ok = PyObject_CallOneArg(is_valid, topic);
+                known = ok == NULL ? -1 : PyObject_IsTrue(ok);
+                Py_XDECREF(ok);
+                if (known == 1 && PySet_Add(valid, topic) < 0) known = -1;
+                if (known == 0) {
+                    bad_topics++;
+                    Py_DECREF(frames);
+                    continue;
+                }
+            }
+            if (known < 0) { Py_DECREF(frames); goto fail; }
+            const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(meta);
+            unsigned long long seq = 0;
+            for (int k = 9; k < 17; k++) seq = (seq << 8) | m[k];
+            PyObject *pid = PyBytes_FromStringAndSize((const char *)m + 1, 8);
+            PyObject *key = pid != NULL ? PyTuple_Pack(2, PyList_GET_ITEM(frames, 0), pid) : NULL;
+            Py_XDECREF(pid);
+            if (key == NULL) { Py_DECREF(frames); goto fail; }
+            PyObject *old = PyDict_GetItemWithError(newest, key);
+            int rc = 0;
+            if (old == NULL && PyErr_Occurred()) rc = -1;
+            else if (old == NULL || PyLong_AsUnsignedLongLong(old) < seq) {
+                PyObject *v = PyLong_FromUnsignedLongLong(seq);
+                rc = v == NULL ? -1 : PyDict_SetItem(newest, key, v);
+                Py_XDECREF(v);
+            }
+            Py_DECREF(key);
+            Py_DECREF(frames);
+            if (rc < 0 || PyErr_Occurred()) goto fail;
+        } else {
+            int rc = PyList_Append(others, frames);
+            Py_DECREF(frames);
+            if (rc < 0) goto fail;
+        }
+    }
+    z_msg_close(&msg);
+    return Py_BuildValue("(nNNn)", n, newest, others, bad_topics);
+fail_errno:
+    {
+        int err = z_errno();
+        Py_DECREF(newest);
+        Py_DECREF(others);
+        return raise_errno(err);
+    }
+fail:
+    z_msg_close(&msg);
+fail_nomsg:
+    Py_XDECREF(newest);
+    Py_XDECREF(others);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ init */
 static int find_libzmq(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
@@ -423,6 +531,10 @@ static PyMethodDef methods[] = {
      "track(batch, start, topics, seen, decode, decode_error, message_type, out) -> int: the subscriber's "
      "common case (known topic, next sequence number) in C; returns the index of the first message that needs "
      "the general path."},
+    {"sample", fz_sample, METH_VARARGS,
+     "sample(sock, limit, valid, is_valid) -> (n, newest, others, bad_topics): the pub/sub monitor's drain; newest "
+     "maps (topic, publisher id) to the highest sequence number in the batch, others holds every message that is "
+     "not a well-formed publish."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -165,7 +165,10 @@ if _native is not None:
     drain = native_drain
     #: A subscriber's sequence checks for a batch in C (see ``_fastzmq.track``); None without the extension.
     track: Callable[..., int] | None = _native.track  # type: ignore[attr-defined]
+    #: The pub/sub monitor's drain in C (see ``_fastzmq.sample``); None without the extension.
+    sample: Callable[..., tuple[int, dict[tuple[bytes, bytes], int], list[list[bytes]], int]] | None = \
+        _native.sample  # type: ignore[attr-defined]
 else:
     send_frames, recv_frames, recv_messages, readable = py_send_frames, py_recv_frames, py_recv_messages, py_readable
     drain = py_drain
-    track = None
+    track = sample = None

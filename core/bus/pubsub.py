@@ -39,7 +39,7 @@ from zmq.backend import zmq_poll
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket
-from .fastio import NATIVE, recv_messages, send_frames, track
+from .fastio import NATIVE, recv_messages, sample, send_frames, track
 from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
@@ -55,7 +55,38 @@ _unpack_meta = P.META.unpack
 _decode_body = P.decode
 _DecodeError = P.DecodeError
 # the C sequence checks assume this meta layout (17 bytes, version 1): otherwise the Python path
-_track = track if (NATIVE and _META_SIZE == 17 and _META_VERSION == 1) else None
+_C_META = NATIVE and _META_SIZE == 17 and _META_VERSION == 1
+_track = track if _C_META else None
+
+
+def _py_sample(sock: zmq.Socket, limit: int, valid: set[bytes],
+               is_valid: Callable[[bytes], bool]) -> tuple[int, dict[tuple[bytes, bytes], int], list[list[bytes]], int]:
+    """The pub/sub monitor's drain (``_fastzmq.sample`` in Python): receive up to *limit* waiting
+    messages; returns how many, the highest sequence number per (topic, publisher id) among the
+    well-formed publishes, every other message (bodies not kept), and how many had a topic that
+    *is_valid* refused (topics it accepts are added to *valid*, so each is checked once)."""
+    msgs = recv_messages(sock, limit, 2)
+    newest: dict[tuple[bytes, bytes], int] = {}
+    others: list[list[bytes]] = []
+    bad = 0
+    for frames in msgs:
+        if len(frames) == 3 and len(frames[1]) == _META_SIZE and frames[1][0] == _META_VERSION:
+            topic = frames[0]
+            if topic not in valid:
+                if not is_valid(topic):
+                    bad += 1
+                    continue
+                valid.add(topic)
+            _, pid, seq = _unpack_meta(frames[1])
+            key = (topic, pid)
+            if newest.get(key, -1) < seq:
+                newest[key] = seq
+        else:
+            others.append(frames)
+    return len(msgs), newest, others, bad
+
+
+_sample = sample if _C_META and sample is not None else _py_sample
 
 
 # ======================================================================== router
@@ -238,10 +269,7 @@ class PubSubRouter:
 
     def _monitor(self) -> None:
         mon, upstream = self._mon, self._upstream
-        unpack = P.META.unpack
-        meta_size = P.META.size
         observe = self.stats.observe
-        topics = self.stats.topics
         valid: set[bytes] = set()  # topics validated once (bounded: cleared with the stats' cap)
         next_tick = time.monotonic() + 1.0
         left = False  # a subscription went away since the last tick: its queue may have been freed
@@ -264,23 +292,18 @@ class PubSubRouter:
                         except zmq.Again:
                             break
                 if mon in ready:
-                    n = 0
                     now = time.monotonic()
-                    for frames in recv_messages(mon, self.MONITOR_BATCH, 2):  # bodies are not read
-                        n += 1
-                        if len(frames) == 3 and len(frames[1]) == meta_size and frames[1][0] == P.META_VERSION:
-                            topic = frames[0]
-                            if topic not in topics and topic not in valid:
-                                if not P.valid_topic(topic):
-                                    self.counters["malformed"] += 1
-                                    continue
-                                if len(valid) >= self.stats.max_topics:
-                                    valid.clear()
-                                valid.add(topic)
-                            _, pid, seq = unpack(frames[1])
-                            observe(topic, pid, seq, now)
-                        else:  # from the capture: subscriptions too
-                            left = self._subscription_event(frames) or left
+                    # Only the newest sequence number per (topic, publisher) of a batch matters to the
+                    # counts: the batch is folded in C, and observe runs once per pair, not per message.
+                    n, newest, others, bad = _sample(mon, self.MONITOR_BATCH, valid, P.valid_topic)
+                    if bad:
+                        self.counters["malformed"] += bad
+                    for (topic, pid), seq in newest.items():
+                        observe(topic, pid, seq, now)
+                    for frames in others:  # from the capture: subscriptions too
+                        left = self._subscription_event(frames) or left
+                    if len(valid) > self.stats.max_topics:  # bounded: checked again after a clear
+                        valid.clear()
                     self.counters["sampled"] += n
                     self._stop.wait(self.MONITOR_PERIOD)
                 now = time.monotonic()
