@@ -28,6 +28,7 @@ from loguru import logger
 from .bus.pubsub import Publisher
 from .bus.service import Service, ServiceWorker
 from .collector import RunCollector
+from .gil import RUN_SWITCH_INTERVAL, RunSwitchInterval
 from .events import Kind, consumes
 from .marketdata.hub import AlignService, ChartService, MarketDataHub
 from .marketdata.http_client import AsyncAitradosHTTPClient
@@ -50,7 +51,7 @@ from .trading.strategy import Strategy
 
 
 #: Seconds between GIL hand-overs while the report is written (see ``Runtime._finish``).
-REPORT_SWITCH_INTERVAL = 0.0005
+REPORT_SWITCH_INTERVAL = RUN_SWITCH_INTERVAL
 
 class Progress:
     """The progress of a replay: a rich progress bar on a terminal (sharing the console with the
@@ -171,6 +172,8 @@ class Runtime:
         #: The collector's hold for this run: start-up objects frozen from when the runtime is up until
         #: the replay's report is written (or the runtime stops); see ``aitrados.collector``.
         self.collector = RunCollector()
+        #: The run's hold on the GIL's switch interval (short while the run is on; ``aitrados.gil``).
+        self.switch = RunSwitchInterval()
 
     # ------------------------------------------------------------------ start
     def start(self, timeout: float = 120.0) -> Runtime:
@@ -319,10 +322,12 @@ class Runtime:
             names = self._announce_strategies(strategies, remote, needs)
             await self._arm_replay(names, remote, trading)
             self.collector.hold()  # everything above lives as long as the run: out of the collector's walks
+            self.switch.hold()  # the router and services in this process get the GIL within 0.5 ms
             self._ready.set()
             await self._run_to_end(hub, engine, trading, names)
         finally:
             self.collector.release()
+            self.switch.release()
             for w in workers:
                 await asyncio.to_thread(w.stop)
                 if w in self.mw.workers:
@@ -419,6 +424,7 @@ class Runtime:
                 await asyncio.to_thread(self._finish)
                 self.failure = self.failure or self._strategy_failure()
             self.collector.release()  # the replay is over: the collector's own settings again
+            self.switch.release()
             if self.exit_at_end:
                 self._done.set()
             await self._stop_req.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from aitrados.collector import RunCollector
 from aitrados.events import Kind, consumes
+from aitrados.gil import RUN_SWITCH_INTERVAL
 from aitrados.marketdata.settings import MarketDataSettings
 from aitrados.runtime import Runtime
 from aitrados.trading.strategy import Strategy
@@ -76,12 +78,14 @@ def test_a_run_freezes_its_start_up_objects_during_the_replay_and_restores_the_c
                                       replay_start=dt.datetime(2018, 3, 5, 14, 30, tzinfo=dt.timezone.utc),
                                       replay_days=0.1, replay_history_days=0.05, replay_bundled=False)
     s.trading.report_dir = str(tmp_path / "report")
-    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    thresholds, enabled, switch = gc.get_threshold(), gc.isenabled(), sys.getswitchinterval()
     during: list[int] = []
+    switch_during: set[float] = set()
 
     @consumes(Kind.BAR)
     def watch(kind: str, obj: Any) -> None:
         during.append(gc.get_freeze_count())
+        switch_during.add(sys.getswitchinterval())
 
     rt = Runtime(s, plugins=[], strategies=[Looker()], start_clock=False).start()
     try:
@@ -91,11 +95,14 @@ def test_a_run_freezes_its_start_up_objects_during_the_replay_and_restores_the_c
         rt.start_replay()
         assert rt.wait_replay(90), "the replay did not end"
         assert not rt.collector.held and gc.get_freeze_count() == 0  # released once the report was written
+        assert not rt.switch.held and sys.getswitchinterval() == switch
         assert rt.hub.ws.binary_pushes  # the local replay server pushes bars as msgpack to the runtime
     finally:
         rt.stop()
     assert len(during) == hub.counts["bars_in"] > 100 and min(during) > 1000  # the start-up objects: frozen
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds and gc.isenabled() == enabled
+    # the router in this process gets the GIL within RUN_SWITCH_INTERVAL while bars flow, then as before
+    assert switch_during == {min(switch, RUN_SWITCH_INTERVAL)} and sys.getswitchinterval() == switch
     assert (tmp_path / "report" / "latest" / "report.html").exists()
 
 
@@ -114,3 +121,23 @@ def test_a_run_keeps_what_the_process_froze_frozen(thawed: None, ipc_dir: str, t
     finally:
         rt.stop()
     assert frozen(mine) and gc.get_freeze_count() > 0
+
+
+def test_the_switch_interval_is_short_while_any_run_holds_it_and_restored_by_the_last() -> None:
+    from aitrados.gil import RunSwitchInterval
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    try:
+        a, b = RunSwitchInterval(), RunSwitchInterval()
+        a.hold()
+        a.hold()  # idempotent
+        assert sys.getswitchinterval() == RUN_SWITCH_INTERVAL
+        b.hold()
+        a.release()
+        assert sys.getswitchinterval() == RUN_SWITCH_INTERVAL  # b still runs
+        b.release()
+        b.release()  # idempotent
+        assert sys.getswitchinterval() == 0.004
+    finally:
+        sys.setswitchinterval(before)
