@@ -23,44 +23,33 @@ run's start-up objects with them.
 from __future__ import annotations
 
 import gc
-import threading
+from typing import ClassVar
+
+from .holds import ProcessHold
 
 __all__ = ["RunCollector"]
 
-_lock = threading.Lock()
-_holders = 0
-_thaw_at_end = False
 
-
-class RunCollector:
+class RunCollector(ProcessHold):
     """One run's hold on the collector (see the module docstring): :meth:`hold` once the run's
     start-up objects exist, :meth:`release` when it is over. Both are idempotent and thread-safe."""
 
-    def __init__(self) -> None:
-        #: True between :meth:`hold` and :meth:`release`.
-        self.held = False
+    _thaw_at_end: ClassVar[bool] = False
 
-    def hold(self) -> None:
-        """Freeze every object that exists now (the first holder notes whether any was frozen before)."""
-        global _holders, _thaw_at_end
-        with _lock:
-            if self.held:
-                return
-            self.held = True
-            if _holders == 0:
-                _thaw_at_end = gc.get_freeze_count() == 0
-            _holders += 1
-            gc.freeze()
+    @classmethod
+    def save(cls) -> None:
+        """The first holder notes whether any object was frozen before."""
+        cls._thaw_at_end = gc.get_freeze_count() == 0
 
-    def release(self) -> None:
-        """End this hold; the last one thaws what the holds froze, unless objects were frozen before
-        the first hold (then everything stays frozen)."""
-        global _holders, _thaw_at_end
-        with _lock:
-            if not self.held:
-                return
-            self.held = False
-            _holders -= 1
-            if _holders == 0 and _thaw_at_end:
-                gc.unfreeze()
-                _thaw_at_end = False
+    @classmethod
+    def apply(cls) -> None:
+        """Freeze every object that exists now."""
+        gc.freeze()
+
+    @classmethod
+    def restore(cls) -> None:
+        """Thaw what the holds froze, unless objects were frozen before the first hold (then
+        everything stays frozen)."""
+        if cls._thaw_at_end:
+            gc.unfreeze()
+            cls._thaw_at_end = False

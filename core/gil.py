@@ -15,46 +15,33 @@ interval and the last release restores it.
 from __future__ import annotations
 
 import sys
-import threading
+from typing import ClassVar
+
+from .holds import ProcessHold
 
 __all__ = ["RUN_SWITCH_INTERVAL", "RunSwitchInterval"]
 
 #: Seconds between GIL hand-overs while a run is on (the report's writer uses the same value).
 RUN_SWITCH_INTERVAL = 0.0005
 
-_lock = threading.Lock()
-_holders = 0
-_saved = 0.0
 
-
-class RunSwitchInterval:
+class RunSwitchInterval(ProcessHold):
     """One run's hold on the switch interval: :meth:`hold` when its replay starts, :meth:`release`
     when the run is over. Both are idempotent and thread-safe."""
 
-    def __init__(self) -> None:
-        #: True between :meth:`hold` and :meth:`release`.
-        self.held = False
+    _saved: ClassVar[float] = 0.0
 
-    def hold(self) -> None:
-        """Shorten the interval to :data:`RUN_SWITCH_INTERVAL` (never lengthen it); the first holder
-        saves the process's own."""
-        global _holders, _saved
-        with _lock:
-            if self.held:
-                return
-            self.held = True
-            if _holders == 0:
-                _saved = sys.getswitchinterval()
-            _holders += 1
-            sys.setswitchinterval(min(_saved, RUN_SWITCH_INTERVAL))
+    @classmethod
+    def save(cls) -> None:
+        """The first holder saves the process's own interval."""
+        cls._saved = sys.getswitchinterval()
 
-    def release(self) -> None:
-        """End this hold; the last one restores the interval the first holder saved."""
-        global _holders
-        with _lock:
-            if not self.held:
-                return
-            self.held = False
-            _holders -= 1
-            if _holders == 0:
-                sys.setswitchinterval(_saved)
+    @classmethod
+    def apply(cls) -> None:
+        """Shorten the interval to :data:`RUN_SWITCH_INTERVAL` (never lengthen it)."""
+        sys.setswitchinterval(min(cls._saved, RUN_SWITCH_INTERVAL))
+
+    @classmethod
+    def restore(cls) -> None:
+        """Put back the interval the first holder saved."""
+        sys.setswitchinterval(cls._saved)
