@@ -399,7 +399,14 @@ static PyObject *fz_sample(PyObject *self, PyObject *args) {
             Py_DECREF(b);
             count++;
             more = z_msg_more(&msg);
-            if (more && z_msg_recv(&msg, h, FZ_DONTWAIT) < 0) { Py_DECREF(frames); z_msg_close(&msg); goto fail_errno; }
+            if (more && z_msg_recv(&msg, h, FZ_DONTWAIT) < 0) {
+                int err = z_errno(); /* before anything else can touch errno */
+                Py_DECREF(frames);
+                z_msg_close(&msg);
+                Py_DECREF(newest);
+                Py_DECREF(others);
+                return raise_errno(err);
+            }
         }
         PyObject *meta = count == 3 ? PyList_GET_ITEM(frames, 1) : NULL;
         if (meta != NULL && PyBytes_GET_SIZE(meta) == FZ_META_SIZE && ((unsigned char *)PyBytes_AS_STRING(meta))[0] == FZ_META_VERSION) {
@@ -443,13 +450,6 @@ static PyObject *fz_sample(PyObject *self, PyObject *args) {
     }
     z_msg_close(&msg);
     return Py_BuildValue("(nNNn)", n, newest, others, bad_topics);
-fail_errno:
-    {
-        int err = z_errno();
-        Py_DECREF(newest);
-        Py_DECREF(others);
-        return raise_errno(err);
-    }
 fail:
     z_msg_close(&msg);
 fail_nomsg:
