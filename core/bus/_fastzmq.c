@@ -130,8 +130,26 @@ static int call(fz_op op, void *h, void *arg, int flags) {
 }
 
 /* Receive one whole multipart message as a new list of bytes, or NULL with *err set (0: a Python
- * exception is set). Frames after the first never wait: libzmq delivers a message's frames together. */
+ * exception is set). Frames after the first never wait: libzmq delivers a message's frames together.
+ * A failure after the first frame (a MemoryError copying a large frame, say) drops the rest of the
+ * message before returning, so the next receive starts at the next message, not at this one's tail. */
 static PyObject *empty_bytes = NULL;
+
+/* Receive the frame after `msg` without waiting (EINTR retried: the frame is already queued). */
+static int recv_more(void *h, fz_msg_t *msg) {
+    for (;;) {
+        if (z_msg_recv(msg, h, FZ_DONTWAIT) >= 0) return 0;
+        int e = z_errno();
+        if (e != EINTR) return e;
+    }
+}
+
+/* Receive and drop the frames that follow `msg` in its message (the tail of a failed receive). */
+static void discard_rest(void *h, fz_msg_t *msg) {
+    while (z_msg_more(msg)) {
+        if (recv_more(h, msg) != 0) return;
+    }
+}
 
 static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep, int *err) {
     int e = call(op_recv, h, msg, flags);
@@ -140,7 +158,11 @@ static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep
         return NULL;
     }
     PyObject *parts = PyList_New(0);
-    if (parts == NULL) { *err = 0; return NULL; }
+    if (parts == NULL) {
+        discard_rest(h, msg);
+        *err = 0;
+        return NULL;
+    }
     for (Py_ssize_t i = 0;; i++) {
         PyObject *b;
         if (keep >= 0 && i >= keep) {
@@ -152,13 +174,14 @@ static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep
         if (b == NULL || PyList_Append(parts, b) < 0) {
             Py_XDECREF(b);
             Py_DECREF(parts);
+            discard_rest(h, msg);
             *err = 0;
             return NULL;
         }
         Py_DECREF(b);
         if (!z_msg_more(msg)) return parts;
-        if (z_msg_recv(msg, h, FZ_DONTWAIT) < 0) {
-            *err = z_errno();
+        if ((e = recv_more(h, msg)) != 0) {
+            *err = e;
             Py_DECREF(parts);
             return NULL;
         }
@@ -213,6 +236,13 @@ static PyObject *fz_recv_messages(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------ send */
+#define FZ_STACK_FRAMES 16
+
+/* Send `frames` as one multipart message. The sequence is snapshot into a tuple (which holds a
+ * reference to every frame) and every frame's bytes are acquired before the first is sent: a frame
+ * that is not bytes-like, or a buffer that cannot be read as contiguous bytes, raises before
+ * anything goes (never half a message), and a signal handler or another thread that changes the
+ * caller's list while a send waits cannot free a frame libzmq is about to copy. */
 static PyObject *fz_send_frames(PyObject *self, PyObject *args) {
     PyObject *sock, *frames;
     int flags = 0;
@@ -220,47 +250,66 @@ static PyObject *fz_send_frames(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO|i:send_frames", &sock, &frames, &flags)) return NULL;
     void *h = handle_of(sock);
     if (h == NULL) return NULL;
-    PyObject *seq = PySequence_Fast(frames, "send_frames: frames must be a sequence of bytes");
+    PyObject *seq = PySequence_Tuple(frames); /* a tuple is returned as is */
     if (seq == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     if (n == 0) {
         Py_DECREF(seq);
         PyErr_SetString(PyExc_ValueError, "send_frames: no frames");
         return NULL;
     }
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) { /* every frame checked before the first goes: never half a message */
-        if (!PyBytes_CheckExact(items[i]) && !PyObject_CheckBuffer(items[i])) {
-            PyErr_Format(PyExc_TypeError, "send_frames: frame %zd is %.100s, not bytes", i, Py_TYPE(items[i])->tp_name);
+    fz_buf stack_bufs[FZ_STACK_FRAMES];
+    Py_buffer stack_views[FZ_STACK_FRAMES];
+    fz_buf *bufs = stack_bufs;
+    Py_buffer *views = stack_views;
+    if (n > FZ_STACK_FRAMES) {
+        bufs = PyMem_New(fz_buf, n);
+        views = PyMem_New(Py_buffer, n);
+        if (bufs == NULL || views == NULL) {
+            PyMem_Free(bufs);
+            PyMem_Free(views);
             Py_DECREF(seq);
-            return NULL;
+            return PyErr_NoMemory();
         }
+    }
+    PyObject *result = NULL;
+    Py_ssize_t acquired = 0; /* views[0..acquired) hold a buffer to release (obj NULL: a bytes frame) */
+    for (; acquired < n; acquired++) { /* every frame's bytes first: never half a message */
+        PyObject *it = PyTuple_GET_ITEM(seq, acquired);
+        if (PyBytes_CheckExact(it)) {
+            views[acquired].obj = NULL;
+            bufs[acquired].data = PyBytes_AS_STRING(it);
+            bufs[acquired].len = (size_t)PyBytes_GET_SIZE(it);
+            continue;
+        }
+        if (!PyObject_CheckBuffer(it)) {
+            PyErr_Format(PyExc_TypeError, "send_frames: frame %zd is %.100s, not bytes", acquired, Py_TYPE(it)->tp_name);
+            goto done;
+        }
+        if (PyObject_GetBuffer(it, &views[acquired], PyBUF_SIMPLE) < 0) goto done; /* e.g. not contiguous */
+        bufs[acquired].data = (const char *)views[acquired].buf;
+        bufs[acquired].len = (size_t)views[acquired].len;
     }
     flags &= ~FZ_SNDMORE;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int f = i < n - 1 ? (flags | FZ_SNDMORE) : flags;
-        int e;
-        PyObject *it = items[i];
-        if (PyBytes_CheckExact(it)) {
-            fz_buf b = {PyBytes_AS_STRING(it), (size_t)PyBytes_GET_SIZE(it)};
-            e = call(op_send, h, &b, f);
-        } else {
-            Py_buffer view;
-            if (PyObject_GetBuffer(it, &view, PyBUF_SIMPLE) < 0) {
-                Py_DECREF(seq);
-                return NULL; /* an exporter that refused after CheckBuffer said yes */
-            }
-            fz_buf b = {(const char *)view.buf, (size_t)view.len};
-            e = call(op_send, h, &b, f);
-            PyBuffer_Release(&view);
-        }
+        int e = call(op_send, h, &bufs[i], i < n - 1 ? (flags | FZ_SNDMORE) : flags);
         if (e != 0) {
-            Py_DECREF(seq);
-            return e < 0 ? NULL : raise_errno(e);
+            if (e > 0) raise_errno(e);
+            goto done;
         }
     }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    for (Py_ssize_t i = 0; i < acquired; i++) {
+        if (views[i].obj != NULL) PyBuffer_Release(&views[i]);
+    }
+    if (bufs != stack_bufs) {
+        PyMem_Free(bufs);
+        PyMem_Free(views);
+    }
     Py_DECREF(seq);
-    Py_RETURN_NONE;
+    return result;
 }
 
 static PyObject *fz_readable(PyObject *self, PyObject *sock) {
@@ -269,7 +318,12 @@ static PyObject *fz_readable(PyObject *self, PyObject *sock) {
     if (h == NULL) return NULL;
     int events = 0;
     size_t sz = sizeof(events);
-    if (z_getsockopt(h, FZ_EVENTS, &events, &sz) < 0) return raise_errno(z_errno());
+    while (z_getsockopt(h, FZ_EVENTS, &events, &sz) < 0) { /* EINTR: handlers run, then ask again */
+        int e = z_errno();
+        if (e != EINTR) return raise_errno(e);
+        if (PyErr_CheckSignals() < 0) return NULL;
+        sz = sizeof(events);
+    }
     return PyBool_FromLong(events & FZ_POLLIN);
 }
 
