@@ -39,7 +39,12 @@ def py_send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) ->
 
     Raises what ``Socket.send`` raises for the first frame (``zmq.Again`` when a non-blocking send
     cannot be queued); the remaining frames of a message whose first frame was queued always go.
+    A frame that is not bytes-like or not contiguous raises (``TypeError``, ``BufferError``) before
+    any frame is sent: a message sent in part would stay open and take the next send's frames.
     """
+    for frame in frames:
+        if frame.__class__ is not bytes and not memoryview(frame).contiguous:
+            raise BufferError("send_frames: a frame's buffer is not contiguous")
     send = _Base.send  # libzmq's send itself, past the pure-Python wrapper (it only adds DRAFT options)
     more = SNDMORE | flags
     last = len(frames) - 1
@@ -50,13 +55,25 @@ def py_send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) ->
 
 def py_recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
     """Receive one whole multipart message as a list of bytes (``flags=NOBLOCK``: raise ``zmq.Again``
-    when none is waiting)."""
+    when none is waiting).
+
+    An exception after the first frame (a ``MemoryError`` copying a large frame, or a signal
+    handler's) drops the rest of the message before it propagates: the next receive gets the next
+    whole message, not this one's tail."""
     recv = sock.recv
     frame = recv(flags, copy=False)
-    parts = [frame.bytes]
-    while frame.more:
-        frame = recv(flags, copy=False)
-        parts.append(frame.bytes)
+    try:
+        parts = [frame.bytes]
+        while frame.more:
+            frame = recv(flags, copy=False)
+            parts.append(frame.bytes)
+    except BaseException:
+        try:
+            while frame.more:  # the message's frames are all queued: none of these waits
+                frame = recv(NOBLOCK, copy=False)
+        except zmq.ZMQError:
+            pass
+        raise
     return parts
 
 
