@@ -83,7 +83,11 @@ def py_readable(sock: zmq.Socket) -> bool:
 
     ``zmq_poll`` with a zero timeout asks libzmq the same ``ZMQ_EVENTS`` question in C; pyzmq's
     ``getsockopt(EVENTS)`` builds two enum members per call (the option and the result).
+    A closed socket raises ``ZMQError(ENOTSOCK)`` as the C version does: pyzmq hands ``zmq_poll`` a
+    closed socket's NULL handle, which polls file descriptor 0 (stdin) instead.
     """
+    if sock.closed:
+        raise zmq.ZMQError(zmq.ENOTSOCK)
     return bool(zmq_poll([(sock, POLLIN)], 0))
 
 
