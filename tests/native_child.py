@@ -166,6 +166,56 @@ def scenario_memory_error_mid_message(io: SimpleNamespace) -> None:
     ctx.term()
 
 
+def middleware_round_trip(expect_native: bool) -> None:
+    """A Middleware in this process, an RPC call and a pub/sub round trip over ipc, with fastio's
+    implementation as this process's environment chose it (``AITRADOS_PURE_PYTHON``): *expect_native*
+    says which it must be."""
+    import shutil
+    import tempfile
+
+    from aitrados.bus import Service, fastio
+    from aitrados.middleware import Middleware
+
+    from conftest import bus_settings
+
+    assert fastio.NATIVE is expect_native, f"fastio.NATIVE is {fastio.NATIVE}"
+    assert (fastio.recv_frames is fastio.py_recv_frames) is not expect_native
+
+    class Echo(Service):
+        """Returns what it is given."""
+
+        name = "echo"
+
+        def echo(self, value: object) -> object:
+            return value
+
+    ipc_dir = tempfile.mkdtemp(prefix="at-", dir="/tmp")
+    mw = Middleware(bus_settings(ipc_dir)).start()
+    try:
+        mw.serve(Echo(), transport="ipc")
+        client = mw.rpc_client(transport="ipc", timeout=5)
+        deadline = time.monotonic() + 20
+        while "echo" not in client.call("middleware", "services"):
+            assert time.monotonic() < deadline, "the echo service never registered"
+            time.sleep(0.05)
+        value = {"frames": [1, 2, 3], "text": "x" * 100_000}
+        assert client.call("echo", "echo", value=value) == value
+        sub = mw.subscriber(["e2e."], transport="ipc")
+        pub = mw.publisher(transport="ipc")
+        got = None
+        while got is None:  # a subscription reaches the router after a moment: publish until one arrives
+            assert time.monotonic() < deadline, "no published message arrived"
+            pub.publish("e2e.topic", {"n": 1})
+            got = sub.recv(timeout=0.1)
+        assert got.topic == "e2e.topic" and got.data == {"n": 1}
+        sub.close()
+        pub.close()
+        client.close()
+    finally:
+        mw.stop()
+        shutil.rmtree(ipc_dir, ignore_errors=True)
+
+
 SCENARIOS: dict[str, Callable[[SimpleNamespace], None]] = {
     "list_mutated_during_send": scenario_list_mutated_during_send,
     "gil_released": scenario_gil_released,
@@ -173,6 +223,9 @@ SCENARIOS: dict[str, Callable[[SimpleNamespace], None]] = {
 }
 
 if __name__ == "__main__":
-    SCENARIOS[sys.argv[1]](impl(sys.argv[2]))
+    if sys.argv[1] == "middleware":
+        middleware_round_trip(sys.argv[2] == "native")
+    else:
+        SCENARIOS[sys.argv[1]](impl(sys.argv[2]))
     print("ok", flush=True)
     os._exit(0)

@@ -377,3 +377,17 @@ def test_no_leak_over_100k_round_trips(ctx: zmq.Context) -> None:
     gc.collect()
     assert traced_after - traced_before < 1 << 20, f"Python memory grew {traced_after - traced_before} bytes"
     assert rss() - before < 32 << 20, f"RSS grew {(rss() - before) >> 20} MiB"
+
+
+# ------------------------------------------------------------------ the whole bus, either way
+@pytest.mark.parametrize("pure", [True, False], ids=["pure-python", "native"])
+def test_middleware_rpc_and_pubsub_in_a_child_process(pure: bool) -> None:
+    """A child process starts a Middleware and makes an RPC call and a pub/sub round trip; with
+    ``AITRADOS_PURE_PYTHON=1`` it runs on fastio's pure-Python path (``fastio.NATIVE`` is False
+    there), without it on the extension."""
+    native_module()
+    env = clean_environ(AITRADOS_PURE_PYTHON="1") if pure else clean_environ()
+    out = subprocess.run([PYTHON, CHILD, "middleware", "python" if pure else "native"], env=env,
+                         capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), \
+        f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
