@@ -109,15 +109,17 @@ static int op_send(void *h, void *arg, int flags) {
 
 /* Run `op` with `flags`: 0 on success, else the errno. Where `flags` allows blocking, one
  * non-blocking try goes first (a frame that can move at once costs no GIL round trip), then the
- * call waits with the GIL released. EINTR is retried after Python's signal handlers ran; a handler
- * that raised makes this return -1 with the exception set. */
-static int call(fz_op op, void *h, void *arg, int flags) {
+ * call waits with the GIL released. EINTR is retried; with `run_handlers`, after Python's signal
+ * handlers ran, and a handler that raised makes this return -1 with the exception set. Without it
+ * (a frame after a message's first: a handler's exception there would leave half a message open)
+ * the handlers run once the message is complete, at the interpreter's next check. */
+static int call(fz_op op, void *h, void *arg, int flags, int run_handlers) {
     int rc = op(h, arg, flags | FZ_DONTWAIT);
     if (rc >= 0) return 0;
     int err = z_errno();
     if (err != EAGAIN && err != EINTR) return err;
     if (err == EAGAIN && (flags & FZ_DONTWAIT)) return err;
-    if (err == EINTR && PyErr_CheckSignals() < 0) return -1;
+    if (err == EINTR && run_handlers && PyErr_CheckSignals() < 0) return -1;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
         rc = op(h, arg, flags);
@@ -125,7 +127,7 @@ static int call(fz_op op, void *h, void *arg, int flags) {
         Py_END_ALLOW_THREADS
         if (rc >= 0) return 0;
         if (err != EINTR) return err;
-        if (PyErr_CheckSignals() < 0) return -1;
+        if (run_handlers && PyErr_CheckSignals() < 0) return -1;
     }
 }
 
@@ -152,7 +154,7 @@ static void discard_rest(void *h, fz_msg_t *msg) {
 }
 
 static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep, int *err) {
-    int e = call(op_recv, h, msg, flags);
+    int e = call(op_recv, h, msg, flags, 1);
     if (e != 0) {
         *err = e < 0 ? 0 : e;
         return NULL;
@@ -292,7 +294,7 @@ static PyObject *fz_send_frames(PyObject *self, PyObject *args) {
     }
     flags &= ~FZ_SNDMORE;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int e = call(op_send, h, &bufs[i], i < n - 1 ? (flags | FZ_SNDMORE) : flags);
+        int e = call(op_send, h, &bufs[i], i < n - 1 ? (flags | FZ_SNDMORE) : flags, i == 0);
         if (e != 0) {
             if (e > 0) raise_errno(e);
             goto done;
