@@ -216,7 +216,30 @@ def middleware_round_trip(expect_native: bool) -> None:
         shutil.rmtree(ipc_dir, ignore_errors=True)
 
 
+def scenario_track_with_a_decode_that_changes_its_inputs(io: SimpleNamespace) -> None:
+    """``_fastzmq.track`` with a ``decode`` that empties the topics dict and the batch (Python code
+    may run there: a hook, a finalizer): the message still gets its own topic, not whatever reused
+    the memory of the topic the dict held. *io* is unused (track exists only in C)."""
+    from aitrados.bus import _fastzmq  # type: ignore[attr-defined]
+
+    tb, pid, seq = b"t.x", b"P" * 8, 7
+    topics = {tb: "".join(["t", ".x"])}  # a str only the dict refers to
+    batch = [[tb, bytes([1]) + pid + seq.to_bytes(8, "big"), b"body"]]
+    reuse: list[str] = []
+
+    def decode(body: bytes) -> bytes:
+        topics.clear()
+        batch.clear()
+        reuse.extend("".join(["u", ".y"]) for _ in range(100))  # same size: takes the freed memory
+        return body
+
+    out: list[tuple[object, ...]] = []
+    assert _fastzmq.track(batch, 0, topics, {}, decode, ValueError, lambda *a: a, out) == 1
+    assert out == [("t.x", seq, pid, b"body")], out
+
+
 SCENARIOS: dict[str, Callable[[SimpleNamespace], None]] = {
+    "track_with_a_decode_that_changes_its_inputs": scenario_track_with_a_decode_that_changes_its_inputs,
     "list_mutated_during_send": scenario_list_mutated_during_send,
     "gil_released": scenario_gil_released,
     "memory_error_mid_message": scenario_memory_error_mid_message,

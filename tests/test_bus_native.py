@@ -332,6 +332,11 @@ def test_a_memory_error_mid_message_drops_the_rest_of_it(implementation: str) ->
     run_child("memory_error_mid_message", implementation)
 
 
+def test_track_holds_what_it_uses_while_decode_runs_python() -> None:
+    native_module()
+    run_child("track_with_a_decode_that_changes_its_inputs", "native")
+
+
 # ------------------------------------------------------------------ leaks
 def rss() -> int:
     """This process's resident set size in bytes."""

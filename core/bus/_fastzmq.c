@@ -349,16 +349,18 @@ static PyObject *fz_track(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!nO!O!OOOO!:track", &PyList_Type, &batch, &start, &PyDict_Type, &topics,
                           &PyDict_Type, &seen, &decode, &decode_error, &message_type, &PyList_Type, &out))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_ssize_t i = start < 0 ? 0 : start;
-    for (; i < n; i++) {
+    /* `decode` and `message_type` may run Python code (a hook, a finalizer the collector runs), which
+     * may change `batch` or `topics`: the message's frames and its topic are held, not borrowed,
+     * while they are used, and the batch's length is read again each turn. */
+    for (; i < PyList_GET_SIZE(batch); i++) {
         PyObject *frames = PyList_GET_ITEM(batch, i);
         if (!PyList_Check(frames) || PyList_GET_SIZE(frames) != 3) break;
         PyObject *tb = PyList_GET_ITEM(frames, 0), *meta = PyList_GET_ITEM(frames, 1), *body = PyList_GET_ITEM(frames, 2);
         if (!PyBytes_Check(tb) || !PyBytes_Check(meta) || PyBytes_GET_SIZE(meta) != FZ_META_SIZE) break;
         const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(meta);
         if (m[0] != FZ_META_VERSION) break;
-        PyObject *topic = PyDict_GetItemWithError(topics, tb); /* borrowed */
+        PyObject *topic = PyDict_GetItemWithError(topics, tb); /* borrowed: held below */
         if (topic == NULL) {
             if (PyErr_Occurred()) return NULL;
             break;
@@ -376,30 +378,37 @@ static PyObject *fz_track(PyObject *self, PyObject *args) {
             if (lv == (unsigned long long)-1 && PyErr_Occurred()) { Py_DECREF(key); Py_DECREF(pid); return NULL; }
             if (lv + 1 != seq) { Py_DECREF(key); Py_DECREF(pid); break; } /* a gap or out of order */
         }
+        Py_INCREF(frames); /* holds tb, meta and body */
+        Py_INCREF(topic);
         PyObject *data;
+        int stop = 0; /* 1: leave for the general path; -1: an exception is set */
         if (decode == Py_None) {
             data = body;
             Py_INCREF(data);
         } else {
             data = PyObject_CallOneArg(decode, body);
             if (data == NULL) {
-                Py_DECREF(key);
-                Py_DECREF(pid);
-                if (PyErr_ExceptionMatches(decode_error)) { PyErr_Clear(); break; } /* counted by the general path */
-                return NULL;
+                if (PyErr_ExceptionMatches(decode_error)) { PyErr_Clear(); stop = 1; } /* counted by the general path */
+                else stop = -1;
             }
         }
-        PyObject *seqobj = PyLong_FromUnsignedLongLong(seq);
         PyObject *msg = NULL;
-        if (seqobj != NULL && PyDict_SetItem(seen, key, seqobj) == 0) {
-            PyObject *argv[4] = {topic, seqobj, pid, data};
-            msg = PyObject_Vectorcall(message_type, argv, 4, NULL);
+        if (data != NULL) {
+            PyObject *seqobj = PyLong_FromUnsignedLongLong(seq);
+            if (seqobj != NULL && PyDict_SetItem(seen, key, seqobj) == 0) {
+                PyObject *argv[4] = {topic, seqobj, pid, data};
+                msg = PyObject_Vectorcall(message_type, argv, 4, NULL);
+            }
+            Py_XDECREF(seqobj);
+            Py_DECREF(data);
+            if (msg == NULL) stop = -1;
         }
         Py_DECREF(key);
         Py_DECREF(pid);
-        Py_DECREF(data);
-        Py_XDECREF(seqobj);
-        if (msg == NULL) return NULL;
+        Py_DECREF(topic);
+        Py_DECREF(frames);
+        if (stop > 0) break;
+        if (stop < 0) return NULL;
         int rc = PyList_Append(out, msg);
         Py_DECREF(msg);
         if (rc < 0) return NULL;
