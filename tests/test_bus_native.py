@@ -152,6 +152,20 @@ def test_recv_messages_with_no_limit_or_nothing_waiting(ctx: zmq.Context, io: Si
     assert io.recv_messages(rx, 10) == [[b"x"]]
 
 
+def test_max_bytes_stops_a_batch_once_it_holds_that_many_bytes(ctx: zmq.Context, io: SimpleNamespace) -> None:
+    """A flood of large messages is copied out a bounded amount at a time; the rest stays queued,
+    whole and in order."""
+    tx, rx = dealer_pair(ctx, "max-bytes")
+    for i in range(10):
+        tx.send_multipart([b"h%d" % i, b"x" * 1000])
+    assert rx.poll(10_000)
+    first = io.recv_messages(rx, 100, -1, 2500)  # 1002 + 1002 < 2500, 3006 >= 2500: three messages
+    assert first == [[b"h%d" % i, b"x" * 1000] for i in range(3)]
+    assert io.recv_messages(rx, 100, 1, 10) == [[b"h3", b""], [b"h4", b""], [b"h5", b""], [b"h6", b""], [b"h7", b""]]
+    assert io.recv_messages(rx, 100, -1, 0) == []  # a bound of 0 takes nothing
+    assert io.recv_messages(rx, 100) == [[b"h%d" % i, b"x" * 1000] for i in range(8, 10)]
+
+
 # ------------------------------------------------------------------ errors as pyzmq raises them
 def test_again_without_a_message_or_peer(ctx: zmq.Context, io: SimpleNamespace) -> None:
     tx, rx = dealer_pair(ctx, "again")

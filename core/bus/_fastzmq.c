@@ -6,9 +6,11 @@
  * C call a message (or a batch of messages):
  *
  *   recv_frames(sock, flags)            -> list[bytes]          one whole multipart message
- *   recv_messages(sock, limit, keep=-1) -> list[list[bytes]]    up to `limit` waiting messages, never blocks
+ *   recv_messages(sock, limit, keep=-1, max_bytes=-1)
+ *                                       -> list[list[bytes]]    up to `limit` waiting messages, never blocks
  *                                                               (keep >= 0: frames after the first `keep`
- *                                                               come as b"", not copied)
+ *                                                               come as b"", not copied; max_bytes >= 0: no
+ *                                                               message starts once the batch holds that many)
  *   send_frames(sock, frames, flags)    -> None                 one multipart message
  *   readable(sock)                      -> bool                 a whole message waits (ZMQ_EVENTS)
  *   track(batch, start, ...)            -> int                  a subscriber's sequence checks (below)
@@ -153,7 +155,7 @@ static void discard_rest(void *h, fz_msg_t *msg) {
     }
 }
 
-static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep, int *err) {
+static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep, Py_ssize_t *bytes, int *err) {
     int e = call(op_recv, h, msg, flags, 1);
     if (e != 0) {
         *err = e < 0 ? 0 : e;
@@ -172,6 +174,7 @@ static PyObject *recv_message(void *h, fz_msg_t *msg, int flags, Py_ssize_t keep
             Py_INCREF(b);
         } else {
             b = PyBytes_FromStringAndSize((const char *)z_msg_data(msg), (Py_ssize_t)z_msg_size(msg));
+            if (bytes != NULL) *bytes += (Py_ssize_t)z_msg_size(msg);
         }
         if (b == NULL || PyList_Append(parts, b) < 0) {
             Py_XDECREF(b);
@@ -199,7 +202,7 @@ static PyObject *fz_recv_frames(PyObject *self, PyObject *args) {
     if (h == NULL) return NULL;
     fz_msg_t msg;
     z_msg_init(&msg);
-    PyObject *parts = recv_message(h, &msg, flags, -1, &err);
+    PyObject *parts = recv_message(h, &msg, flags, -1, NULL, &err);
     z_msg_close(&msg);
     if (parts == NULL && err != 0) return raise_errno(err);
     return parts;
@@ -207,10 +210,10 @@ static PyObject *fz_recv_frames(PyObject *self, PyObject *args) {
 
 static PyObject *fz_recv_messages(PyObject *self, PyObject *args) {
     PyObject *sock;
-    Py_ssize_t limit, keep = -1;
+    Py_ssize_t limit, keep = -1, max_bytes = -1, bytes = 0;
     int err = 0;
     NEED_READY
-    if (!PyArg_ParseTuple(args, "On|n:recv_messages", &sock, &limit, &keep)) return NULL;
+    if (!PyArg_ParseTuple(args, "On|nn:recv_messages", &sock, &limit, &keep, &max_bytes)) return NULL;
     void *h = handle_of(sock);
     if (h == NULL) return NULL;
     PyObject *out = PyList_New(0);
@@ -218,7 +221,8 @@ static PyObject *fz_recv_messages(PyObject *self, PyObject *args) {
     fz_msg_t msg;
     z_msg_init(&msg);
     for (Py_ssize_t i = 0; i < limit; i++) {
-        PyObject *parts = recv_message(h, &msg, FZ_DONTWAIT, keep, &err);
+        if (max_bytes >= 0 && bytes >= max_bytes) break; /* the batch holds enough: the rest stays queued */
+        PyObject *parts = recv_message(h, &msg, FZ_DONTWAIT, keep, &bytes, &err);
         if (parts == NULL) {
             if (err == EAGAIN) break; /* drained: no exception for the normal end */
             z_msg_close(&msg);
@@ -441,7 +445,7 @@ static PyObject *fz_sample(PyObject *self, PyObject *args) {
     for (; n < limit; n++) {
         if (z_msg_recv(&msg, h, FZ_DONTWAIT) < 0) {
             int err = z_errno();
-            if (err == EAGAIN) break;
+            if (err == EAGAIN || err == EINTR) break; /* drained (or interrupted: the monitor polls again) */
             z_msg_close(&msg);
             Py_DECREF(newest);
             Py_DECREF(others);
@@ -450,7 +454,7 @@ static PyObject *fz_sample(PyObject *self, PyObject *args) {
         /* Up to three frames are kept as bytes (topic, meta, and the third only if the message turns
          * out to be malformed and must go to `others` whole); bodies of good messages are skipped. */
         PyObject *frames = PyList_New(0);
-        if (frames == NULL) goto fail;
+        if (frames == NULL) { discard_rest(h, &msg); goto fail; }
         int more = 1, count = 0;
         while (more) {
             size_t size = z_msg_size(&msg);
@@ -460,12 +464,17 @@ static PyObject *fz_sample(PyObject *self, PyObject *args) {
             } else {
                 b = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg), (Py_ssize_t)size);
             }
-            if (b == NULL || PyList_Append(frames, b) < 0) { Py_XDECREF(b); Py_DECREF(frames); goto fail; }
+            if (b == NULL || PyList_Append(frames, b) < 0) {
+                Py_XDECREF(b);
+                Py_DECREF(frames);
+                discard_rest(h, &msg); /* the next receive starts at the next message */
+                goto fail;
+            }
             Py_DECREF(b);
             count++;
             more = z_msg_more(&msg);
-            if (more && z_msg_recv(&msg, h, FZ_DONTWAIT) < 0) {
-                int err = z_errno(); /* before anything else can touch errno */
+            int err = more ? recv_more(h, &msg) : 0;
+            if (err != 0) {
                 Py_DECREF(frames);
                 z_msg_close(&msg);
                 Py_DECREF(newest);
@@ -588,8 +597,9 @@ static PyMethodDef methods[] = {
     {"init", fz_init, METH_NOARGS, "Find the libzmq pyzmq loaded; returns its version (major, minor, patch)."},
     {"recv_frames", fz_recv_frames, METH_VARARGS, "recv_frames(sock, flags=0) -> list[bytes]: one whole multipart message."},
     {"recv_messages", fz_recv_messages, METH_VARARGS,
-     "recv_messages(sock, limit, keep=-1) -> list[list[bytes]]: up to limit waiting messages, without blocking; "
-     "with keep >= 0 the frames after the first keep are b\"\" (not copied)."},
+     "recv_messages(sock, limit, keep=-1, max_bytes=-1) -> list[list[bytes]]: up to limit waiting messages, "
+     "without blocking; with keep >= 0 the frames after the first keep are b\"\" (not copied); with max_bytes >= 0 "
+     "no further message is received once the batch holds that many bytes."},
     {"send_frames", fz_send_frames, METH_VARARGS, "send_frames(sock, frames, flags=0): one multipart message."},
     {"readable", fz_readable, METH_O, "readable(sock) -> bool: a whole message is waiting."},
     {"track", fz_track, METH_VARARGS,

@@ -62,3 +62,19 @@ def bind_all(sock: zmq.Socket, addresses: list[str], role: Role, bound: list[str
             raise BindError(f"cannot bind {addr} ({role}): {exc}") from None
         bound.append(sock.last_endpoint.decode() if addr.startswith("tcp://") else addr)
     return bound
+
+
+def unbind_inproc(sock: zmq.Socket, addrs: list[str]) -> None:
+    """Unbind *sock*'s inproc names among *addrs* before it is closed; returns nothing.
+
+    Unbinding an inproc name is synchronous, while ``close()`` leaves the teardown (and the name)
+    to libzmq's reaper until every peer pipe has ended: a middleware started right after this one
+    in the same process could otherwise find its names still taken. Names that are not bound are
+    skipped.
+    """
+    for addr in addrs:
+        if addr.startswith("inproc://"):
+            try:
+                sock.unbind(addr)
+            except zmq.ZMQError:
+                pass  # not bound

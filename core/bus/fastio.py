@@ -31,6 +31,9 @@ SNDMORE: int = int(zmq.SNDMORE)
 POLLIN: int = int(zmq.POLLIN)
 POLLOUT: int = int(zmq.POLLOUT)
 EVENTS: int = int(zmq.EVENTS)
+#: Bytes a drain copies out of a socket at most before its handlers run (then it goes on): bounds
+#: what a flood of large messages (up to ``bus.max_message_size`` each) costs in memory at once.
+DRAIN_BYTES: int = 16 * 1024 * 1024
 
 
 def py_send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) -> None:
@@ -91,18 +94,23 @@ def py_readable(sock: zmq.Socket) -> bool:
     return bool(zmq_poll([(sock, POLLIN)], 0))
 
 
-def py_recv_messages(sock: zmq.Socket, limit: int, keep: int = -1) -> list[list[bytes]]:
+def py_recv_messages(sock: zmq.Socket, limit: int, keep: int = -1, max_bytes: int = -1) -> list[list[bytes]]:
     """Receive up to *limit* whole messages that are waiting on *sock*, without blocking; returns
     them (an empty list when none waits). With *keep* >= 0 each message's frames after the first
-    *keep* come as ``b""`` (the C version does not copy them; the count of frames is kept)."""
+    *keep* come as ``b""`` (the C version does not copy them; the count of frames is kept). With
+    *max_bytes* >= 0 no further message is received once the kept frames hold that many bytes (the
+    rest stays queued: a flood of large messages is not copied out all at once)."""
     out: list[list[bytes]] = []
-    while len(out) < limit:
+    size = 0
+    while len(out) < limit and (max_bytes < 0 or size < max_bytes):
         try:
             frames = py_recv_frames(sock, NOBLOCK)
         except zmq.Again:
             break
         if 0 <= keep < len(frames):
             frames[keep:] = [b""] * (len(frames) - keep)
+        if max_bytes >= 0:
+            size += sum(map(len, frames))
         out.append(frames)
     return out
 
@@ -152,7 +160,7 @@ def native_drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limi
         return 1
     n = 0
     while n < limit:
-        msgs = recv_messages(sock, limit - n)
+        msgs = recv_messages(sock, limit - n, -1, DRAIN_BYTES)
         for frames in msgs:
             handle(frames)
         n += len(msgs)

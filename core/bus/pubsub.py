@@ -38,8 +38,8 @@ from zmq.backend import zmq_poll
 
 from .settings import BusSettings
 from . import protocol as P
-from .binding import bind_all, router_socket
-from .fastio import NATIVE, recv_messages, sample, send_frames, track
+from .binding import bind_all, router_socket, unbind_inproc
+from .fastio import DRAIN_BYTES, NATIVE, recv_messages, sample, send_frames, track
 from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
@@ -251,18 +251,9 @@ class PubSubRouter:
             self.failure = exc
             logger.exception("pub/sub router stopped by an internal error: {}", exc)
         finally:
-            # Unbind the inproc names first: that is synchronous, while close() leaves the teardown
-            # (and the name) to libzmq's reaper until every peer pipe has ended, so a middleware
-            # started right after this one in the same process could find its names still taken.
-            uid = self._uid
-            for sock, addrs in ((self._xsub, [*self.bound["sub"], f"inproc://aitrados-pubsub-upstream-{uid}"]),
-                                (self._xpub, [*self.bound["pub"], f"inproc://aitrados-pubsub-tap-{uid}"])):
-                for addr in addrs:
-                    if addr.startswith("inproc://"):
-                        try:
-                            sock.unbind(addr)
-                        except zmq.ZMQError:
-                            pass  # not bound (the tap in capture mode)
+            uid = self._uid  # (the tap and upstream names are not bound in capture mode: skipped)
+            unbind_inproc(self._xsub, [*self.bound["sub"], f"inproc://aitrados-pubsub-upstream-{uid}"])
+            unbind_inproc(self._xpub, [*self.bound["pub"], f"inproc://aitrados-pubsub-tap-{uid}"])
             for s in (self._xsub, self._xpub, self._capture, self._ctrl):
                 if s is not None:
                     s.close(0)
@@ -527,7 +518,7 @@ class _Tracker:
         With the C extension one call receives the batch (each message whole, so a malformed one
         is exactly one message); otherwise ``read`` is called until ``zmq.Again``."""
         if _track is not None:
-            batch = recv_messages(sock, limit)
+            batch = recv_messages(sock, limit, -1, DRAIN_BYTES)
             n = len(batch)
             i = 0
             got: list[Message] = []
@@ -764,8 +755,8 @@ class AsyncSubscriber(_SubscriberBase):
             m = tracker.process(frames, decode)
             if m is not None:
                 buf.append(m)
-            while tracker.read_batch(self._sync, Subscriber.BATCH, decode, buf) == Subscriber.BATCH:
-                pass  # drain what waits, so the descriptor signals the next arrival
+            while tracker.read_batch(self._sync, Subscriber.BATCH, decode, buf):
+                pass  # drain until nothing waits, so the descriptor signals the next arrival
         return buf.popleft()
 
     async def run(self, handler: Callable[[Message], Any]) -> None:

@@ -218,9 +218,7 @@ class RPCRouter:
             self._ctrl.close(0)
             self._thread = None
         else:
-            for s in (self._fe, self._be):
-                if s is not None:
-                    s.close(0)
+            self._close_sockets()
 
     @property
     def alive(self) -> bool:
@@ -268,8 +266,17 @@ class RPCRouter:
             self.failure = exc
             logger.exception("RPC router stopped by an internal error: {}", exc)
         finally:
-            fe.close(0)
-            be.close(0)
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        """Unbind the inproc names (synchronous: a router restarted in this process can bind them
+        at once) and close both ROUTER sockets."""
+        from .binding import unbind_inproc
+
+        for s, addrs in ((self._fe, self.bound["frontend"]), (self._be, self.bound["backend"])):
+            if s is not None and not s.closed:
+                unbind_inproc(s, addrs)
+                s.close(0)
 
     def _send(self, sock: zmq.Socket, frames: list[bytes], now: float) -> int:
         """Send *frames* (routing id first) without ever blocking; returns _SENT, _FULL, _CUT or _GONE.
