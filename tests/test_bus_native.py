@@ -14,6 +14,7 @@ import gc
 import random
 import signal
 import subprocess
+import textwrap
 import threading
 import time
 import tracemalloc
@@ -99,6 +100,31 @@ def test_extension_is_built_and_finds_pyzmqs_libzmq() -> None:
 
     native_module()
     assert _fastzmq.init() == zmq.zmq_version_info()
+
+
+@pytest.mark.parametrize("given", ["pyzmq", "nonexistent"])
+def test_init_finds_libzmq_through_pyzmqs_backend_or_else_by_name(given: str) -> None:
+    """Given pyzmq's backend module, the functions are looked up through it (the libzmq it was linked
+    with, even if another one is loaded); given a path that is not loaded, the first libzmq loaded."""
+    code = textwrap.dedent(f"""
+        import zmq
+        from zmq.backend.cython import _zmq
+        from aitrados.bus import _fastzmq
+        path = _zmq.__file__ if {given!r} == "pyzmq" else "/nonexistent/libzmq.so"
+        assert _fastzmq.init(path) == zmq.zmq_version_info()
+        print(_fastzmq.library == path, "libzmq" in _fastzmq.library)
+        ctx = zmq.Context()
+        a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        a.bind("inproc://init"); b.connect("inproc://init")
+        _fastzmq.send_frames(a, [b"x", b"y"])
+        print(_fastzmq.recv_frames(b) == [b"x", b"y"])
+    """)
+    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=clean_environ())
+    assert r.returncode == 0, r.stderr
+    through_pyzmq, by_name, round_trip = r.stdout.split()
+    assert round_trip == "True"
+    assert (through_pyzmq, by_name) == (("True", "False") if given == "pyzmq" else ("False", "True"))
 
 
 def test_fastio_uses_the_extension_unless_told_not_to() -> None:

@@ -22,8 +22,10 @@
  * once Python's signal handlers have run.
  *
  * libzmq is not linked: the module finds the libzmq that pyzmq has already loaded in this process
- * (dl_iterate_phdr) and looks its functions up there, so both use one library and one context.
- * `init()` does this and returns the libzmq version; until it has succeeded every call raises.
+ * and looks its functions up there, so both use one library and one context: through pyzmq's own
+ * backend module when `init(path)` is given its file (dlsym then resolves in the libraries that
+ * module was linked with), otherwise the first libzmq loaded (dl_iterate_phdr). `init()` returns
+ * the libzmq version; until it has succeeded every call raises.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -543,17 +545,27 @@ static int find_libzmq(struct dl_phdr_info *info, size_t size, void *data) {
     return 0;
 }
 
-static PyObject *fz_init(PyObject *self, PyObject *noargs) {
+static PyObject *fz_init(PyObject *self, PyObject *args) {
     char path[4096] = {0};
+    const char *module = NULL;
+    void *lib = NULL;
+    if (!PyArg_ParseTuple(args, "|z:init", &module)) return NULL;
     if (ready) goto done;
-    if (!dl_iterate_phdr(find_libzmq, path) || path[0] == 0) {
-        PyErr_SetString(PyExc_ImportError, "no libzmq loaded in this process (import zmq first)");
-        return NULL;
-    }
-    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    if (lib == NULL) {
-        PyErr_Format(PyExc_ImportError, "cannot open the loaded libzmq %s: %s", path, dlerror());
-        return NULL;
+    /* pyzmq's own backend module, when given: dlsym through its handle resolves in the module and
+     * then in the libraries it was linked with, i.e. exactly the libzmq pyzmq uses, even where a
+     * second libzmq is loaded in the process. */
+    if (module != NULL && (lib = dlopen(module, RTLD_NOW | RTLD_NOLOAD)) != NULL && dlsym(lib, "zmq_msg_recv") != NULL) {
+        strncpy(path, module, sizeof(path) - 1);
+    } else {
+        if (!dl_iterate_phdr(find_libzmq, path) || path[0] == 0) {
+            PyErr_SetString(PyExc_ImportError, "no libzmq loaded in this process (import zmq first)");
+            return NULL;
+        }
+        lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        if (lib == NULL) {
+            PyErr_Format(PyExc_ImportError, "cannot open the loaded libzmq %s: %s", path, dlerror());
+            return NULL;
+        }
     }
 #define SYM(var, name)                                                                     \
     *(void **)(&var) = dlsym(lib, name);                                                   \
@@ -585,6 +597,15 @@ static PyObject *fz_init(PyObject *self, PyObject *noargs) {
     check_rc = PyObject_GetAttrString(err_mod, "_check_rc");
     Py_DECREF(err_mod);
     if (check_rc == NULL) return NULL;
+    {
+        /* `_fastzmq.library`: where the functions were found (pyzmq's backend module or a libzmq) */
+        PyObject *where = PyUnicode_DecodeFSDefault(path);
+        if (where == NULL || PyObject_SetAttrString(self, "library", where) < 0) {
+            Py_XDECREF(where);
+            return NULL;
+        }
+        Py_DECREF(where);
+    }
     ready = 1;
 done: {
         int major = 0, minor = 0, patch = 0;
@@ -594,7 +615,9 @@ done: {
 }
 
 static PyMethodDef methods[] = {
-    {"init", fz_init, METH_NOARGS, "Find the libzmq pyzmq loaded; returns its version (major, minor, patch)."},
+    {"init", fz_init, METH_VARARGS,
+     "init(module=None): find the libzmq pyzmq loaded (through pyzmq's backend module at path `module` when "
+     "given, else the first libzmq loaded in the process); returns its version (major, minor, patch)."},
     {"recv_frames", fz_recv_frames, METH_VARARGS, "recv_frames(sock, flags=0) -> list[bytes]: one whole multipart message."},
     {"recv_messages", fz_recv_messages, METH_VARARGS,
      "recv_messages(sock, limit, keep=-1, max_bytes=-1) -> list[list[bytes]]: up to limit waiting messages, "

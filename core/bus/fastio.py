@@ -169,6 +169,16 @@ def native_drain(sock: zmq.Socket, handle: Callable[[list[bytes]], object], limi
     return n
 
 
+def _pyzmq_backend_path() -> str | None:
+    """The file of pyzmq's compiled backend module (linked with the libzmq pyzmq uses), or None."""
+    try:
+        from zmq.backend.cython import _zmq
+
+        return getattr(_zmq, "__file__", None)
+    except ImportError:
+        return None
+
+
 def _load_native() -> object | None:
     """The C extension, initialised, or None when it is not built, cannot find libzmq, or
     ``AITRADOS_PURE_PYTHON`` is set."""
@@ -177,7 +187,7 @@ def _load_native() -> object | None:
     try:
         from . import _fastzmq  # type: ignore[attr-defined]
 
-        _fastzmq.init()
+        _fastzmq.init(_pyzmq_backend_path())
     except ImportError:
         return None
     return _fastzmq
