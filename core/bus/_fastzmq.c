@@ -431,7 +431,7 @@ static PyObject *fz_track(PyObject *self, PyObject *args) {
  * `valid`) into `newest`, a dict (topic bytes, publisher id bytes) -> highest sequence number seen in
  * this batch: the statistics only need the newest. Bodies are never copied. `bad_topics` counts
  * messages whose topic `is_valid` refused. Every other message (a subscription event from the
- * capture, a malformed one) is returned in the list `others` (a third frame cut to 64 bytes), for
+ * capture, a malformed one) is returned in the list `others` (frames after the second as b""), for
  * the monitor to account. */
 static PyObject *fz_sample(PyObject *self, PyObject *args) {
     PyObject *sock, *valid, *is_valid;
@@ -453,18 +453,18 @@ static PyObject *fz_sample(PyObject *self, PyObject *args) {
             Py_DECREF(others);
             return raise_errno(err);
         }
-        /* Up to three frames are kept as bytes (topic, meta, and the third only if the message turns
-         * out to be malformed and must go to `others` whole); bodies of good messages are skipped. */
+        /* Only topic and meta are copied; later frames come as b"" (as recv_messages' keep=2): the
+         * monitor never reads a body, and junk frames from a hostile publisher cost no copy. */
         PyObject *frames = PyList_New(0);
         if (frames == NULL) { discard_rest(h, &msg); goto fail; }
         int more = 1, count = 0;
         while (more) {
-            size_t size = z_msg_size(&msg);
             PyObject *b;
-            if (count == 2) {
-                b = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg), (Py_ssize_t)(size < 64 ? size : 64));
+            if (count >= 2) {
+                b = empty_bytes;
+                Py_INCREF(b);
             } else {
-                b = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg), (Py_ssize_t)size);
+                b = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg), (Py_ssize_t)z_msg_size(&msg));
             }
             if (b == NULL || PyList_Append(frames, b) < 0) {
                 Py_XDECREF(b);
