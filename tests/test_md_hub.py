@@ -145,6 +145,7 @@ def test_consumers_get_each_event_in_order_whether_they_finish_at_once_or_await(
     from aitrados.events import Kind, consumes
 
     log: list[tuple[str, str, object]] = []
+    held: list[int] = []
 
     def slow(kind: str, obj: object):  # noqa: ANN202 - returns an awaitable for bars, None otherwise
         if kind != Kind.BAR:
@@ -152,6 +153,7 @@ def test_consumers_get_each_event_in_order_whether_they_finish_at_once_or_await(
             return None
 
         async def later() -> None:
+            held.append(runtime.hub.pub.held)  # the hub sent what it held before waiting for us
             await asyncio.sleep(0)  # really suspends: the hub must wait for it
             log.append(("slow", kind, obj))
         return later()
@@ -179,3 +181,4 @@ def test_consumers_get_each_event_in_order_whether_they_finish_at_once_or_await(
             want.append(("marked", k, o))
         want.append(("plain", k, o))
     assert log == want
+    assert len(held) >= 25 and set(held) == {0}

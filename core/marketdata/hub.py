@@ -243,29 +243,31 @@ class MarketDataHub:
         Each bar goes through exactly what one bar alone would (step, chart flow, consumers,
         publishing, in the same order), but the consumers that finish at once (the trading runtime
         without remote strategies, offloading or signal modules; progress; price history) are called
-        without an ``await`` per bar. A bar that fails is logged and reported (``last_error``); the
+        without an ``await`` per bar. Their publications are held and sent together at the end (or
+        before a consumer is waited for). A bar that fails is logged and reported (``last_error``); the
         others go on.
         """
         self._refresh_consumers()
         counts, hydrating, deliver, feed = self.counts, self._hydrating, self._deliver, self.flow.feed
-        for bar in bars:
-            try:
-                counts["bars_in"] += 1
-                if hydrating:
-                    held = hydrating.get(bar.full_symbol)
-                    if held is not None:
-                        held.append(bar)
-                        continue
-                t = bar.close_datetime
-                if self.step_time is None or t > self.step_time:
-                    await self._advance(t)
-                await deliver(feed(bar))
-                if self.stream_topics["ohlc"]:
-                    self._publish_stream_bar(bar)
-            except Exception as exc:
-                logger.opt(exception=exc).error("market data hub: bar {} {} at {} failed", bar.full_symbol,
-                                                bar.interval, bar.datetime)
-                await self._on_error(exc)
+        with self.pub.batch():  # the message's publications leave together (see _emit_rest)
+            for bar in bars:
+                try:
+                    counts["bars_in"] += 1
+                    if hydrating:
+                        held = hydrating.get(bar.full_symbol)
+                        if held is not None:
+                            held.append(bar)
+                            continue
+                    t = bar.close_datetime
+                    if self.step_time is None or t > self.step_time:
+                        await self._advance(t)
+                    await deliver(feed(bar))
+                    if self.stream_topics["ohlc"]:
+                        self._publish_stream_bar(bar)
+                except Exception as exc:
+                    logger.opt(exception=exc).error("market data hub: bar {} {} at {} failed", bar.full_symbol,
+                                                    bar.interval, bar.datetime)
+                    await self._on_error(exc)
 
     async def _process_bar(self, bar: Bar) -> None:
         self._refresh_consumers()
@@ -387,6 +389,7 @@ class MarketDataHub:
 
     async def _emit_rest(self, pending: Awaitable[None], c: Consumer, rest: list[Consumer], kind: Kind,
                          obj: Any) -> None:
+        self.pub.flush()  # a consumer is about to be waited for: what is held leaves first
         try:
             await pending
         except Exception as exc:
