@@ -16,8 +16,10 @@ from aitrados.bus import fastio
 
 pytestmark = pytest.mark.timeout(30)
 
-PY = SimpleNamespace(drain=fastio.py_drain, readable=fastio.py_readable, send_frames=fastio.py_send_frames)
-NATIVE = SimpleNamespace(drain=fastio.native_drain, readable=fastio.readable, send_frames=fastio.send_frames)
+PY = SimpleNamespace(drain=fastio.py_drain, readable=fastio.py_readable, send_frames=fastio.py_send_frames,
+                     send_many=fastio.py_send_many)
+NATIVE = SimpleNamespace(drain=fastio.native_drain, readable=fastio.readable, send_frames=fastio.send_frames,
+                         send_many=fastio.send_many)
 
 
 @pytest.fixture(params=["native", "python"])
@@ -167,3 +169,38 @@ def test_a_handler_that_sends_does_not_swallow_the_signal_of_a_message_that_came
         rx.close(0)
         tx.close(0)
         ctx.term()
+
+
+def test_send_many_sends_whole_messages_in_order(pair: tuple[zmq.Socket, zmq.Socket], io: SimpleNamespace) -> None:
+    tx, rx = pair
+    batch = [(b"a", b"1"), [b"b"], (b"c", b"", b"x" * 70_000), (b"d", b"4")]
+    assert io.send_many(tx, batch) == 4
+    assert io.send_many(tx, []) == 0
+    got = [rx.recv_multipart() for _ in range(4)]
+    assert got == [list(m) for m in batch]
+    assert rx.poll(100) == 0
+
+
+@pytest.mark.parametrize("bad, error", [
+    ([(b"a",), (b"b", "text")], TypeError),  # a str frame, in the second message
+    ([(b"a",), (b"b", bytearray(b"c"))], TypeError),  # mutable: could change while sent without the GIL
+    ([(b"a",), ()], ValueError),  # a message with no frames
+    ([(b"a",), 7], TypeError),  # not a message at all
+])
+def test_send_many_checks_the_whole_batch_before_sending_anything(pair: tuple[zmq.Socket, zmq.Socket], io: SimpleNamespace,
+                                                                  bad: list, error: type[Exception]) -> None:
+    tx, rx = pair
+    with pytest.raises(error):
+        io.send_many(tx, bad)
+    io.send_many(tx, [(b"after",)])  # the socket is whole: no half message was left open
+    assert rx.recv_multipart() == [b"after"]
+    assert rx.poll(100) == 0
+
+
+def test_send_many_on_a_closed_socket_raises_zmq_error(io: SimpleNamespace) -> None:
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUB)
+    s.close()
+    with pytest.raises(zmq.ZMQError):
+        io.send_many(s, [(b"a", b"b")])
+    ctx.term()

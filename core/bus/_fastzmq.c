@@ -320,6 +320,97 @@ done:
     return result;
 }
 
+/* send_many(sock, messages) -> int: every message of `messages` (a sequence of whole multipart
+ * messages, each a non-empty sequence of bytes), in order, with the GIL released for the whole batch
+ * (a publisher's sending thread: libzmq's copies and wake-ups of the reader leave the GIL to the
+ * threads that publish). The batch is checked whole before the first frame goes: a message with no
+ * frames (ValueError) or a frame that is not exactly bytes (TypeError) sends nothing. Only bytes:
+ * they are immutable, and the references taken here keep them alive while the GIL is released, so
+ * nothing another thread does to the caller's lists can change or free a frame being sent. EINTR is
+ * retried (signal handlers run in the main thread, not here). A send that fails (the context
+ * terminated, say) ends the batch: the error is raised, the messages after it are not sent. */
+typedef struct {
+    const char *data;
+    size_t len;
+    int more;
+} fz_frame;
+
+static PyObject *fz_send_many(PyObject *self, PyObject *args) {
+    PyObject *sock, *messages;
+    NEED_READY
+    if (!PyArg_ParseTuple(args, "OO:send_many", &sock, &messages)) return NULL;
+    void *h = handle_of(sock);
+    if (h == NULL) return NULL;
+    PyObject *outer = PySequence_Tuple(messages);
+    if (outer == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(outer);
+    PyObject *owned = PyTuple_New(n); /* each message as a tuple: its frames referenced here */
+    fz_frame *frames = NULL;
+    PyObject *result = NULL;
+    if (owned == NULL) goto done;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PySequence_Tuple(PyTuple_GET_ITEM(outer, i));
+        if (m == NULL) goto done;
+        PyTuple_SET_ITEM(owned, i, m);
+        Py_ssize_t k = PyTuple_GET_SIZE(m);
+        if (k == 0) {
+            PyErr_Format(PyExc_ValueError, "send_many: message %zd has no frames", i);
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *f = PyTuple_GET_ITEM(m, j);
+            if (!PyBytes_CheckExact(f)) {
+                PyErr_Format(PyExc_TypeError, "send_many: frame %zd of message %zd is %.100s, not bytes", j, i,
+                             Py_TYPE(f)->tp_name);
+                goto done;
+            }
+        }
+        total += k;
+    }
+    if (total > 0) {
+        frames = PyMem_New(fz_frame, total);
+        if (frames == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    Py_ssize_t f = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyTuple_GET_ITEM(owned, i);
+        Py_ssize_t k = PyTuple_GET_SIZE(m);
+        for (Py_ssize_t j = 0; j < k; j++, f++) {
+            PyObject *b = PyTuple_GET_ITEM(m, j);
+            frames[f].data = PyBytes_AS_STRING(b);
+            frames[f].len = (size_t)PyBytes_GET_SIZE(b);
+            frames[f].more = j < k - 1;
+        }
+    }
+    int err = 0;
+    Py_ssize_t sent = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < total; i++) {
+        for (;;) {
+            if (z_send(h, frames[i].data, frames[i].len, frames[i].more ? FZ_SNDMORE : 0) >= 0) break;
+            err = z_errno();
+            if (err != EINTR) break;
+            err = 0;
+        }
+        if (err != 0) break;
+        if (!frames[i].more) sent++;
+    }
+    Py_END_ALLOW_THREADS
+    if (err != 0)
+        raise_errno(err);
+    else
+        result = PyLong_FromSsize_t(sent);
+done:
+    PyMem_Free(frames);
+    Py_XDECREF(owned);
+    Py_DECREF(outer);
+    return result;
+}
+
 static PyObject *fz_readable(PyObject *self, PyObject *sock) {
     NEED_READY
     void *h = handle_of(sock);
@@ -624,6 +715,9 @@ static PyMethodDef methods[] = {
      "without blocking; with keep >= 0 the frames after the first keep are b\"\" (not copied); with max_bytes >= 0 "
      "no further message is received once the batch holds that many bytes."},
     {"send_frames", fz_send_frames, METH_VARARGS, "send_frames(sock, frames, flags=0): one multipart message."},
+    {"send_many", fz_send_many, METH_VARARGS,
+     "send_many(sock, messages) -> int: whole multipart messages of bytes frames, in order, with the GIL released "
+     "for the batch; checked whole before the first frame goes; returns the number sent."},
     {"readable", fz_readable, METH_O, "readable(sock) -> bool: a whole message is waiting."},
     {"track", fz_track, METH_VARARGS,
      "track(batch, start, topics, seen, decode, decode_error, message_type, out) -> int: the subscriber's "

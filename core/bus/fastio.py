@@ -56,6 +56,28 @@ def py_send_frames(sock: zmq.Socket, frames: Sequence[bytes], flags: int = 0) ->
     send(sock, frames[last], flags)
 
 
+def py_send_many(sock: zmq.Socket, messages: Sequence[Sequence[bytes]]) -> int:
+    """Send every message of *messages* (whole multipart messages of ``bytes`` frames) in order;
+    returns how many were sent. The batch is checked whole first: a message with no frames
+    (``ValueError``) or a frame that is not exactly ``bytes`` (``TypeError``) sends nothing. The C
+    version sends with the GIL released for the whole batch (see ``Publisher(background=True)``).
+    A failing send raises and ends the batch."""
+    batch = [tuple(m) for m in messages]
+    for i, m in enumerate(batch):
+        if not m:
+            raise ValueError(f"send_many: message {i} has no frames")
+        for j, f in enumerate(m):
+            if f.__class__ is not bytes:
+                raise TypeError(f"send_many: frame {j} of message {i} is {type(f).__name__}, not bytes")
+    send = _Base.send
+    for m in batch:
+        last = len(m) - 1
+        for i in range(last):
+            send(sock, m[i], SNDMORE)
+        send(sock, m[last], 0)
+    return len(batch)
+
+
 def py_recv_frames(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
     """Receive one whole multipart message as a list of bytes (``flags=NOBLOCK``: raise ``zmq.Again``
     when none is waiting).
@@ -198,6 +220,7 @@ _native = _load_native()
 NATIVE: bool = _native is not None
 if _native is not None:
     send_frames: Callable[..., None] = _native.send_frames  # type: ignore[attr-defined]
+    send_many: Callable[..., int] = _native.send_many  # type: ignore[attr-defined]
     recv_frames: Callable[..., list[bytes]] = _native.recv_frames  # type: ignore[attr-defined]
     recv_messages: Callable[..., list[list[bytes]]] = _native.recv_messages  # type: ignore[attr-defined]
     readable: Callable[[zmq.Socket], bool] = _native.readable  # type: ignore[attr-defined]
@@ -209,5 +232,6 @@ if _native is not None:
         _native.sample  # type: ignore[attr-defined]
 else:
     send_frames, recv_frames, recv_messages, readable = py_send_frames, py_recv_frames, py_recv_messages, py_readable
+    send_many = py_send_many
     drain = py_drain
     track = sample = None

@@ -40,7 +40,7 @@ from zmq.backend import zmq_poll
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket, unbind_inproc
-from .fastio import DRAIN_BYTES, NATIVE, recv_messages, sample, send_frames, track
+from .fastio import DRAIN_BYTES, NATIVE, recv_messages, sample, send_frames, send_many, track
 from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
@@ -447,19 +447,12 @@ class Publisher:
         return len(self._held) if self._held is not None else 0
 
     def flush(self) -> None:
-        """Send what the current batch holds now (nothing to do outside a batch)."""
+        """Send what the current batch holds now, in one call (the C version releases the GIL while
+        libzmq copies the batch); nothing to do outside a batch."""
         held = self._held
         if held:
             self._held = []
-            sock = self._sock
-            for frames in held:
-                if NATIVE:
-                    send_frames(sock, frames)
-                else:
-                    t, meta, body = frames
-                    _send(sock, t, _MORE)
-                    _send(sock, meta, _MORE)
-                    _send(sock, body, 0)
+            send_many(self._sock, held)
 
     def publish(self, topic: str, obj: Any) -> int:
         """Encode *obj* (msgpack) and publish it on *topic*; returns its sequence number."""
@@ -479,6 +472,8 @@ class Publisher:
         self._seq[topic] = seq
         held = self._held
         if held is not None:
+            if body.__class__ is not bytes:
+                body = bytes(body)  # sent later: a copy the caller cannot change meanwhile
             held.append((t, self._pack(P.META_VERSION, self.publisher_id, seq), body))
             if len(held) >= self.BATCH_MAX:
                 self.flush()
