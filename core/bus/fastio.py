@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import zmq
 from zmq.backend import Socket as _Base
@@ -221,6 +222,8 @@ NATIVE: bool = _native is not None
 if _native is not None:
     send_frames: Callable[..., None] = _native.send_frames  # type: ignore[attr-defined]
     send_many: Callable[..., int] = _native.send_many  # type: ignore[attr-defined]
+    #: Sends queued batches from a thread of its own, without the GIL (``_fastzmq.Sender``); None without the extension.
+    Sender: Any = _native.Sender  # type: ignore[attr-defined]
     recv_frames: Callable[..., list[bytes]] = _native.recv_frames  # type: ignore[attr-defined]
     recv_messages: Callable[..., list[list[bytes]]] = _native.recv_messages  # type: ignore[attr-defined]
     readable: Callable[[zmq.Socket], bool] = _native.readable  # type: ignore[attr-defined]
@@ -233,5 +236,6 @@ if _native is not None:
 else:
     send_frames, recv_frames, recv_messages, readable = py_send_frames, py_recv_frames, py_recv_messages, py_readable
     send_many = py_send_many
+    Sender = None
     drain = py_drain
     track = sample = None
