@@ -18,7 +18,7 @@ import textwrap
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -384,6 +384,22 @@ def rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
+def traced_growth(rounds: Callable[[int], None], settle: int, measured: int) -> int:
+    """Bytes Python's traced memory grew over ``rounds(measured)``, after ``rounds(settle)`` under tracing."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(settle)
+        gc.collect()
+        before, _ = tracemalloc.get_traced_memory()
+        rounds(measured)
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before
+
+
 def test_no_leak_over_100k_round_trips(ctx: zmq.Context) -> None:
     """100,000 send/receive round trips of 1 KiB frames (and the error and keep paths) grow neither
     Python's traced memory nor the RSS beyond a generous margin: a leaked message or list per
@@ -408,19 +424,10 @@ def test_no_leak_over_100k_round_trips(ctx: zmq.Context) -> None:
     rounds(10_000)  # warm up: pools, the pipe's chunks
     gc.collect()
     before = rss()
-    tracemalloc.start()
-    try:
-        rounds(10_000)
-        gc.collect()
-        traced_before, _ = tracemalloc.get_traced_memory()
-        rounds(20_000)
-        gc.collect()
-        traced_after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    grew = traced_growth(rounds, 10_000, 20_000)
     rounds(70_000)
     gc.collect()
-    assert traced_after - traced_before < 1 << 20, f"Python memory grew {traced_after - traced_before} bytes"
+    assert grew < 1 << 20, f"Python memory grew {grew} bytes"
     assert rss() - before < 32 << 20, f"RSS grew {(rss() - before) >> 20} MiB"
 
 
@@ -532,15 +539,5 @@ def test_sender_frees_every_batch(ctx: zmq.Context) -> None:
             Sender(tx).close()
 
     rounds(2_000)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        rounds(2_000)
-        gc.collect()
-        before, _ = tracemalloc.get_traced_memory()
-        rounds(20_000)
-        gc.collect()
-        after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert after - before < 1 << 20, f"Python memory grew {after - before} bytes"
+    grew = traced_growth(rounds, 2_000, 20_000)
+    assert grew < 1 << 20, f"Python memory grew {grew} bytes"
