@@ -62,6 +62,7 @@ class ChartFlow:
         self.aligner = Aligner(lateness=lateness, sessions=self.sessions)
         self._routes: dict[Key, list[ChartWindow]] = {}
         self._aligned: set[Key] = set()
+        self._sole: dict[Key, ChartWindow | None] = {}  # see sole_window; cleared with the routes
 
     # ------------------------------------------------------------------ windows
     def session(self, full_symbol: str) -> Session:
@@ -81,6 +82,7 @@ class ChartFlow:
         w = ChartWindow(k[0], k[1], size or self.default_size, session=self.session(k[0]))
         self.windows[k] = w
         self._routes.clear()
+        self._sole.clear()
         return w, True
 
     def remove(self, full_symbol: str, interval: str) -> bool:
@@ -89,6 +91,7 @@ class ChartFlow:
         if self.windows.pop(k, None) is None:
             return False
         self._routes.clear()
+        self._sole.clear()
         return True
 
     def get(self, full_symbol: str, interval: str) -> ChartWindow | None:
@@ -114,12 +117,14 @@ class ChartFlow:
                     created.append(w)
         self.aligner.add_group(name, norm, start=start)
         self._aligned = {m for g in self.aligner.groups().values() for fs, ivs in g.items() for m in ((fs, i) for i in ivs)}
+        self._sole.clear()
         return created
 
     def remove_group(self, name: str) -> bool:
         """Forget a group (its windows stay; remove them separately)."""
         ok = self.aligner.remove_group(name)
         self._aligned = {m for g in self.aligner.groups().values() for fs, ivs in g.items() for m in ((fs, i) for i in ivs)}
+        self._sole.clear()
         return ok
 
     # ------------------------------------------------------------------ feeding
@@ -128,6 +133,23 @@ class ChartFlow:
         r = [w for (wfs, wiv), w in self.windows.items() if wfs == fs and (wiv == iv or can_aggregate(iv, wiv))]
         self._routes[k] = r
         return r
+
+    def sole_window(self, bar: Bar) -> ChartWindow | None:
+        """The window *bar* feeds when it feeds exactly one, and that one is in no aligned group: feeding
+        *bar* is then ``window.update(bar)`` alone (what :meth:`feed` would do, without building its
+        result). None otherwise (no window, several, or an aligned one: use :meth:`feed`)."""
+        k = (bar.full_symbol, bar.interval)
+        try:
+            return self._sole[k]
+        except KeyError:
+            windows = self._routes.get(k)
+            if windows is None:
+                windows = self._route(k)
+            w = windows[0] if len(windows) == 1 else None
+            if w is not None and (w.full_symbol, w.interval) in self._aligned:
+                w = None
+            self._sole[k] = w
+            return w
 
     def feed(self, bar: Bar) -> FeedResult:
         """Route *bar* to its windows (O(1) per window) and the closed bars to the aligner."""

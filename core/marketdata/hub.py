@@ -41,7 +41,7 @@ from ..bus.pubsub import Publisher
 from ..bus.service import Service
 from ..events import Kind, build_topic, consumes
 from .align import Snapshot
-from .chart import Change
+from .chart import Change, ChartWindow
 from .flow import ChartFlow, FeedResult
 from .http_client import AsyncAitradosHTTPClient
 from .hydration import latest_closed_bars
@@ -50,11 +50,13 @@ from .ws_client import AitradosWSClient, ReplayEnd
 
 Consumer = Callable[[str, Any], Awaitable[None] | None]
 _ALL_KINDS = frozenset(Kind)
+_NONE, _CLOSED = Change.NONE, Change.CLOSED
 
 
 class _ChartMessage(msgspec.Struct, gc=False):
     """The body of a ``chart.`` message: encodes to the same map, in the same key order, as the dict
-    handed to in-process consumers (its bars here are the encoded bytes of the ``ohlc.`` messages)."""
+    handed to in-process consumers (its bars here are the encoded bytes of the ``ohlc.`` messages).
+    The hub writes these bytes itself (:func:`_chart_body`); this struct is their reference layout."""
 
     full_symbol: str
     interval: str
@@ -63,6 +65,40 @@ class _ChartMessage(msgspec.Struct, gc=False):
     count: int
     last: Any
     closed: list[Any]
+
+
+_encode = P.encode
+_NIL = _encode(None)
+_LAST_KEY, _CLOSED_KEY = _encode("last"), _encode("closed")
+#: msgpack array headers of 0..15 items (one byte each); longer arrays are rare (see _array_head).
+_ARRAY_HEADS = [_encode([None] * n)[:-n or None] for n in range(16)]
+
+
+def _array_head(n: int) -> bytes:
+    """The msgpack header of an array of *n* items, as msgspec writes it."""
+    return _ARRAY_HEADS[n] if n < 16 else _encode([None] * n)[:-n]
+
+
+_CHART_FIELDS = [f.encode_name for f in msgspec.structs.fields(_ChartMessage)]
+assert _CHART_FIELDS == ["full_symbol", "interval", "seq", "size", "count", "last", "closed"], "see _chart_body"
+_CHART_HEAD = _encode(dict.fromkeys(_CHART_FIELDS))[:-sum(len(_encode(k)) + len(_NIL) for k in _CHART_FIELDS)]
+
+
+def _chart_parts(full_symbol: str, interval: str, size: int) -> tuple[bytes, bytes]:
+    """A window's constant pieces of its ``chart.`` bodies: the map header and fields up to the ``seq``
+    key, and from the ``size`` field up to the ``count`` key (the field order of :class:`_ChartMessage`)."""
+    return (b"".join((_CHART_HEAD, _encode("full_symbol"), _encode(full_symbol), _encode("interval"), _encode(interval),
+                      _encode("seq"))),
+            b"".join((_encode("size"), _encode(size), _encode("count"))))
+
+
+def _chart_body(parts: tuple[bytes, bytes], seq: int, count: int, last: bytes | None, closed: list[bytes]) -> bytes:
+    """The ``chart.`` body of a window with constant *parts* (:func:`_chart_parts`): the bytes
+    ``P.encode(_ChartMessage(full_symbol, interval, seq, size, count, Raw(last), [Raw(b) for b in closed]))``
+    gives, written without building the struct (*last* None: ``nil``)."""
+    return b"".join((parts[0], _encode(seq), parts[1], _encode(count), _LAST_KEY, _NIL if last is None else last,
+                     _CLOSED_KEY, _array_head(len(closed)), *closed))
+
 
 #: How far before the event a preview of each AiTrados preview interval is pushed.
 PREVIEW_AHEAD = {"30DAY": dt.timedelta(days=30), "2WEEK": dt.timedelta(weeks=2), "1WEEK": dt.timedelta(weeks=1),
@@ -103,7 +139,8 @@ class MarketDataHub:
         self._started_topics: dict[str, set[str]] = {"ohlc": set(), "news": set(), "event": set()}
         self._hydrating: dict[str, list[Bar]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._topics: dict[Any, tuple[str, str]] = {}  # chart window -> its ohlc. and chart. topics
+        #: chart window -> its ohlc. and chart. topics and the constant parts of its chart. bodies
+        self._outputs: dict[ChartWindow, tuple[str, str, tuple[bytes, bytes]]] = {}
         self._consumers_seen: list[Consumer] = []
         self._by_kind: dict[Kind, list[Consumer]] = {k: [] for k in Kind}
 
@@ -249,6 +286,7 @@ class MarketDataHub:
         """
         self._refresh_consumers()
         counts, hydrating, deliver, feed = self.counts, self._hydrating, self._deliver, self.flow.feed
+        sole, deliver_update = self.flow.sole_window, self._deliver_update
         with self.pub.batch():  # the message's publications leave together (see _emit_rest)
             for bar in bars:
                 try:
@@ -261,7 +299,14 @@ class MarketDataHub:
                     t = bar.close_datetime
                     if self.step_time is None or t > self.step_time:
                         await self._advance(t)
-                    await deliver(feed(bar))
+                    w = sole(bar)
+                    if w is None:
+                        await deliver(feed(bar))
+                    else:  # what feed and _deliver do for one window outside aligned groups, without a FeedResult
+                        ch = w.update(bar)
+                        if ch is not _NONE:
+                            await deliver_update(w, w.just_closed if ch is _CLOSED else (),
+                                                 bool(self._by_kind[Kind.CHART]))
                     if self.stream_topics["ohlc"]:
                         self._publish_stream_bar(bar)
                 except Exception as exc:
@@ -280,57 +325,60 @@ class MarketDataHub:
         if self._stream_wanted(bar.full_symbol) and self.flow.get(bar.full_symbol, bar.interval) is None:
             self._publish(build_topic(Kind.BAR, bar.full_symbol, bar.interval), bar)
 
-    def _window_topics(self, w: Any) -> tuple[str, str]:
-        """The ``ohlc.`` and ``chart.`` topics of window *w* (built once per window)."""
-        t = self._topics.get(w)
-        if t is None:
-            t = self._topics[w] = (build_topic(Kind.BAR, w.full_symbol, w.interval),
-                                   build_topic(Kind.CHART, w.full_symbol, w.interval))
-        return t
+    def _window_outputs(self, w: ChartWindow) -> tuple[str, str, tuple[bytes, bytes]]:
+        """The ``ohlc.`` and ``chart.`` topics of window *w* and its :func:`_chart_parts` (built once per window)."""
+        out = self._outputs.get(w)
+        if out is None:
+            out = self._outputs[w] = (build_topic(Kind.BAR, w.full_symbol, w.interval),
+                                      build_topic(Kind.CHART, w.full_symbol, w.interval),
+                                      _chart_parts(w.full_symbol, w.interval, w.size))
+        return out
 
     async def _deliver(self, res: FeedResult) -> None:
-        publish_raw, encode, Raw, emit = self.pub.publish_raw, P.encode, msgspec.Raw, self._emit_now
         want_chart = bool(self._by_kind[Kind.CHART])
-        sent = 0
-        try:
-            for u in res.updates:
-                w = u.window
-                ohlc_topic, chart_topic = self._topics.get(w) or self._window_topics(w)
-                live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
-                # each bar is encoded once: its ohlc message and the chart message embed the same bytes
-                closed_raw: list[msgspec.Raw] = []
-                if u.change is Change.CLOSED:
-                    for b in u.closed:
-                        r = emit(Kind.BAR, b)  # first: fills at this bar are published before it
-                        if r is not None:
-                            await r
-                        body = encode(b)
-                        publish_raw(ohlc_topic, body)
-                        sent += 1
-                        closed_raw.append(Raw(body))
-                live_raw = None
-                if live is not None:
-                    body = encode(live)
-                    publish_raw(ohlc_topic, body)
-                    sent += 1
-                    live_raw = Raw(body)
-                count = w.closed_count + (live is not None)
-                publish_raw(chart_topic, encode(_ChartMessage(
-                    w.full_symbol, w.interval, w.seq, w.size, count,
-                    live_raw if live_raw is not None else (closed_raw[-1] if closed_raw else None), closed_raw)))
-                sent += 1
-                if want_chart:  # the same message, its bars as Bars
-                    r = emit(Kind.CHART, {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq,
-                                          "size": w.size, "count": count, "last": live if live is not None else
-                                          (u.closed[-1] if u.closed else None), "closed": list(u.closed)})
-                    if r is not None:
-                        await r
-        finally:
-            self.counts["published"] += sent
+        for u in res.updates:
+            await self._deliver_update(u.window, u.closed, want_chart)
         for snap in res.snapshots:
             self.counts["snapshots"] += 1
             self._publish(build_topic(Kind.MTF, snap.group), snap.to_record())
             await self._emit(Kind.MTF, snap)
+
+    async def _deliver_update(self, w: ChartWindow, closed: tuple[Bar, ...], want_chart: bool) -> None:
+        """Hand one change of window *w* on (*closed*: the bars it closed, oldest first): each closed bar
+        to the consumers and then on ``ohlc.``; the live bar on ``ohlc.``; the ``chart.`` message, then
+        to the ``chart`` consumers when *want_chart*."""
+        publish_raw, encode, emit = self.pub.publish_raw, _encode, self._emit_now
+        ohlc_topic, chart_topic, parts = self._outputs.get(w) or self._window_outputs(w)
+        live = w.live_bar()  # built once per update (aggregating windows assemble it on demand)
+        # each bar is encoded once: its ohlc message and the chart message embed the same bytes
+        closed_raw: list[bytes] = []
+        sent = 0
+        try:
+            for b in closed:
+                r = emit(Kind.BAR, b)  # first: fills at this bar are published before it
+                if r is not None:
+                    await r
+                body = encode(b)
+                publish_raw(ohlc_topic, body)
+                sent += 1
+                closed_raw.append(body)
+            if live is not None:
+                last = encode(live)
+                publish_raw(ohlc_topic, last)
+                sent += 1
+            else:
+                last = closed_raw[-1] if closed_raw else None
+            count = w.closed_count + (live is not None)
+            publish_raw(chart_topic, _chart_body(parts, w.seq, count, last, closed_raw))
+            sent += 1
+            if want_chart:  # the same message, its bars as Bars
+                r = emit(Kind.CHART, {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq,
+                                      "size": w.size, "count": count, "last": live if live is not None else
+                                      (closed[-1] if closed else None), "closed": list(closed)})
+                if r is not None:
+                    await r
+        finally:
+            self.counts["published"] += sent
 
     async def _on_news(self, item: NewsItem) -> None:
         self.counts["news"] += 1
