@@ -51,6 +51,7 @@ from .ws_client import AitradosWSClient, ReplayEnd
 Consumer = Callable[[str, Any], Awaitable[None] | None]
 _ALL_KINDS = frozenset(Kind)
 _NONE, _CLOSED = Change.NONE, Change.CLOSED
+_BAR, _CHART = Kind.BAR, Kind.CHART  # per bar: reading a member off the enum class costs a lookup each time
 
 
 class _ChartMessage(msgspec.Struct, gc=False):
@@ -72,6 +73,7 @@ _NIL = _encode(None)
 _LAST_KEY, _CLOSED_KEY = _encode("last"), _encode("closed")
 #: msgpack array headers of 0..15 items (one byte each); longer arrays are rare (see _array_head).
 _ARRAY_HEADS = [_encode([None] * n)[:-n or None] for n in range(16)]
+_CLOSED_ONE = _CLOSED_KEY + _ARRAY_HEADS[1]
 
 
 def _array_head(n: int) -> bytes:
@@ -96,7 +98,11 @@ def _chart_body(parts: tuple[bytes, bytes], seq: int, count: int, last: bytes | 
     """The ``chart.`` body of a window with constant *parts* (:func:`_chart_parts`): the bytes
     ``P.encode(_ChartMessage(full_symbol, interval, seq, size, count, Raw(last), [Raw(b) for b in closed]))``
     gives, written without building the struct (*last* None: ``nil``)."""
-    return b"".join((parts[0], _encode(seq), parts[1], _encode(count), _LAST_KEY, _NIL if last is None else last,
+    head, mid = parts
+    if len(closed) == 1:  # the usual case: one bar closed
+        return b"".join((head, _encode(seq), mid, _encode(count), _LAST_KEY, _NIL if last is None else last,
+                         _CLOSED_ONE, closed[0]))
+    return b"".join((head, _encode(seq), mid, _encode(count), _LAST_KEY, _NIL if last is None else last,
                      _CLOSED_KEY, _array_head(len(closed)), *closed))
 
 
@@ -306,7 +312,7 @@ class MarketDataHub:
                         ch = w.update(bar)
                         if ch is not _NONE:
                             await deliver_update(w, w.just_closed if ch is _CLOSED else (),
-                                                 bool(self._by_kind[Kind.CHART]))
+                                                 bool(self._by_kind[_CHART]))
                     if self.stream_topics["ohlc"]:
                         self._publish_stream_bar(bar)
                 except Exception as exc:
@@ -355,7 +361,7 @@ class MarketDataHub:
         sent = 0
         try:
             for b in closed:
-                r = emit(Kind.BAR, b)  # first: fills at this bar are published before it
+                r = emit(_BAR, b)  # first: fills at this bar are published before it
                 if r is not None:
                     await r
                 body = encode(b)
@@ -372,7 +378,7 @@ class MarketDataHub:
             publish_raw(chart_topic, _chart_body(parts, w.seq, count, last, closed_raw))
             sent += 1
             if want_chart:  # the same message, its bars as Bars
-                r = emit(Kind.CHART, {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq,
+                r = emit(_CHART, {"full_symbol": w.full_symbol, "interval": w.interval, "seq": w.seq,
                                       "size": w.size, "count": count, "last": live if live is not None else
                                       (closed[-1] if closed else None), "closed": list(closed)})
                 if r is not None:

@@ -32,6 +32,8 @@ from .orders import Event, OrderIntent
 from .report import Report, build_report, run_folder, run_params
 from .strategy import Cancel
 
+_STEP, _END = Kind.STEP, Kind.END  # per event: reading a member off the enum class costs a lookup each time
+
 
 class TradingRuntime:
     """Engine + publishing + remote-strategy lock-step.
@@ -136,10 +138,10 @@ class TradingRuntime:
             handles it: the hub awaits it before the next event.
         """
         k = kind if type(kind) is Kind else Kind(kind)  # the hub passes members: skip the enum lookup
-        if k is Kind.STEP:
+        if k is _STEP:
             self.step = obj[0]
             return self._wait_for_remote(obj[0]) if self.remote else None
-        if k is Kind.END:
+        if k is _END:
             return self._consume_end(obj)
         if self.signal_stage is None and not self.offload and not self.lock.locked():
             # nothing can interleave on this loop until the call returns: no lock round trip, no await
