@@ -277,8 +277,7 @@ def test_topic_counts_are_true_when_nobody_subscribes(ipc_dir: str, count_all: b
         _wait_for(lambda: pub.publish(topic, {"close": 0.0}) and _count(c, topic) > 0, "the router's subscription")
         first = _count(c, topic)
         for i in range(500):
-            pub.publish(topic, {"close": float(i)})
-        last = pub._seq[topic]
+            last = pub.publish(topic, {"close": float(i)})
         _wait_for(lambda: _count(c, topic) == last, f"count {last}")
         t = c.call("middleware", "topics")[topic]
         assert t["publishers"] == 1 and last >= first + 500

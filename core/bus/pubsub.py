@@ -406,8 +406,8 @@ class Publisher:
         self.max_size = bus.max_publish_size if bus else BusSettings().max_publish_size
         _connect(self._sock, address, bus)
         self.publisher_id = os.urandom(8)
-        self._seq: dict[str, int] = {}
-        self._topics: dict[str, bytes] = {}
+        #: topic -> [its frame (UTF-8 bytes, validated), its last sequence number]: one lookup a message
+        self._topics: dict[str, list[Any]] = {}
         self._pack = P.META.pack
         #: Messages held by :meth:`batch` (None outside one), in publishing order.
         self._held: list[tuple[bytes, bytes, bytes]] | None = None
@@ -415,12 +415,12 @@ class Publisher:
         #: The sending thread of a background publisher (None: sends happen in the publishing thread).
         self._sender = Sender(self._sock) if background and Sender is not None else None
 
-    def _topic(self, topic: str) -> bytes:
+    def _topic(self, topic: str) -> list[Any]:
         t = topic.encode("utf-8")
         if not P.valid_topic(t):
             raise ValueError(f"invalid topic {topic!r}: 1..{P.MAX_TOPIC} UTF-8 bytes, no spaces, dotted (e.g. ohlc.STOCK:US:SPX.DAY)")
-        self._topics[topic] = t
-        return t
+        state = self._topics[topic] = [t, 0]
+        return state
 
     #: Messages a batch holds at most; the next one sends them (bounds its memory and its delay).
     BATCH_MAX = 1024
@@ -477,14 +477,14 @@ class Publisher:
             raise ValueError(f"message on {topic!r} is {len(body)} bytes, over bus.max_publish_size "
                              f"({self.max_size}); send a reference or split it, or raise the setting "
                              "(AITRADOS_BUS__MAX_PUBLISH_SIZE) on the middleware and its peers")
-        t = self._topics.get(topic) or self._topic(topic)
-        seq = self._seq.get(topic, 0) + 1
-        self._seq[topic] = seq
+        state = self._topics.get(topic) or self._topic(topic)
+        seq = state[1] = state[1] + 1
+        meta = self._pack(_META_VERSION, self.publisher_id, seq)
         held = self._held
         if held is not None or self._sender is not None:
             if body.__class__ is not bytes:
                 body = bytes(body)  # sent later: a copy the caller cannot change meanwhile
-            frames = (t, self._pack(P.META_VERSION, self.publisher_id, seq), body)
+            frames = (state[0], meta, body)
             if held is None:
                 self._sender.put((frames,))  # type: ignore[union-attr]
                 return seq
@@ -493,11 +493,11 @@ class Publisher:
                 self.flush()
             return seq
         if NATIVE:
-            send_frames(self._sock, (t, self._pack(P.META_VERSION, self.publisher_id, seq), body))
+            send_frames(self._sock, (state[0], meta, body))
         else:
             sock = self._sock
-            _send(sock, t, _MORE)
-            _send(sock, self._pack(P.META_VERSION, self.publisher_id, seq), _MORE)
+            _send(sock, state[0], _MORE)
+            _send(sock, meta, _MORE)
             _send(sock, body, 0)
         return seq
 
