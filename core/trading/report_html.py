@@ -38,17 +38,19 @@ class PriceHistory:
     def __init__(self, cap: int = 20000) -> None:
         self.cap = cap
         self.series: dict[str, deque[tuple[dt.datetime, float, float, float, float]]] = {}
-        self._by_key: dict[tuple[str, str], deque[tuple[dt.datetime, float, float, float, float]]] = {}
+        #: full_symbol -> interval -> its series (two lookups a bar, no key tuple built)
+        self._by_key: dict[str, dict[str, deque[tuple[dt.datetime, float, float, float, float]]]] = {}
 
     @consumes(Kind.BAR)
     def record(self, kind: str, obj: Any) -> None:
         """Keep a closed bar (``kind == "bar"``); anything else is ignored."""
         if kind != "bar" or not getattr(obj, "closed", True):
             return
-        d = self._by_key.get((obj.full_symbol, obj.interval))
-        if d is None:
+        try:
+            d = self._by_key[obj.full_symbol][obj.interval]
+        except KeyError:
             d = self.series[f"{obj.full_symbol} {obj.interval}"] = deque(maxlen=self.cap)
-            self._by_key[(obj.full_symbol, obj.interval)] = d
+            self._by_key.setdefault(obj.full_symbol, {})[obj.interval] = d
         d.append((obj.datetime, obj.open, obj.high, obj.low, obj.close))
 
     def as_dict(self) -> dict[str, list[Candle]]:
