@@ -62,7 +62,8 @@ class ChartFlow:
         self.aligner = Aligner(lateness=lateness, sessions=self.sessions)
         self._routes: dict[Key, list[ChartWindow]] = {}
         self._aligned: set[Key] = set()
-        self._sole: dict[Key, ChartWindow | None] = {}  # see sole_window; cleared with the routes
+        #: full_symbol -> interval -> see sole_window (two lookups a bar, no key tuple); cleared with the routes
+        self._sole: dict[str, dict[str, ChartWindow | None]] = {}
 
     # ------------------------------------------------------------------ windows
     def session(self, full_symbol: str) -> Session:
@@ -138,17 +139,17 @@ class ChartFlow:
         """The window *bar* feeds when it feeds exactly one, and that one is in no aligned group: feeding
         *bar* is then ``window.update(bar)`` alone (what :meth:`feed` would do, without building its
         result). None otherwise (no window, several, or an aligned one: use :meth:`feed`)."""
-        k = (bar.full_symbol, bar.interval)
         try:
-            return self._sole[k]
+            return self._sole[bar.full_symbol][bar.interval]
         except KeyError:
+            k = (bar.full_symbol, bar.interval)
             windows = self._routes.get(k)
             if windows is None:
                 windows = self._route(k)
             w = windows[0] if len(windows) == 1 else None
             if w is not None and (w.full_symbol, w.interval) in self._aligned:
                 w = None
-            self._sole[k] = w
+            self._sole.setdefault(k[0], {})[k[1]] = w
             return w
 
     def feed(self, bar: Bar) -> FeedResult:
