@@ -341,7 +341,7 @@ class Runtime:
         engine and runtime, wired together (the hub feeds the trading runtime, progress and prices)."""
         s = self.settings
         key = self._key() or "local-replay"
-        pub = Publisher(self.mw.endpoints().publish, bus=s.bus, context=self.mw.context, background=True)
+        pub = Publisher(self.mw.endpoints().publish, bus=s.bus, context=self.mw.context)
         http = AsyncAitradosHTTPClient(self.http_url, key, settings=s.marketdata)
         window = max([n.window for n in needs] + [150])  # default chart length: the longest need, at least 150
         # our own replay server pushes bars as msgpack when asked (decoded in C); the cloud keeps JSON

@@ -38,7 +38,7 @@ def impl(name: str) -> SimpleNamespace:
     _fastzmq.init()
     return SimpleNamespace(send_frames=_fastzmq.send_frames, recv_frames=_fastzmq.recv_frames,
                            recv_messages=_fastzmq.recv_messages, readable=_fastzmq.readable,
-                           send_many=_fastzmq.send_many, Sender=_fastzmq.Sender)
+                           send_many=_fastzmq.send_many)
 
 
 def blocked_in_poll(native_id: int) -> bool:

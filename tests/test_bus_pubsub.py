@@ -403,18 +403,12 @@ def test_a_batch_sends_every_batch_max_messages_and_flush_sends_at_once() -> Non
         ctx.term()
 
 
-@pytest.mark.parametrize("background", [False, True], ids=["in-thread", "background"])
-def test_a_background_publisher_delivers_everything_in_order_and_close_sends_what_is_queued(
-        mw: Middleware, background: bool) -> None:
-    """With ``background=True`` (the C extension's sending thread) a subscriber gets the same
-    messages, in the same order and with the same sequence numbers, as from a publisher that sends
-    itself, inside batches and outside them; close() sends what is still queued or held."""
-    from aitrados.bus.fastio import NATIVE
-
+def test_batches_and_single_messages_arrive_in_order_and_close_sends_what_a_batch_holds(mw: Middleware) -> None:
+    """Through the router, a subscriber gets messages published inside batches and outside them in
+    publishing order with consecutive sequence numbers; close() inside a batch sends what it holds."""
     ep = mw.endpoints("ipc")
     with Subscriber(ep.subscribe, ["bg."]) as sub:
-        pub = Publisher(ep.publish, bus=mw.bus, background=background)
-        assert (pub._sender is not None) == (background and NATIVE)
+        pub = Publisher(ep.publish, bus=mw.bus)
         for _ in range(1000):  # until the subscription reached the publisher (slow joiner)
             pub.publish("bg.join", 0)
             if sub.recv(timeout=0.01) is not None:

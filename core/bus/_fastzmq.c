@@ -13,7 +13,6 @@
  *                                                               message starts once the batch holds that many)
  *   send_frames(sock, frames, flags)    -> None                 one multipart message
  *   send_many(sock, messages)           -> int                  whole messages, GIL released for the batch
- *   Sender(sock).put(messages)          -> int                  the same, from a thread of its own (below)
  *   readable(sock)                      -> bool                 a whole message waits (ZMQ_EVENTS)
  *   track(batch, start, ...)            -> int                  a subscriber's sequence checks (below)
  *   sample(sock, limit, valid, is_valid) -> (n, dict, list, int) the pub/sub monitor's drain (below)
@@ -38,7 +37,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -51,8 +49,6 @@ typedef struct {
 #define FZ_SNDMORE 2
 #define FZ_EVENTS 15
 #define FZ_POLLIN 1
-#define FZ_TYPE 16
-#define FZ_PUB 1
 
 static int (*z_msg_init)(fz_msg_t *);
 static int (*z_msg_recv)(fz_msg_t *, void *, int);
@@ -449,237 +445,6 @@ static PyObject *fz_send_many(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(n);
 }
 
-/* ------------------------------------------------------------------ Sender */
-/* Sender(sock): a thread of its own (a pthread: it never takes the GIL) that sends the batches
- * `put` hands it, in order, on `sock` (a PUB socket: its sends never block), which from then on only it uses. A publisher's sends
- * (libzmq's copies, its wake-ups of the router) then leave the publishing thread: `put` only
- * checks the batch and queues it. Sent batches are freed by the next `put` or by `close` (with the
- * GIL). A failed send stops the sending: its error is raised by every later `put` and by `close`.
- * `put` waits (GIL released) while more than SENDER_MAX_PENDING messages are queued. `close`
- * sends what is queued, then ends the thread; the socket may then be closed. */
-#define SENDER_MAX_PENDING 100000
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *sock;
-    void *h;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    fz_batch *head, *tail, *done;
-    Py_ssize_t pending;
-    int stop;
-    int err;
-} fz_sender;
-
-static void *sender_main(void *arg) {
-    fz_sender *s = (fz_sender *)arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (s->head == NULL && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
-        fz_batch *work = s->head;
-        if (work == NULL) break; /* stop, and nothing left to send */
-        s->head = s->tail = NULL;
-        int err = s->err;
-        pthread_mutex_unlock(&s->mu);
-        fz_batch *last = work;
-        Py_ssize_t sent = 0;
-        for (fz_batch *b = work; b != NULL; b = b->next) {
-            if (err == 0) err = send_batch(s->h, b);
-            sent += b->nmessages;
-            last = b;
-        }
-        pthread_mutex_lock(&s->mu);
-        if (s->err == 0) s->err = err;
-        last->next = s->done; /* the batches go to `done`, freed with the GIL */
-        s->done = work;
-        s->pending -= sent;
-        pthread_cond_broadcast(&s->cv);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-/* Free the sent batches (with the GIL). */
-static void sender_reap(fz_sender *s) {
-    pthread_mutex_lock(&s->mu);
-    fz_batch *d = s->done;
-    s->done = NULL;
-    pthread_mutex_unlock(&s->mu);
-    while (d != NULL) {
-        fz_batch *next = d->next;
-        free_batch(d);
-        d = next;
-    }
-}
-
-static int sender_init(fz_sender *s, PyObject *args, PyObject *kw) {
-    PyObject *sock;
-    if (!ready) {
-        PyErr_SetString(PyExc_RuntimeError, "_fastzmq.init() has not found libzmq");
-        return -1;
-    }
-    if (s->started) {
-        PyErr_SetString(PyExc_RuntimeError, "Sender: already initialised");
-        return -1;
-    }
-    if (!PyArg_ParseTuple(args, "O:Sender", &sock)) return -1;
-    void *h = handle_of(sock);
-    if (h == NULL) return -1;
-    int type = 0;
-    size_t tlen = sizeof(type);
-    if (z_getsockopt(h, FZ_TYPE, &type, &tlen) != 0) {
-        raise_errno(z_errno());
-        return -1;
-    }
-    if (type != FZ_PUB) { /* a PUB's sends never block (zmq_socket(3)): close() can always end the thread */
-        PyErr_SetString(PyExc_ValueError, "Sender: only for PUB sockets (their sends never block)");
-        return -1;
-    }
-    Py_INCREF(sock);
-    s->sock = sock;
-    s->h = h;
-    if (pthread_create(&s->thread, NULL, sender_main, s) != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "Sender: could not start its thread");
-        return -1;
-    }
-    s->started = 1;
-    return 0;
-}
-
-static PyObject *sender_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    fz_sender *s = (fz_sender *)type->tp_alloc(type, 0);
-    if (s == NULL) return NULL;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    return (PyObject *)s;
-}
-
-/* 1 with the error that stopped the sending raised, else 0. */
-static int sender_failed(fz_sender *s) {
-    int err;
-    pthread_mutex_lock(&s->mu);
-    err = s->err;
-    pthread_mutex_unlock(&s->mu);
-    if (err == 0) return 0;
-    raise_errno(err);
-    return 1;
-}
-
-static PyObject *sender_put(fz_sender *s, PyObject *messages) {
-    if (!s->started || s->stop) {
-        PyErr_SetString(PyExc_RuntimeError, "Sender: closed");
-        return NULL;
-    }
-    sender_reap(s);
-    if (sender_failed(s)) return NULL;
-    fz_batch *b = build_batch(messages, "Sender.put");
-    if (b == NULL) return NULL;
-    if (b->nmessages == 0) {
-        free_batch(b);
-        return PyLong_FromLong(0);
-    }
-    Py_ssize_t n = b->nmessages;
-    for (;;) { /* while the thread is behind, wait for room without the GIL (and without the lock
-                * when taking the GIL back: a thread holding the GIL may be waiting for the lock) */
-        pthread_mutex_lock(&s->mu);
-        if (s->pending <= SENDER_MAX_PENDING || s->err != 0 || s->stop) break;
-        pthread_mutex_unlock(&s->mu);
-        Py_BEGIN_ALLOW_THREADS
-        pthread_mutex_lock(&s->mu);
-        while (s->pending > SENDER_MAX_PENDING && s->err == 0 && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
-        pthread_mutex_unlock(&s->mu);
-        Py_END_ALLOW_THREADS
-    }
-    if (s->stop) { /* closed while this waited */
-        pthread_mutex_unlock(&s->mu);
-        free_batch(b);
-        PyErr_SetString(PyExc_RuntimeError, "Sender: closed");
-        return NULL;
-    }
-    if (s->tail != NULL)
-        s->tail->next = b;
-    else
-        s->head = b;
-    s->tail = b;
-    s->pending += n;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return PyLong_FromSsize_t(n);
-}
-
-/* Stop the thread once it has sent everything queued; free every batch. Idempotent. */
-static void sender_stop(fz_sender *s) {
-    if (!s->started) return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = 1;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    Py_BEGIN_ALLOW_THREADS
-    pthread_join(s->thread, NULL);
-    Py_END_ALLOW_THREADS
-    s->started = 0;
-    sender_reap(s);
-    fz_batch *left = s->head; /* none: the thread sends everything queued before it ends */
-    s->head = s->tail = NULL;
-    while (left != NULL) {
-        fz_batch *next = left->next;
-        free_batch(left);
-        left = next;
-    }
-}
-
-static PyObject *sender_close(fz_sender *s, PyObject *unused) {
-    sender_stop(s);
-    if (sender_failed(s)) return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *sender_pending(fz_sender *s, void *closure) {
-    Py_ssize_t n;
-    pthread_mutex_lock(&s->mu);
-    n = s->pending;
-    pthread_mutex_unlock(&s->mu);
-    return PyLong_FromSsize_t(n);
-}
-
-static void sender_dealloc(fz_sender *s) {
-    sender_stop(s);
-    Py_XDECREF(s->sock);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    Py_TYPE(s)->tp_free((PyObject *)s);
-}
-
-static PyMethodDef sender_methods[] = {
-    {"put", (PyCFunction)sender_put, METH_O,
-     "put(messages) -> int: queue whole multipart messages of bytes frames (checked whole first); returns "
-     "how many. Raises the error that stopped the sending, if one did."},
-    {"close", (PyCFunction)sender_close, METH_NOARGS,
-     "close(): send what is queued, end the thread (the socket may then be closed); raises the error that "
-     "stopped the sending, if one did."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef sender_getset[] = {
-    {"pending", (getter)sender_pending, NULL, "messages queued and not yet sent", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject fz_sender_type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "aitrados.bus._fastzmq.Sender",
-    .tp_basicsize = sizeof(fz_sender),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Sender(sock): sends queued batches of whole messages on sock from a thread of its own, "
-              "without the GIL.",
-    .tp_new = sender_new,
-    .tp_init = (initproc)sender_init,
-    .tp_dealloc = (destructor)sender_dealloc,
-    .tp_methods = sender_methods,
-    .tp_getset = sender_getset,
-};
-
 static PyObject *fz_readable(PyObject *self, PyObject *sock) {
     NEED_READY
     void *h = handle_of(sock);
@@ -1007,14 +772,5 @@ PyMODINIT_FUNC PyInit__fastzmq(void) {
     if (str_underlying == NULL) return NULL;
     empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
     if (empty_bytes == NULL) return NULL;
-    if (PyType_Ready(&fz_sender_type) < 0) return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) return NULL;
-    Py_INCREF(&fz_sender_type);
-    if (PyModule_AddObject(m, "Sender", (PyObject *)&fz_sender_type) < 0) {
-        Py_DECREF(&fz_sender_type);
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModule_Create(&module);
 }

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import zmq
 from zmq.backend import Socket as _Base
@@ -61,7 +60,7 @@ def py_send_many(sock: zmq.Socket, messages: Sequence[Sequence[bytes]]) -> int:
     """Send every message of *messages* (whole multipart messages of ``bytes`` frames) in order;
     returns how many were sent. The batch is checked whole first: a message with no frames
     (``ValueError``) or a frame that is not exactly ``bytes`` (``TypeError``) sends nothing. The C
-    version sends with the GIL released for the whole batch (see ``Publisher(background=True)``).
+    version sends with the GIL released for the whole batch (a publisher's held batch, say).
     A failing send raises and ends the batch."""
     batch = [tuple(m) for m in messages]
     for i, m in enumerate(batch):
@@ -222,8 +221,6 @@ NATIVE: bool = _native is not None
 if _native is not None:
     send_frames: Callable[..., None] = _native.send_frames  # type: ignore[attr-defined]
     send_many: Callable[..., int] = _native.send_many  # type: ignore[attr-defined]
-    #: Sends queued batches from a thread of its own, without the GIL (``_fastzmq.Sender``); None without the extension.
-    Sender: Any = _native.Sender  # type: ignore[attr-defined]
     recv_frames: Callable[..., list[bytes]] = _native.recv_frames  # type: ignore[attr-defined]
     recv_messages: Callable[..., list[list[bytes]]] = _native.recv_messages  # type: ignore[attr-defined]
     readable: Callable[[zmq.Socket], bool] = _native.readable  # type: ignore[attr-defined]
@@ -236,6 +233,5 @@ if _native is not None:
 else:
     send_frames, recv_frames, recv_messages, readable = py_send_frames, py_recv_frames, py_recv_messages, py_readable
     send_many = py_send_many
-    Sender = None
     drain = py_drain
     track = sample = None

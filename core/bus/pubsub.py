@@ -40,7 +40,7 @@ from zmq.backend import zmq_poll
 from .settings import BusSettings
 from . import protocol as P
 from .binding import bind_all, router_socket, unbind_inproc
-from .fastio import DRAIN_BYTES, NATIVE, Sender, recv_messages, sample, send_frames, send_many, track
+from .fastio import DRAIN_BYTES, NATIVE, recv_messages, sample, send_frames, send_many, track
 from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
@@ -389,15 +389,10 @@ class Publisher:
     :param address: the router's publish address (``Endpoints.publish``)
     :param bus: bus settings (CURVE keys, high-water mark); optional
     :param context: ZeroMQ context; the process-wide one by default (needed for inproc)
-    :param background: send from a thread of its own (``_fastzmq.Sender``, a C thread that never takes
-        the GIL): ``publish`` stamps a message and queues it, a batch is queued whole, and libzmq's
-        copies and its wake-ups of the router leave the publishing thread (the market-data hub's, the
-        whole loop's bottleneck). Order is kept; :meth:`close` sends what is queued first. Without
-        the C extension the publisher sends in the publishing thread, as without this flag.
     """
 
     def __init__(self, address: str, *, bus: BusSettings | None = None, context: zmq.Context | None = None,
-                 hwm: int | None = None, background: bool = False) -> None:
+                 hwm: int | None = None) -> None:
         self.address = address
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.linger = 500
@@ -412,8 +407,6 @@ class Publisher:
         #: Messages held by :meth:`batch` (None outside one), in publishing order.
         self._held: list[tuple[bytes, bytes, bytes]] | None = None
         self._depth = 0
-        #: The sending thread of a background publisher (None: sends happen in the publishing thread).
-        self._sender = Sender(self._sock) if background and Sender is not None else None
 
     def _topic(self, topic: str) -> list[Any]:
         t = topic.encode("utf-8")
@@ -459,10 +452,7 @@ class Publisher:
         held = self._held
         if held:
             self._held = []
-            if self._sender is not None:
-                self._sender.put(held)
-            else:
-                send_many(self._sock, held)
+            send_many(self._sock, held)
 
     def publish(self, topic: str, obj: Any) -> int:
         """Encode *obj* (msgpack) and publish it on *topic*; returns its sequence number."""
@@ -481,14 +471,10 @@ class Publisher:
         seq = state[1] = state[1] + 1
         meta = self._pack(_META_VERSION, self.publisher_id, seq)
         held = self._held
-        if held is not None or self._sender is not None:
+        if held is not None:
             if body.__class__ is not bytes:
                 body = bytes(body)  # sent later: a copy the caller cannot change meanwhile
-            frames = (state[0], meta, body)
-            if held is None:
-                self._sender.put((frames,))  # type: ignore[union-attr]
-                return seq
-            held.append(frames)
+            held.append((state[0], meta, body))
             if len(held) >= self.BATCH_MAX:
                 self.flush()
             return seq
@@ -502,19 +488,12 @@ class Publisher:
         return seq
 
     def close(self) -> None:
-        """Close the socket (pending messages get up to 0.5 s to leave); what a batch holds is sent
-        first, and a background publisher's thread sends what is queued before it ends."""
-        sender, self._sender = self._sender, None
+        """Close the socket (pending messages get up to 0.5 s to leave); what a batch holds is sent first."""
         held, self._held = self._held, None
         try:
             if held:
-                if sender is not None:
-                    sender.put(held)
-                else:
-                    send_many(self._sock, held)
+                send_many(self._sock, held)
         finally:
-            if sender is not None:
-                sender.close()  # its thread ends once the queue is sent: the socket is ours again
             self._sock.close()
 
     def __enter__(self) -> Publisher:
