@@ -47,7 +47,8 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> No
         logger.add(_console_sink, level=level.upper(), format=fmt, filter=scrub_secrets, backtrace=False,
                    diagnose=False, colorize=True)
     else:
-        logger.add(sys.stderr, level=level.upper(), format=fmt, filter=scrub_secrets, backtrace=False, diagnose=False)
+        logger.add(_stderr_sink, level=level.upper(), format=fmt, filter=scrub_secrets, backtrace=False,
+                   diagnose=False)
 
 
 _console: Console | None = None
@@ -59,6 +60,15 @@ def console() -> Console:
     if _console is None or _console.file is not sys.stderr:
         _console = Console(stderr=True, highlight=False)
     return _console
+
+
+def _stderr_sink(message: str) -> None:
+    """Write a log line to the ``sys.stderr`` of the moment, not the one of ``setup_logging``'s call: a
+    stream swapped and closed since (a test's captured stderr, a redirect undone) would make every
+    later line from any thread a "logging error"."""
+    err = sys.stderr
+    err.write(message)
+    err.flush()
 
 
 def _console_sink(message: str) -> None:
