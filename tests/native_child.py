@@ -31,14 +31,12 @@ def impl(name: str) -> SimpleNamespace:
 
     if name == "python":
         return SimpleNamespace(send_frames=fastio.py_send_frames, recv_frames=fastio.py_recv_frames,
-                               recv_messages=fastio.py_recv_messages, readable=fastio.py_readable,
-                               send_many=fastio.py_send_many)
+                               recv_messages=fastio.py_recv_messages, readable=fastio.py_readable)
     from aitrados.bus import _fastzmq  # type: ignore[attr-defined]
 
     _fastzmq.init()
     return SimpleNamespace(send_frames=_fastzmq.send_frames, recv_frames=_fastzmq.recv_frames,
-                           recv_messages=_fastzmq.recv_messages, readable=_fastzmq.readable,
-                           send_many=_fastzmq.send_many)
+                           recv_messages=_fastzmq.recv_messages, readable=_fastzmq.readable)
 
 
 def blocked_in_poll(native_id: int) -> bool:

@@ -6,12 +6,14 @@ import asyncio
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 
 import msgspec
 import pytest
 import zmq
 
 from aitrados.bus import AsyncSubscriber, Publisher, Subscriber
+from aitrados.bus.probe import prove
 from aitrados.bus.pubsub import SubscriberStats
 from aitrados.bus import protocol as P
 from aitrados.middleware import Middleware
@@ -319,26 +321,30 @@ def test_topic_stats_logic() -> None:
     assert ts.snapshot() == {"a": {"count": 11, "publishers": 1, "rate": 0.0}} and ts.expired == 1
 
 
-def _raw_sink(ctx: zmq.Context, name: str) -> zmq.Socket:
-    """An XSUB bound on inproc that subscribes to everything: what a publisher connected to it sends."""
+@pytest.fixture
+def raw_pub() -> Iterator[tuple[Publisher, zmq.Socket]]:
+    """A publisher and the XSUB it publishes to over inproc, subscribed to everything and joined:
+    the publisher has seen the subscription (the slow joiner) and the joining messages are gone."""
+    ctx = zmq.Context()
     sink = ctx.socket(zmq.XSUB)
     sink.linger = 0
-    sink.bind(f"inproc://{name}")
+    sink.bind("inproc://raw-pub")
     sink.send(b"\x01")
-    return sink
-
-
-def _joined(pub: Publisher, sink: zmq.Socket) -> None:
-    """Publish on ``join.`` until the sink gets one (the slow joiner: the publisher learns of the
-    subscription a while after connecting), then drop every ``join.`` message."""
-    for _ in range(1000):
-        pub.publish_raw("join.x", b"")
-        if sink.poll(10):
-            break
-    else:
-        raise AssertionError("the publisher never saw the sink's subscription")
-    while sink.poll(100):
-        assert sink.recv_multipart()[0] == b"join.x"
+    pub = Publisher("inproc://raw-pub", context=ctx)
+    try:
+        for _ in range(1000):
+            pub.publish_raw("join.x", b"")
+            if sink.poll(10):
+                break
+        else:
+            raise AssertionError("the publisher never saw the sink's subscription")
+        while sink.poll(100):
+            assert sink.recv_multipart()[0] == b"join.x"
+        yield pub, sink
+    finally:
+        pub.close()
+        sink.close()
+        ctx.term()
 
 
 def _drain_raw(sink: zmq.Socket, n: int) -> list[tuple[str, int, bytes]]:
@@ -351,56 +357,40 @@ def _drain_raw(sink: zmq.Socket, n: int) -> list[tuple[str, int, bytes]]:
     return out
 
 
-def test_a_batch_holds_its_messages_and_sends_them_in_order_when_it_ends() -> None:
-    ctx = zmq.Context()
-    sink = _raw_sink(ctx, "batch-order")
-    pub = Publisher("inproc://batch-order", context=ctx)
-    try:
-        _joined(pub, sink)
-        assert pub.publish_raw("a.x", b"0") == 1  # outside a batch: sent at once
-        assert _drain_raw(sink, 1) == [("a.x", 1, b"0")]
-        with pub.batch():
-            seqs = [pub.publish_raw("a.x", b"1"), pub.publish_raw("b.y", b"2")]
-            with pub.batch():  # nested: only the outermost batch sends
-                seqs.append(pub.publish_raw("a.x", b"3"))
-            assert pub.held == 3
-            assert sink.poll(50) == 0  # held: nothing reached the socket
-        assert seqs == [2, 1, 3] and pub.held == 0
-        assert _drain_raw(sink, 3) == [("a.x", 2, b"1"), ("b.y", 1, b"2"), ("a.x", 3, b"3")]
-        with pytest.raises(ValueError, match="invalid topic"), pub.batch():
-            pub.publish_raw("a.x", b"4")
-            pub.publish_raw("bad topic", b"5")  # raises: the batch still sends what it took
-        assert _drain_raw(sink, 1) == [("a.x", 4, b"4")]
-        assert sink.poll(50) == 0  # and nothing of the rejected message
-    finally:
-        pub.close()
-        sink.close()
-        ctx.term()
+def test_a_batch_holds_its_messages_and_sends_them_in_order_when_it_ends(raw_pub: tuple[Publisher, zmq.Socket]) -> None:
+    pub, sink = raw_pub
+    assert pub.publish_raw("a.x", b"0") == 1  # outside a batch: sent at once
+    assert _drain_raw(sink, 1) == [("a.x", 1, b"0")]
+    with pub.batch():
+        seqs = [pub.publish_raw("a.x", b"1"), pub.publish_raw("b.y", b"2")]
+        with pub.batch():  # nested: only the outermost batch sends
+            seqs.append(pub.publish_raw("a.x", b"3"))
+        assert pub.held == 3
+        assert sink.poll(50) == 0  # held: nothing reached the socket
+    assert seqs == [2, 1, 3] and pub.held == 0
+    assert _drain_raw(sink, 3) == [("a.x", 2, b"1"), ("b.y", 1, b"2"), ("a.x", 3, b"3")]
+    with pytest.raises(ValueError, match="invalid topic"), pub.batch():
+        pub.publish_raw("a.x", b"4")
+        pub.publish_raw("bad topic", b"5")  # raises: the batch still sends what it took
+    assert _drain_raw(sink, 1) == [("a.x", 4, b"4")]
+    assert sink.poll(50) == 0  # and nothing of the rejected message
 
 
-def test_a_batch_sends_every_batch_max_messages_and_flush_sends_at_once() -> None:
-    ctx = zmq.Context()
-    sink = _raw_sink(ctx, "batch-bound")
-    pub = Publisher("inproc://batch-bound", context=ctx)
-    try:
-        _joined(pub, sink)
-        with pub.batch():
-            for i in range(Publisher.BATCH_MAX + 1):
-                pub.publish_raw("t.x", str(i).encode())
-            # the first BATCH_MAX left when the batch was full; the rest wait for its end
-            got = _drain_raw(sink, Publisher.BATCH_MAX)
-            assert [b for _, _, b in got] == [str(i).encode() for i in range(Publisher.BATCH_MAX)]
-            assert pub.held == 1
-            pub.flush()
-            assert pub.held == 0
-            assert _drain_raw(sink, 1)[0][2] == str(Publisher.BATCH_MAX).encode()
-            pub.publish_raw("t.x", b"last")
-        assert _drain_raw(sink, 1) == [("t.x", Publisher.BATCH_MAX + 2, b"last")]
-        pub.flush()  # outside a batch: nothing to do
-    finally:
-        pub.close()
-        sink.close()
-        ctx.term()
+def test_a_batch_sends_every_batch_max_messages_and_flush_sends_at_once(raw_pub: tuple[Publisher, zmq.Socket]) -> None:
+    pub, sink = raw_pub
+    with pub.batch():
+        for i in range(Publisher.BATCH_MAX + 1):
+            pub.publish_raw("t.x", str(i).encode())
+        # the first BATCH_MAX left when the batch was full; the rest wait for its end
+        got = _drain_raw(sink, Publisher.BATCH_MAX)
+        assert [b for _, _, b in got] == [str(i).encode() for i in range(Publisher.BATCH_MAX)]
+        assert pub.held == 1
+        pub.flush()
+        assert pub.held == 0
+        assert _drain_raw(sink, 1)[0][2] == str(Publisher.BATCH_MAX).encode()
+        pub.publish_raw("t.x", b"last")
+    assert _drain_raw(sink, 1) == [("t.x", Publisher.BATCH_MAX + 2, b"last")]
+    pub.flush()  # outside a batch: nothing to do
 
 
 def test_batches_and_single_messages_arrive_in_order_and_close_sends_what_a_batch_holds(mw: Middleware) -> None:
@@ -409,12 +399,7 @@ def test_batches_and_single_messages_arrive_in_order_and_close_sends_what_a_batc
     ep = mw.endpoints("ipc")
     with Subscriber(ep.subscribe, ["bg."]) as sub:
         pub = Publisher(ep.publish, bus=mw.bus)
-        for _ in range(1000):  # until the subscription reached the publisher (slow joiner)
-            pub.publish("bg.join", 0)
-            if sub.recv(timeout=0.01) is not None:
-                break
-        while sub.recv(timeout=0.2) is not None:
-            pass
+        assert prove(sub, pub.publish, ep.subscribe, "test") == []  # the subscription reached the publisher
         want = []
         for i in range(3000):
             topic = f"bg.{i % 7}"

@@ -332,8 +332,7 @@ typedef struct {
     int more;
 } fz_frame;
 
-typedef struct fz_batch {
-    struct fz_batch *next;
+typedef struct {
     PyObject *owned;
     fz_frame *frames;
     Py_ssize_t nframes;
@@ -348,7 +347,7 @@ static void free_batch(fz_batch *b) { /* with the GIL */
 
 /* The batch of `messages`, checked whole (ValueError for a message with no frames, TypeError for a
  * frame that is not exactly bytes), or NULL with an exception set. */
-static fz_batch *build_batch(PyObject *messages, const char *who) {
+static fz_batch *build_batch(PyObject *messages) {
     PyObject *outer = PySequence_Tuple(messages);
     if (outer == NULL) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(outer);
@@ -358,7 +357,6 @@ static fz_batch *build_batch(PyObject *messages, const char *who) {
         PyErr_NoMemory();
         return NULL;
     }
-    b->next = NULL;
     b->frames = NULL;
     b->nframes = 0;
     b->nmessages = n;
@@ -370,13 +368,13 @@ static fz_batch *build_batch(PyObject *messages, const char *who) {
         PyTuple_SET_ITEM(b->owned, i, m);
         Py_ssize_t k = PyTuple_GET_SIZE(m);
         if (k == 0) {
-            PyErr_Format(PyExc_ValueError, "%s: message %zd has no frames", who, i);
+            PyErr_Format(PyExc_ValueError, "send_many: message %zd has no frames", i);
             goto fail;
         }
         for (Py_ssize_t j = 0; j < k; j++) {
             PyObject *f = PyTuple_GET_ITEM(m, j);
             if (!PyBytes_CheckExact(f)) {
-                PyErr_Format(PyExc_TypeError, "%s: frame %zd of message %zd is %.100s, not bytes", who, j, i,
+                PyErr_Format(PyExc_TypeError, "send_many: frame %zd of message %zd is %.100s, not bytes", j, i,
                              Py_TYPE(f)->tp_name);
                 goto fail;
             }
@@ -433,7 +431,7 @@ static PyObject *fz_send_many(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO:send_many", &sock, &messages)) return NULL;
     void *h = handle_of(sock);
     if (h == NULL) return NULL;
-    fz_batch *b = build_batch(messages, "send_many");
+    fz_batch *b = build_batch(messages);
     if (b == NULL) return NULL;
     int err;
     Py_BEGIN_ALLOW_THREADS

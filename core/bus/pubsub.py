@@ -45,10 +45,8 @@ from .gaps import LEDGER, GapReports
 from .memory import return_freed_memory, tune_allocator
 from .topic_stats import TopicStats
 
-_MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
-# libzmq's send and recv themselves, past pyzmq's pure-Python wrappers (see fastio.py)
-_send = _Base.send
+# libzmq's recv itself, past pyzmq's pure-Python wrapper (see fastio.py)
 _recv = _Base.recv
 _META_SIZE = P.META.size
 _META_VERSION = P.META_VERSION
@@ -478,13 +476,7 @@ class Publisher:
             if len(held) >= self.BATCH_MAX:
                 self.flush()
             return seq
-        if NATIVE:
-            send_frames(self._sock, (state[0], meta, body))
-        else:
-            sock = self._sock
-            _send(sock, state[0], _MORE)
-            _send(sock, meta, _MORE)
-            _send(sock, body, 0)
+        send_frames(self._sock, (state[0], meta, body))
         return seq
 
     def close(self) -> None:

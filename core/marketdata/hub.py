@@ -293,6 +293,7 @@ class MarketDataHub:
         self._refresh_consumers()
         counts, hydrating, deliver, feed = self.counts, self._hydrating, self._deliver, self.flow.feed
         sole, deliver_update = self.flow.sole_window, self._deliver_update
+        want_chart = bool(self._by_kind[_CHART])  # consumers are refreshed once a message, above
         with self.pub.batch():  # the message's publications leave together (see _emit_rest)
             for bar in bars:
                 try:
@@ -311,8 +312,7 @@ class MarketDataHub:
                     else:  # what feed and _deliver do for one window outside aligned groups, without a FeedResult
                         ch = w.update(bar)
                         if ch is not _NONE:
-                            await deliver_update(w, w.just_closed if ch is _CLOSED else (),
-                                                 bool(self._by_kind[_CHART]))
+                            await deliver_update(w, w.just_closed if ch is _CLOSED else (), want_chart)
                     if self.stream_topics["ohlc"]:
                         self._publish_stream_bar(bar)
                 except Exception as exc:
