@@ -172,8 +172,14 @@ def test_consumers_get_each_event_in_order_whether_they_finish_at_once_or_await(
     c.call("chart", "add", full_symbol=SYM, interval="5M", size=20)  # a subscription starts the replay
     collect(sub)
     sub.close()
+    # replay.end is published before the consumers get END: wait until the hub has handed it to all
+    deadline = time.monotonic() + 30
+    while not runtime.hub.ended.is_set():
+        assert time.monotonic() < deadline, "the hub never finished handing on the end"
+        time.sleep(0.01)
     events = [(k, o) for who, k, o in log if who == "plain"]
     assert sum(k == Kind.BAR for k, _ in events) >= 25 and any(k == Kind.CHART for k, _ in events)
+    assert events[-1][0] == Kind.END
     want = []
     for k, o in events:
         want.append(("slow", k, o))
