@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from aitrados.bus.probe import prove
+from aitrados.bus.pubsub import Subscriber
 from aitrados.middleware import Middleware
 from aitrados.settings import Settings, load_settings
 
@@ -99,6 +101,17 @@ def mw(settings: Settings) -> Iterator[Middleware]:
     m = Middleware(settings).start()
     yield m
     m.stop()
+
+
+def joined_subscriber(mw: Middleware, prefixes: list[str]) -> Subscriber:
+    """A subscriber to *mw*'s router on *prefixes* whose subscription has reached the router: a probe
+    published after it came back (subscriptions travel asynchronously; a sleep proves nothing on a
+    loaded machine). Fails if a message on *prefixes* came first: the test has not begun yet."""
+    sub = mw.subscriber(prefixes)
+    with mw.publisher() as pub:
+        early = prove(sub, pub.publish, mw.endpoints().subscribe, "test")
+    assert early == [], f"messages before the test began: {[m.topic for m in early]}"
+    return sub
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:

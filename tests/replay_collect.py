@@ -6,14 +6,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from conftest import joined_subscriber
+
 
 def replay_and_collect(rt: Any, prefixes: list[str], on_message: Callable[[Any], None],
                        complete: Callable[[], bool], timeout: float = 120.0) -> None:
     """Start *rt*'s replay; pass each message on *prefixes* to *on_message* until ``replay.end`` came and
     ``complete()`` holds once the bus is quiet (plugins may publish a little after the replay's end).
     Bounded by *timeout*; fails when the replay did not end."""
-    with rt.mw.subscriber([*prefixes, "replay.end"]) as sub:
-        time.sleep(0.3)  # the subscription reaches the router before the first message
+    with joined_subscriber(rt.mw, [*prefixes, "replay.end"]) as sub:
         rt.start_replay()
         deadline, ended = time.monotonic() + timeout, False
         while time.monotonic() < deadline:

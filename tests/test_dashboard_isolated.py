@@ -7,12 +7,12 @@ its end; the RPC and the dashboard's status both show the final state.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from aitrados.runtime import Runtime
 
+from conftest import joined_subscriber
 from test_strategies_remote import sma_replay_settings, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -24,8 +24,7 @@ def test_an_isolated_strategys_state_is_shown_by_the_rpc_and_the_dashboard(ipc_d
     try:
         assert not rt.trading.engine.strategies, "sma_cross must run in its worker, not in this process"
         assert wait_for(lambda: "sma_cross" in rt.trading.remote, 30), "the isolated strategy never attached"
-        with rt.mw.subscriber(["replay.end"]) as sub:
-            time.sleep(0.3)
+        with joined_subscriber(rt.mw, ["replay.end"]) as sub:
             rt.start_replay()
             assert sub.recv(timeout=90) is not None, "the replay stalled"
         assert rt.wait_replay(60)

@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from aitrados.dashboard import DashboardServer
 from aitrados.runtime import Runtime
 
+from conftest import joined_subscriber
 from test_dashboard_browser import submit_one
 from test_trading_runtime import SYM, make_runtime
 
@@ -103,8 +104,7 @@ def test_page_needs_the_token_and_the_stream_grows_with_the_replay(rt: Runtime) 
 
 
 def run_replay(rt: Runtime) -> None:
-    with rt.mw.subscriber(["replay.end"]) as sub:
-        time.sleep(0.3)
+    with joined_subscriber(rt.mw, ["replay.end"]) as sub:
         rt.start_replay()
         assert sub.recv(timeout=60) is not None
     assert rt.wait_replay(60)

@@ -21,7 +21,7 @@ import pytest
 from aitrados.runtime import Runtime
 from aitrados.trading.strategy import Strategy
 
-from conftest import PYTHON, bus_settings
+from conftest import PYTHON, bus_settings, joined_subscriber
 
 mcp = pytest.importorskip("mcp")
 from mcp.client import ClientSession  # noqa: E402
@@ -57,8 +57,7 @@ def runtime() -> Iterator[Runtime]:
     s.trading.risk.max_position = 5.0
     s.trading.report_dir = str(Path(d) / "report")
     rt = Runtime(s, plugins=[], strategies=[Watcher()], exit_at_end=False, start_clock=False).start()
-    with rt.mw.subscriber(["replay.end"]) as sub:  # the engine has seen BTC prices (orders need one)
-        time.sleep(0.3)
+    with joined_subscriber(rt.mw, ["replay.end"]) as sub:  # the engine has seen BTC prices (orders need one)
         rt.start_replay()
         assert sub.recv(timeout=120) is not None, "the replay did not end"
     yield rt

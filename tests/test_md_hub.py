@@ -13,7 +13,7 @@ import pytest
 
 from aitrados.runtime import Runtime
 
-from conftest import AITRADOS, PATIENT_HEARTBEATS, bus_settings, child_env
+from conftest import AITRADOS, PATIENT_HEARTBEATS, bus_settings, child_env, joined_subscriber
 
 pytestmark = pytest.mark.timeout(90)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -74,8 +74,7 @@ def test_window_hydrates_once_and_is_shared_across_processes(runtime: Runtime) -
 
 def test_stream_aggregates_like_pandas_and_aligns_without_lookahead(runtime: Runtime) -> None:
     c = runtime.mw.rpc_client(timeout=10)
-    sub = runtime.mw.subscriber(["ohlc.", "chart.", "mtf.", "replay."])
-    time.sleep(0.3)
+    sub = joined_subscriber(runtime.mw, ["ohlc.", "chart.", "mtf.", "replay."])
     c.call("chart", "add", full_symbol=SYM, interval="1M", size=300)
     c.call("mtf", "add_group", name="my-own-name", members={SYM: ["1M", "5M"]})  # starts the replay
     msgs = collect(sub)
@@ -122,8 +121,7 @@ def test_each_bar_is_encoded_once_and_bus_payloads_equal_the_in_process_events(r
     seen: dict[str, list] = {"bar": [], "chart": []}
     runtime.hub.consumers.append(lambda kind, obj: seen[kind].append(obj) if kind in seen else None)
     c = runtime.mw.rpc_client(timeout=10)
-    sub = runtime.mw.subscriber(["ohlc.", "chart.", "replay.end"])
-    time.sleep(0.3)
+    sub = joined_subscriber(runtime.mw, ["ohlc.", "chart.", "replay.end"])
     c.call("chart", "add", full_symbol=SYM, interval="1M", size=20)  # a subscription starts the replay
     msgs = collect(sub)
     sub.close()
@@ -167,8 +165,7 @@ def test_consumers_get_each_event_in_order_whether_they_finish_at_once_or_await(
 
     runtime.hub.consumers.extend([slow, marked, plain])
     c = runtime.mw.rpc_client(timeout=10)
-    sub = runtime.mw.subscriber(["replay.end"])
-    time.sleep(0.3)
+    sub = joined_subscriber(runtime.mw, ["replay.end"])
     c.call("chart", "add", full_symbol=SYM, interval="5M", size=20)  # a subscription starts the replay
     collect(sub)
     sub.close()

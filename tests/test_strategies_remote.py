@@ -312,6 +312,7 @@ def replay_orders(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[tupl
     in-process RSI strategy; returns every order and the final equity."""
     from aitrados.runtime import Runtime
     from aitrados_strategies.rsi_reversion import RsiReversion
+    from conftest import joined_subscriber
 
     sym = "CRYPTO:GLOBAL:BTCUSD"
     s = sma_replay_settings(ipc_dir, str(tmp_path / f"report-{isolate}"), sym)
@@ -321,8 +322,7 @@ def replay_orders(ipc_dir: str, tmp_path: Any, isolate: bool) -> tuple[list[tupl
         if isolate:
             assert [n for _, n, _ in rt.host.remote_strategies()] == ["sma_cross"]
             assert wait_for(lambda: "sma_cross" in rt.trading.remote, 20), "the isolated strategy never attached"
-        with rt.mw.subscriber(["replay.end"]) as sub:
-            time.sleep(0.3)
+        with joined_subscriber(rt.mw, ["replay.end"]) as sub:
             rt.start_replay()
             assert sub.recv(timeout=60) is not None, "the replay stalled"
         assert rt.wait_replay(30)

@@ -20,7 +20,7 @@ from aitrados.bus.errors import BadRequestError, UnauthorizedError
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
-from conftest import PATIENT_HEARTBEATS, bus_settings
+from conftest import PATIENT_HEARTBEATS, bus_settings, joined_subscriber
 
 pytestmark = pytest.mark.timeout(120)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -43,8 +43,7 @@ def make_runtime(ipc_dir: str, report_dir: str, bus: dict | None = None, *, dash
 
 
 def run_to_end(rt: Runtime, prefixes: list[str]) -> list:
-    sub = rt.mw.subscriber(prefixes)
-    time.sleep(0.3)
+    sub = joined_subscriber(rt.mw, prefixes)
     rt.start_replay()
     out = []
     while True:

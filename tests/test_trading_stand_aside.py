@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
-from conftest import PATIENT_HEARTBEATS, bus_settings
+from conftest import PATIENT_HEARTBEATS, bus_settings, joined_subscriber
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +29,7 @@ def run(ipc_dir: str, tmp: Path, strategy: SmaCross, calendar: list | None = Non
     s.trading.report_dir = str(tmp)
     rt = Runtime(s, plugins=[], strategies=[strategy], start_clock=False).start()
     try:
-        sub = rt.mw.subscriber([f"ohlc.{SPX}.DAY", "fill.", "calendar.", "replay.end"])
-        time.sleep(0.3)
+        sub = joined_subscriber(rt.mw, [f"ohlc.{SPX}.DAY", "fill.", "calendar.", "replay.end"])
         rt.start_replay()
         bars, fills = [], []
         while (m := sub.recv(timeout=60)) is not None and m.topic != "replay.end":
