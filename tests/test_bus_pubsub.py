@@ -23,19 +23,25 @@ from conftest import PYTHON, bus_settings, child_env
 pytestmark = pytest.mark.timeout(60)
 
 
-def settle() -> None:
-    """Give subscriptions time to travel subscriber -> router -> publisher (ZeroMQ's slow joiner)."""
-    time.sleep(0.3)
+def joined(sub: Subscriber, publish, address: str) -> int:
+    """Return once a probe sent with *publish* came back to *sub* through the router: the subscription
+    and the publisher's connection are in place (ZeroMQ's slow joiner), and nothing came before it.
+    Returns how many messages the subscriber had received by then (the probe is not the test's)."""
+    assert prove(sub, publish, address, "test") == []
+    return sub.stats.received
 
 
 def test_ordering_from_another_process(mw: Middleware, settings) -> None:
     ep = mw.endpoints("ipc")
     sub = Subscriber(ep.subscribe, ["ohlc."])
+    with Publisher(ep.publish) as pub:
+        probes = joined(sub, pub.publish, ep.subscribe)
     code = textwrap.dedent(f"""
-        import time
-        from aitrados.bus import Publisher
+        from aitrados.bus import Publisher, Subscriber
+        from aitrados.bus.probe import prove
         pub = Publisher({ep.publish!r})
-        time.sleep(0.5)
+        with Subscriber({ep.subscribe!r}) as own:  # proves this publisher's connection to the router
+            assert prove(own, pub.publish, {ep.subscribe!r}, "child") == []
         for i in range(3000):
             pub.publish("ohlc.STOCK:US:SPX." + ("1M", "5M", "DAY")[i % 3], {{"i": i}})
         pub.publish("other.topic", "not for us")
@@ -52,7 +58,7 @@ def test_ordering_from_another_process(mw: Middleware, settings) -> None:
     assert set(got) == {"ohlc.STOCK:US:SPX.1M", "ohlc.STOCK:US:SPX.5M", "ohlc.STOCK:US:SPX.DAY"}
     for k, (topic, values) in enumerate(sorted(got.items())):
         assert values == sorted(values) and len(values) == 1000
-    assert sub.stats.missed == 0 and sub.stats.gaps == 0 and sub.stats.received == 3000
+    assert sub.stats.missed == 0 and sub.stats.gaps == 0 and sub.stats.received - probes == 3000
     assert sub.recv(timeout=0.3) is None  # "other.topic" was filtered out
     sub.close()
 
@@ -60,7 +66,7 @@ def test_ordering_from_another_process(mw: Middleware, settings) -> None:
 def test_recv_batch_hands_over_every_waiting_message_in_order_mixed_with_recv(mw: Middleware) -> None:
     ep = mw.endpoints("ipc")
     with Subscriber(ep.subscribe, ["b."]) as sub, Publisher(ep.publish) as pub:
-        settle()
+        probes = joined(sub, pub.publish, ep.subscribe)
         assert sub.recv_batch(timeout=0.2) == []  # nothing yet: empty after the timeout
         for i in range(1000):
             pub.publish("b.x", i)
@@ -74,7 +80,7 @@ def test_recv_batch_hands_over_every_waiting_message_in_order_mixed_with_recv(mw
             batch = sub.recv_batch(timeout=10)
             assert batch, "messages that were published did not arrive"
             seen += [m.data for m in batch]
-        assert seen == list(range(1000)) and sub.stats.received == 1000 and sub.stats.missed == 0
+        assert seen == list(range(1000)) and sub.stats.received - probes == 1000 and sub.stats.missed == 0
         assert sub.recv_batch(timeout=0.2) == []
 
 
@@ -84,7 +90,7 @@ def test_gap_detected_when_a_slow_subscriber_overflows(ipc_dir: str) -> None:
     with Middleware(s) as mw:
         sub = Subscriber(mw.endpoints("ipc").subscribe, ["bar."], hwm=50)
         pub = Publisher(mw.endpoints("ipc").publish, hwm=50)
-        settle()
+        probes = joined(sub, pub.publish, mw.endpoints("ipc").subscribe)
         n = 20_000
         for i in range(n):
             pub.publish("bar.X", i)
@@ -98,7 +104,7 @@ def test_gap_detected_when_a_slow_subscriber_overflows(ipc_dir: str) -> None:
         st = sub.stats
         assert seen == sorted(seen) and seen[-1] == n + 1
         assert st.gaps > 0 and st.missed > 0
-        assert st.received + st.missed == n + 1 - (seen[0] - 1)
+        assert st.received - probes + st.missed == n + 1 - (seen[0] - 1)
         sub.close()
         pub.close()
 
@@ -110,7 +116,10 @@ def test_malformed_messages_dropped_and_counted(mw: Middleware) -> None:
     raw.linger = 0
     raw.connect(ep.publish)
     pub = Publisher(ep.publish)
-    settle()
+    joined(sub, pub.publish, ep.subscribe)
+    probes = iter(range(1, 10_000))
+    joined(sub, lambda topic, obj: raw.send_multipart([topic.encode(), P.META.pack(1, b"rawprobe", next(probes)),
+                                                       P.encode(obj)]), ep.subscribe)
     raw.send_multipart([b"t.bad", b"\x09" + b"x" * 16, b"\x80"])   # wrong meta version
     raw.send_multipart([b"t.bad", P.META.pack(1, b"abcdefgh", 1), b"\xc1"])  # undecodable body
     raw.send_multipart([b"\xff\xfe", P.META.pack(1, b"abcdefgh", 1), P.encode(1)])  # topic not UTF-8
@@ -212,9 +221,9 @@ def test_handler_subscription_survives_a_failing_handler(mw: Middleware) -> None
             raise RuntimeError("handler bug")
         got.append(m.data)
 
-    stop = sub.start(handler)
     pub = mw.publisher()
-    time.sleep(0.3)
+    joined(sub, pub.publish, mw.endpoints().subscribe)
+    stop = sub.start(handler)
     for v in (1, "boom", 2):
         pub.publish("h.x", v)
     deadline = time.monotonic() + 5
