@@ -13,11 +13,13 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from aitrados.bus.client import RPCClient
 from aitrados.bus.probe import prove
 from aitrados.bus.pubsub import Subscriber
 from aitrados.middleware import Middleware
@@ -136,3 +138,15 @@ def child_env(settings: Settings | None = None) -> dict[str, str]:
 
 #: How tests run the command line (the installed `aitrados` script of this interpreter).
 AITRADOS = [PYTHON, "-m", "aitrados"]
+
+
+def wait_for_service(client: RPCClient, name: str, workers: int = 1, timeout: float = 10.0) -> None:
+    """Return once the router lists *workers* workers of service *name* (a worker's ``start`` returns
+    when its READY is sent, not when the router has read it); fails after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.call("middleware", "services").get(name)
+        if info and len(info["workers"]) >= workers:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"service {name} never registered {workers} worker(s)")

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from aitrados.bus import Service, UnauthorizedError, rpc_method
+from aitrados.bus.probe import prove
 from aitrados.middleware import Middleware
 
-from conftest import AITRADOS, clean_environ
+from conftest import AITRADOS, clean_environ, wait_for_service
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,7 +42,7 @@ def aitrados(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess
 
 def test_call_prints_json(mw: Middleware) -> None:
     mw.serve(Shop())
-    time.sleep(0.2)
+    wait_for_service(mw.rpc_client(timeout=10), "shop")
     r = aitrados("call", "shop", "price", "item=apple", "qty=4", env=cli_env(mw))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"item": "apple", "total": 10.0}
@@ -51,6 +52,7 @@ def test_call_prints_json(mw: Middleware) -> None:
 
 def test_call_sends_the_operator_token_it_reads_from_the_ipc_folder(mw: Middleware) -> None:
     mw.serve(Shop())
+    wait_for_service(mw.rpc_client(timeout=10), "shop")
     with pytest.raises(UnauthorizedError):
         mw.rpc_client(timeout=10).call("shop", "close", reason="x")  # no token: refused
     r = aitrados("call", "shop", "close", "reason=lunch", env=cli_env(mw))
@@ -68,7 +70,7 @@ def test_status_lists_services_and_topics(mw: Middleware) -> None:
     mw.serve(Shop())
     pub = mw.publisher()
     sub = mw.subscriber(["ohlc."])
-    time.sleep(0.3)
+    assert prove(sub, pub.publish, mw.endpoints().subscribe, "test") == []
     for i in range(4):
         pub.publish("ohlc.CRYPTO:GLOBAL:BTCUSD.1M", {"close": i})
     assert sub.recv(2) is not None

@@ -24,9 +24,10 @@ from aitrados.bus import (
     ServiceWorker,
     UnknownServiceError,
 )
+from aitrados.bus.probe import prove
 from aitrados.middleware import Middleware
 
-from conftest import PYTHON, child_env
+from conftest import PYTHON, child_env, wait_for_service
 
 PEERS = str(Path(__file__).with_name("peers.py"))
 pytestmark = pytest.mark.timeout(60)
@@ -51,16 +52,6 @@ def spawn_service(name: str, backend: str, settings) -> subprocess.Popen:
                          env=child_env(settings), text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     return p
-
-
-def wait_for_service(client: RPCClient, name: str, workers: int = 1, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = client.call("middleware", "services").get(name)
-        if info and len(info["workers"]) >= workers:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"service {name} never registered {workers} worker(s)")
 
 
 def test_call_inproc_and_errors(mw: Middleware) -> None:
@@ -290,7 +281,7 @@ def test_middleware_service(mw: Middleware) -> None:
     assert stats["rpc"]["requests"] >= 1 and "malformed" in stats["rpc"]
     pub = mw.publisher()
     sub = mw.subscriber(["x."])
-    time.sleep(0.3)
+    assert prove(sub, pub.publish, mw.endpoints().subscribe, "test") == []
     for i in range(3):
         pub.publish("x.one", i)
     assert sub.recv(2) is not None
