@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-import time
-
 from aitrados.bus import Service
+from aitrados.bus.probe import prove
 from aitrados.middleware import Middleware
 
 
@@ -29,12 +28,13 @@ def main() -> None:
 
         sub = mw.subscriber(["ohlc."])
         pub = mw.publisher()
-        time.sleep(0.2)  # let the subscription reach the publisher
+        # a subscription takes a moment to reach the router: publish a probe until it comes back
+        prove(sub, pub.publish, mw.endpoints().subscribe, "example")
         for i in range(3):
             pub.publish("ohlc.STOCK:US:SPX.DAY", {"close": 4000 + i})
         while (m := sub.recv(timeout=1.0)) is not None:
             print(f"sub: {m.topic} #{m.seq} {m.data}")
-        print("subscriber stats:", sub.stats)
+        print("subscriber stats:", sub.stats)  # the probe counts as one received
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from aitrados.bus import AsyncSubscriber, Publisher, Subscriber
-from aitrados.bus.probe import prove
+from aitrados.bus.probe import aprove, prove
 from aitrados.bus.pubsub import SubscriberStats
 from aitrados.bus import protocol as P
 from aitrados.middleware import Middleware
@@ -115,8 +115,6 @@ def test_malformed_messages_dropped_and_counted(mw: Middleware) -> None:
     raw = zmq.Context.instance().socket(zmq.PUB)
     raw.linger = 0
     raw.connect(ep.publish)
-    pub = Publisher(ep.publish)
-    joined(sub, pub.publish, ep.subscribe)
     probes = iter(range(1, 10_000))
     joined(sub, lambda topic, obj: raw.send_multipart([topic.encode(), P.META.pack(1, b"rawprobe", next(probes)),
                                                        P.encode(obj)]), ep.subscribe)
@@ -124,8 +122,8 @@ def test_malformed_messages_dropped_and_counted(mw: Middleware) -> None:
     raw.send_multipart([b"t.bad", P.META.pack(1, b"abcdefgh", 1), b"\xc1"])  # undecodable body
     raw.send_multipart([b"\xff\xfe", P.META.pack(1, b"abcdefgh", 1), P.encode(1)])  # topic not UTF-8
     raw.send_multipart([b"t.bad", b"only two frames"])  # last: back-to-back short ones may count once
-    time.sleep(0.3)  # the two publishers' streams are fair-queued: keep the bad ones first
-    pub.publish("t.good", {"ok": True})
+    # the good one on the same connection: the router keeps one connection's order
+    raw.send_multipart([b"t.good", P.META.pack(1, b"rawgood1", 1), P.encode({"ok": True})])
     m = sub.recv(timeout=3)
     assert m is not None and m.topic == "t.good" and m.data == {"ok": True}
     assert sub.stats.malformed == 4
@@ -187,7 +185,7 @@ def test_async_subscriber_and_prefixes(mw: Middleware) -> None:
     async def run() -> list[tuple[str, object]]:
         sub = AsyncSubscriber(mw.endpoints().subscribe, ["news.", "calendar."], context=mw.context)
         pub = mw.publisher()
-        await asyncio.sleep(0.3)
+        assert await aprove(sub, pub.publish, mw.endpoints().subscribe, "test") == []
         pub.publish("ohlc.A.1M", 0)
         pub.publish("news.STOCK:US:SPX", "headline")
         pub.publish("calendar.US", {"event": "CPI"})
@@ -244,9 +242,9 @@ def test_async_handler_subscription(mw: Middleware) -> None:
             if len(got) == 3:
                 done.set()
 
-        task = asyncio.ensure_future(sub.run(handler))
         pub = mw.publisher()
-        await asyncio.sleep(0.3)
+        assert await aprove(sub, pub.publish, mw.endpoints().subscribe, "test") == []
+        task = asyncio.ensure_future(sub.run(handler))
         for i in range(3):
             pub.publish("ah.t", i)
         await asyncio.wait_for(done.wait(), 5)

@@ -110,7 +110,11 @@ def test_worker_killed_mid_request_gets_error_not_hang(mw: Middleware, settings)
 
     t = threading.Thread(target=call)
     t.start()
-    time.sleep(0.5)
+    watcher = mw.rpc_client(timeout=10)  # the call's client is busy in its thread
+    deadline = time.monotonic() + 20
+    while not watcher.call("middleware", "services")["victim"]["workers"][0]["inflight"]:
+        assert time.monotonic() < deadline, "the call never reached the worker"
+        time.sleep(0.02)
     svc.kill()
     svc.wait()
     t.join(10)
@@ -284,7 +288,7 @@ def test_middleware_service(mw: Middleware) -> None:
     assert prove(sub, pub.publish, mw.endpoints().subscribe, "test") == []
     for i in range(3):
         pub.publish("x.one", i)
-    assert sub.recv(2) is not None
+    assert sub.recv(timeout=10) is not None
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         topics = c.call("middleware", "topics")

@@ -187,7 +187,7 @@ def test_daily_reconnect_backfills_every_day_bar_exactly_once(speed: float) -> N
 def test_first_subscribe_waits_for_symbols_subscribed_one_after_another() -> None:
     async def run() -> None:
         st = daily(replay_start=dt.datetime(2018, 6, 1), replay_autostart="first_subscribe",
-                   replay_autostart_grace=1.0)
+                   replay_autostart_grace=3.0)
         async with ReplayServer(st) as srv:
             c = AitradosWSClient(srv.ws_url, "any-key")
             await c.start()

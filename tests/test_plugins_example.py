@@ -23,7 +23,7 @@ def test_isolated_cpu_heavy_strategy_keeps_the_middleware_responsive(monkeypatch
     assert len(r["pids"]) == 1 and os.getpid() not in r["pids"]
     assert r["cpu"] >= 0.1  # CPU seconds the worker spent between its first and last bar
     # the middleware answered every ping meanwhile (1 s timeout each, a ping every ~5 ms)
-    assert r["timeouts"] == 0 and len(r["latencies"]) >= 50
+    assert r["timeouts"] == 0 and len(r["latencies"]) >= 20
 
 
 @pytest.mark.timing

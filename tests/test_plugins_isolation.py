@@ -29,7 +29,7 @@ from conftest import clean_environ
 
 pytestmark = pytest.mark.timeout(90)
 
-FAST = dict(restart_backoff=0.05, restart_backoff_max=0.2, worker_start_timeout=30, check_timeout=1.0)
+FAST = dict(restart_backoff=0.05, restart_backoff_max=0.2, worker_start_timeout=30, check_timeout=3.0)
 
 
 def alive(pid: int) -> bool:
@@ -132,7 +132,7 @@ def test_isolated_check_order_is_asked_over_rpc_and_fails_closed(env) -> None:
     assert typed.reason == "isolated says no to Order with RiskContext at 2024-03-01"
     assert h.check_order(Order(2, "STOCK:US:SPY", "buy", 5.0, "market", t),
                          RiskContext(now=t, position=0.0, price=10.0, equity=1e4)).accepted
-    # too slow (the hook sleeps 5 s, check_timeout is 1 s): rejected
+    # too slow (the hook sleeps 5 s, check_timeout is 3 s): rejected
     late = h.check_order({"symbol": "SLOW", "quantity": 1}, {})
     assert not late.accepted and "RPCTimeoutError" in late.reason
 

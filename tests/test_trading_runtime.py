@@ -20,7 +20,7 @@ from aitrados.bus.errors import BadRequestError, UnauthorizedError
 from aitrados.runtime import Runtime
 from aitrados_strategies.sma_cross import SmaCross
 
-from conftest import PATIENT_HEARTBEATS, bus_settings, joined_subscriber
+from conftest import PATIENT_HEARTBEATS, bus_settings, joined_subscriber, wait_for_service
 
 pytestmark = pytest.mark.timeout(120)
 SYM = "CRYPTO:GLOBAL:BTCUSD"
@@ -226,10 +226,8 @@ def test_malformed_requests_to_core_services_are_answered_and_they_keep_serving(
     c = rt.mw.rpc_client(timeout=10)
     # `runtime` is served last and its worker's READY may still be on its way to the router: the
     # snapshot is taken once every service of the run is listed
-    deadline = time.monotonic() + 30
-    while "runtime" not in (before := c.call("middleware", "services")):
-        assert time.monotonic() < deadline, f"the runtime service never registered: {sorted(before)}"
-        time.sleep(0.05)
+    wait_for_service(c, "runtime", timeout=30)
+    before = c.call("middleware", "services")
     for name, method in ((b"trading", "risk_state"), (b"chart", "list"), (b"mtf", "list_groups")):
         with pytest.raises(BadRequestError):
             c.call_raw(name, P.encode({"method": [1]}))
@@ -252,6 +250,7 @@ def test_service_heartbeats_do_not_wait_for_a_busy_runtime_loop(ipc_dir: str, tm
 
 def check_heartbeats_while_the_loop_is_stuck(rt: Runtime) -> None:
     c = rt.mw.rpc_client(timeout=30)
+    wait_for_service(c, "runtime", timeout=30)  # served last: its READY may still be on its way
     before = {n: [w["id"] for w in i["workers"]] for n, i in c.call("middleware", "services").items()}
     assert {"trading", "chart", "mtf"} <= set(before)
     liveness = rt.settings.bus.heartbeat_interval * rt.settings.bus.heartbeat_liveness
